@@ -1,0 +1,270 @@
+"""The ``anyframe`` command line.
+
+Bad input (a missing or corrupt file, an impossible frame index, an unknown model folder, a malformed
+option) prints one line on stderr and exits with code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from anyframe import __version__
+from anyframe.errors import AnyframeInputError
+
+DEFAULT_MODEL_NAME = "anyframe-world-s"
+EXAMPLES = """
+Examples:
+
+  anyframe generate --prompt "a red circle moves left"
+
+  anyframe generate --prompt "a blue square moves up" --image first.png --out outputs/up.mp4
+
+  anyframe generate --prompt "" --image start.png@0 --image end.png@-1 --json   # interpolation
+
+  anyframe model init --size S --out models/anyframe-random   # an untrained model folder
+"""
+
+app = typer.Typer(
+    help="anyframe: generate video from text and from images placed at any frame." + EXAMPLES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+model_app = typer.Typer(help="Build and inspect model folders.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"anyframe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+def default_model_dir() -> Path | None:
+    """``$ANYFRAME_MODEL``, else the shipped ``checkpoints/anyframe-world-s`` of a source checkout."""
+    env = os.environ.get("ANYFRAME_MODEL")
+    if env:
+        return Path(env)
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / DEFAULT_MODEL_NAME
+    return shipped if shipped.is_dir() else None
+
+
+def parse_image_spec(spec: str) -> tuple[Path, int]:
+    """``PATH[@INDEX]`` → (path, index). A path that itself contains ``@`` is taken whole if it exists."""
+    if Path(spec).is_file():
+        return Path(spec), 0
+    path, sep, index = spec.rpartition("@")
+    if sep and re.fullmatch(r"[+-]?\d+", index):
+        return Path(path), int(index)
+    return Path(spec), 0
+
+
+def _silence_libraries() -> None:
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "video"
+
+
+@app.command(epilog=EXAMPLES)
+def generate(
+    prompt: str = typer.Option("", "--prompt", "-p", help="What happens in the video."),
+    image: list[str] = typer.Option(
+        [], "--image", "-i", help="Keyframe image PATH[@INDEX]; INDEX defaults to 0, negative counts from the end. Repeatable."
+    ),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Pipeline folder (default: the shipped model)."),
+    negative_prompt: str | None = typer.Option(None, "--negative-prompt", help="Replaces the empty prompt in guidance."),
+    num_frames: int | None = typer.Option(None, "--num-frames", "-n", help="Frames (default: the model's)."),
+    height: int | None = typer.Option(None, "--height", help="Pixels (default: the model's)."),
+    width: int | None = typer.Option(None, "--width", help="Pixels (default: the model's)."),
+    steps: int = typer.Option(25, "--steps", help="Sampling steps."),
+    guidance: float = typer.Option(7.5, "--guidance", "-g", help="Guidance scale (1 = no guidance)."),
+    guidance_mode: str = typer.Option("jit", "--guidance-mode", help="jit | cfg | text-image | none."),
+    image_guidance: float | None = typer.Option(None, "--image-guidance", help="Image scale for --guidance-mode text-image."),
+    renorm: str = typer.Option("full", "--renorm", help="CFG renormalisation: full | clamp | none."),
+    sampler: str | None = typer.Option(None, "--sampler", help="euler | unipc (default: the model's scheduler)."),
+    seed: int | None = typer.Option(None, "--seed", "-s", help="Random seed (default: a random one, reported)."),
+    fps: float = typer.Option(8.0, "--fps", help="Frame rate of the written video."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .mp4 (or .gif); a <out>.png filmstrip is written beside it."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON line with the paths, frame count, size, seconds and seed."),
+) -> None:
+    """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
+    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_MODES
+    from anyframe.flow.sampling import SAMPLERS
+    from anyframe.io import load_image
+
+    # ---- validate everything that needs no model, before loading one
+    if not prompt.strip() and not image:
+        raise AnyframeInputError("give --prompt, --image, or both")
+    if guidance_mode not in GUIDANCE_MODES:
+        raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
+    if renorm not in (*RENORM_MODES, "none"):
+        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, got {renorm!r}")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise AnyframeInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if steps < 1:
+        raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
+    if num_frames is not None and num_frames < 1:
+        raise AnyframeInputError(f"--num-frames must be at least 1, got {num_frames}")
+    if fps <= 0:
+        raise AnyframeInputError(f"--fps must be positive, got {fps}")
+    if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
+        raise AnyframeInputError(f"--out must end in .mp4 or .gif, got {out}")
+    specs = [parse_image_spec(s) for s in image]
+    images = [(load_image(path), index) for path, index in specs]  # missing / corrupt → input error
+
+    model_dir = model or default_model_dir()
+    if model_dir is None:
+        raise AnyframeInputError(
+            "no --model given and no shipped default model; build one with "
+            "`anyframe model init --out models/anyframe-random` and pass --model models/anyframe-random"
+        )
+
+    _silence_libraries()
+    import numpy as np
+
+    from anyframe.io import write_filmstrip, write_gif, write_mp4
+    from anyframe.pipeline import AnyFramePipeline, Keyframe, resolve_frame_index
+
+    pipe = AnyFramePipeline.from_pretrained(model_dir)
+    frames_total = pipe.default_num_frames if num_frames is None else num_frames
+    for _, index in images:
+        resolve_frame_index(index, frames_total)  # out of range → input error, before sampling
+    if as_json:
+        pipe.set_progress_bar_config(disable=True)
+
+    start = time.perf_counter()
+    result = pipe(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        keyframes=[Keyframe(img, index) for img, index in images],
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        guidance_mode=guidance_mode,
+        image_guidance_scale=image_guidance,
+        renorm=None if renorm == "none" else renorm,
+        sampler=sampler,
+        seed=seed,
+        output_type="np",
+    )
+    seconds = time.perf_counter() - start
+    video = (np.clip(result.frames[0], 0, 1) * 255).round().astype(np.uint8)  # [T, H, W, 3]
+
+    out = out or Path("outputs") / f"{_slug(prompt or 'keyframes')}-s{result.seed}.mp4"
+    strip_path = out.with_suffix(".png")
+    (write_gif if out.suffix.lower() == ".gif" else write_mp4)(video, out, fps=fps)
+    write_filmstrip(video, strip_path, marked=result.keyframe_indices)
+
+    t, h, w = video.shape[:3]
+    record = {
+        "video": str(out),
+        "filmstrip": str(strip_path),
+        "frames": t,
+        "height": h,
+        "width": w,
+        "fps": fps,
+        "seconds": round(seconds, 3),
+        "seed": result.seed,
+        "keyframes": list(result.keyframe_indices),
+        "model": str(model_dir),
+    }
+    if as_json:
+        typer.echo(json.dumps(record))
+    else:
+        from rich.console import Console
+
+        Console(stderr=False).print(
+            f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s, seed {result.seed}"
+        )
+
+
+@model_app.command("init")
+def model_init(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to create."),
+    size: str = typer.Option("S", "--size", help="World preset: tiny | S."),
+    seed: int = typer.Option(0, "--seed", help="Initialisation seed."),
+    shift: float = typer.Option(1.0, "--shift", help="Timestep shift of the sampler."),
+    clean_timestep: bool = typer.Option(False, "--clean-timestep", help="Conditioned frames carry σ = 0."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
+) -> None:
+    """Create an untrained (randomly initialised) world-scale pipeline folder."""
+    from anyframe.pipeline import WORLD_PRESETS, build_world_pipeline
+
+    if size not in WORLD_PRESETS:
+        raise AnyframeInputError(f"--size must be one of {', '.join(WORLD_PRESETS)}, got {size!r}")
+    if shift <= 0:
+        raise AnyframeInputError(f"--shift must be positive, got {shift}")
+    if out.exists() and not force:
+        raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
+    _silence_libraries()
+    pipe = build_world_pipeline(size, seed=seed, shift=shift, clean_timestep=clean_timestep)
+    pipe.save_pretrained(out)
+    params = sum(p.numel() for p in pipe.transformer.parameters())
+    typer.echo(f"wrote an untrained {size} pipeline ({params / 1e6:.1f}M backbone parameters) to {out}")
+
+
+def _click_exceptions() -> list:
+    """Click's exception modules: recent typer vendors click as ``typer._click``, older typer uses click."""
+    modules = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    return modules
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: input errors → one line on stderr, exit 2; no tracebacks for them."""
+    modules = _click_exceptions()
+    no_args = tuple(m.NoArgsIsHelpError for m in modules if hasattr(m, "NoArgsIsHelpError"))
+    usage = tuple(m.UsageError for m in modules if hasattr(m, "UsageError"))
+    aborts = tuple(m.Abort for m in modules if hasattr(m, "Abort")) + (typer.Abort,)
+    exits = tuple(m.Exit for m in modules if hasattr(m, "Exit")) + (typer.Exit,)
+    try:
+        code = app(args=argv, prog_name="anyframe", standalone_mode=False)
+    except AnyframeInputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except no_args as exc:  # bare `anyframe` or `anyframe model`: show the help
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
+    except usage as exc:
+        typer.echo(f"error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(2)
+    except aborts:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except exits as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The conditioning protocol: how a method turns a request or a training batch into backbone inputs.
+
+A conditioning method is one file and one :class:`ConditioningMethod` subclass. It serves both halves:
+
+Inference (the sampler loop is the same for every method)::
+
+    state = method.prepare(ConditionInputs(...))            # once per request
+    for σ in schedule:
+        inputs = method.model_inputs(x, σ, state, branch)   # per guidance branch, batched
+        v = backbone(**inputs.as_kwargs()).sample
+        x = scheduler.step(guidance(v...), σ, x)
+        x = method.after_step(x, σ_next, state)
+    latents = method.finalize(x, state)
+
+Training::
+
+    out = method.training_inputs(TrainingBatch(...), sigma, noise, generator)
+    loss = flow_matching_loss(backbone(**out.model_inputs.as_kwargs()).sample, out.target, out.loss_mask, out.loss_weight)
+
+Methods may hold trainable parameters (FlashI2V's φ, adapters), so the base class is a diffusers
+``ModelMixin`` + ``ConfigMixin``: a method saves and loads inside a pipeline folder like any model. (Each
+method's module must import ``ModelMixin``: diffusers' loader looks the base class up in that module.)
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field, fields, replace
+
+from pathlib import Path
+
+import torch
+from diffusers.configuration_utils import ConfigMixin
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import save_file
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor
+
+from anyframe.flow.guidance import Branch
+from anyframe.models.text_encoder import TextCondition
+
+
+@dataclass
+class ModelInputs:
+    """Keyword arguments of a backbone's ``forward`` (see ``STIVTransformer.forward``)."""
+
+    hidden_states: Tensor  # [B, C, T, H, W]
+    timestep: Tensor  # [B] or [B, T], σ·1000
+    encoder_hidden_states: Tensor  # [B, L, text_dim]
+    encoder_attention_mask: Tensor | None = None  # [B, L]
+    micro_conditions: Tensor | None = None  # [B, 5]
+    extra_channels: Tensor | None = None  # [B, C_extra, T, H, W]
+
+    def as_kwargs(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @staticmethod
+    def cat(inputs: list[ModelInputs]) -> ModelInputs:
+        """Concatenate along the batch (guidance branches → one forward). Scalar-σ inputs are expanded
+        to per-frame σ when another branch carries per-frame σ."""
+        if len(inputs) == 1:
+            return inputs[0]
+        num_frames = inputs[0].hidden_states.shape[2]
+        per_frame = any(i.timestep.ndim == 2 for i in inputs)
+        out = {}
+        for f in fields(ModelInputs):
+            values = [getattr(i, f.name) for i in inputs]
+            if all(v is None for v in values):
+                out[f.name] = None
+                continue
+            if any(v is None for v in values):
+                raise ValueError(f"cannot batch branches where only some have {f.name}")
+            if f.name == "timestep" and per_frame:
+                values = [v if v.ndim == 2 else v[:, None].expand(-1, num_frames) for v in values]
+            out[f.name] = torch.cat(values)
+        return ModelInputs(**out)
+
+
+@dataclass
+class ConditionInputs:
+    """What a pipeline hands a method at inference, already encoded."""
+
+    noise: Tensor  # [B, C, T, H, W], the starting state x_1
+    text: TextCondition  # the prompt
+    null_text: TextCondition  # the negative prompt, or the empty prompt
+    micro_conditions: Tensor | None = None  # [B, 5]
+    keyframe_latents: Tensor | None = None  # [B, C, K, H, W], one latent frame per keyframe
+    keyframe_indices: tuple[int, ...] = ()  # K non-negative latent frame indices
+
+
+@dataclass
+class ConditionState:
+    """Per-request state shared by all methods; methods subclass it with their own fields."""
+
+    text: TextCondition
+    null_text: TextCondition
+    micro_conditions: Tensor | None
+
+    @property
+    def has_image(self) -> bool:
+        """Whether an image condition is present (if not, image-dropping branches are identical)."""
+        return False
+
+    def generated_mask(self) -> Tensor | None:
+        """``[B, 1, T, 1, 1]`` 1 where frames are generated (for renormalisation norms); None = all."""
+        return None
+
+
+@dataclass
+class TrainingBatch:
+    """A batch of encoded training clips."""
+
+    latents: Tensor  # [B, C, T, H, W], clean
+    text: TextCondition
+    null_text: TextCondition  # the empty prompt, broadcast to B, used for text dropout
+    micro_conditions: Tensor | None = None
+    extras: dict = field(default_factory=dict)  # method-specific inputs (masks, per-frame captions...)
+
+
+@dataclass
+class TrainingInputs:
+    """What a method returns for one training step."""
+
+    model_inputs: ModelInputs
+    target: Tensor  # [B, C', T, H, W]
+    loss_mask: Tensor | None = None  # broadcastable to target: 1 where the loss counts
+    loss_weight: Tensor | None = None  # [B]
+    info: dict = field(default_factory=dict)  # for logging (sampled tasks, dropout flags...)
+
+
+class ConditioningMethod(ModelMixin, ConfigMixin):
+    """Base class of conditioning methods. Subclasses implement :meth:`prepare`,
+    :meth:`model_inputs` and :meth:`training_inputs`; :meth:`after_step` and :meth:`finalize` default
+    to doing nothing."""
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """diffusers writes no weights file for a module without parameters (frame replacement), and
+        its loader then looks for a pickle; always leave a (possibly empty) safetensors file."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        weights = Path(save_directory) / SAFETENSORS_WEIGHTS_NAME
+        if not any(Path(save_directory).glob("*.safetensors")):
+            save_file({}, str(weights), metadata={"format": "pt"})
+
+    @abstractmethod
+    def prepare(self, inputs: ConditionInputs) -> ConditionState: ...
+
+    @abstractmethod
+    def model_inputs(self, x: Tensor, sigma: Tensor, state: ConditionState, branch: Branch) -> ModelInputs:
+        """Backbone inputs for the sampler state ``x`` at noise level ``sigma`` [B] for one guidance branch."""
+
+    def after_step(self, x: Tensor, sigma_next: Tensor, state: ConditionState) -> Tensor:
+        return x
+
+    def finalize(self, x: Tensor, state: ConditionState) -> Tensor:
+        """The clean video latents from the final sampler state."""
+        return x
+
+    def canonical_branch(self, branch: Branch, state: ConditionState) -> Branch:
+        """Branches that give identical inputs map to one (no image → the image flag is moot)."""
+        return branch if state.has_image else replace(branch, image=False)
+
+    @abstractmethod
+    def training_inputs(
+        self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
+    ) -> TrainingInputs: ...

@@ -1,0 +1,59 @@
+"""The linear (rectified-flow) path between data and noise, and its loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _broadcast_sigma(sigma: Tensor, like: Tensor) -> Tensor:
+    """σ of shape ``[B]`` or per frame ``[B, T]`` → broadcastable to ``[B, C, T, H, W]``."""
+    if sigma.ndim == 1:
+        return sigma.view(-1, *([1] * (like.ndim - 1)))
+    if sigma.ndim == 2 and like.ndim == 5:
+        return sigma[:, None, :, None, None]
+    raise ValueError(f"sigma must be [B] or [B, T], got {tuple(sigma.shape)} for data {tuple(like.shape)}")
+
+
+def add_noise(x0: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
+    """``x_σ = (1 − σ)·x0 + σ·ε``; σ is ``[B]`` or per frame ``[B, T]``."""
+    s = _broadcast_sigma(sigma, x0).to(x0.dtype)
+    return (1 - s) * x0 + s * noise
+
+
+def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:
+    """The flow-matching regression target ``v = ε − x0`` (dx_σ/dσ)."""
+    return noise - x0
+
+
+def flow_matching_loss(
+    prediction: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Masked, per-sample-weighted mean squared error.
+
+    Args:
+        prediction, target: ``[B, ...]``.
+        mask: broadcastable to ``prediction``; 1 where the element counts (e.g. 0 on replaced frames).
+        weight: ``[B]`` per-sample weights.
+        reduction: ``"mean"`` (a scalar: the weighted mean of per-sample losses) or ``"none"`` (``[B]``).
+
+    Each sample's loss is the mean over its *unmasked* elements, so a clip with 4 conditioned frames is
+    not down-weighted relative to a text-to-video clip.
+    """
+    err = (prediction.float() - target.float()) ** 2
+    if mask is None:
+        per_sample = err.flatten(1).mean(1)
+    else:
+        m = mask.to(err.dtype).expand_as(err)
+        per_sample = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1.0)
+    if weight is not None:
+        per_sample = per_sample * weight.to(per_sample.dtype)
+    if reduction == "none":
+        return per_sample
+    if reduction == "mean":
+        return per_sample.mean()
+    raise ValueError(f"unknown reduction {reduction!r}")

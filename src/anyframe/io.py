@@ -1,0 +1,208 @@
+"""Image and video I/O: read keyframe images, write mp4 / GIF / PNG frames / PNG filmstrips.
+
+Every writer is atomic: it writes a temporary file beside the target and renames it, so a failure
+never leaves a partial output. Frames are ``uint8`` arrays ``[T, H, W, 3]``.
+
+Keyframe images are fitted to the model size by one rule (:func:`fit_image`): scale so the image
+*covers* ``height × width`` (keeping its aspect ratio, Lanczos), then centre-crop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from anyframe.errors import AnyframeInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+
+
+# ------------------------------------------------------------------------------------------- read
+
+
+def load_image(source: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:
+    """An RGB PIL image from a path (PNG/JPEG/WebP/...), a PIL image of any mode, or an array.
+
+    Raises :class:`AnyframeInputError` for a missing or undecodable file. Transparency is composited
+    on black.
+    """
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.dtype != np.uint8:
+            arr = (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise AnyframeInputError(f"image array must be [H, W], [H, W, 3] or [H, W, 4], got {arr.shape}")
+        source = Image.fromarray(arr)
+    if isinstance(source, Image.Image):
+        return _to_rgb(source)
+    path = Path(source)
+    if not path.is_file():
+        raise AnyframeInputError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_rgb(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise AnyframeInputError(f"cannot read image {path}: {exc}") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def fit_image(img: Image.Image, height: int, width: int) -> Image.Image:
+    """Resize so the image covers ``height × width`` (aspect kept, Lanczos), then centre-crop."""
+    w, h = img.size
+    scale = max(height / h, width / w)
+    new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), Image.Resampling.LANCZOS)
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
+def image_to_array(img: Image.Image) -> np.ndarray:
+    """RGB PIL image → float32 ``[H, W, 3]`` in [−1, 1]."""
+    return np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+
+
+def read_video(path: str | os.PathLike) -> np.ndarray:
+    """Decode every frame of a video with PyAV → ``uint8 [T, H, W, 3]``."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnyframeInputError(f"video not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise AnyframeInputError(f"cannot decode video {path}: {exc}") from None
+    if not frames:
+        raise AnyframeInputError(f"video has no frames: {path}")
+    return np.stack(frames)
+
+
+# ------------------------------------------------------------------------------------------ write
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_permissions(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a ``mkstemp``/``mkdtemp`` result (0600/0700) the permissions a plain ``open`` would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    default_permissions(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3], got {frames.shape}")
+    if frames.dtype != np.uint8:
+        frames = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return frames
+
+
+def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, crf: int = 12) -> Path:
+    """H.264 mp4 (libx264, yuv420p) via PyAV. Odd sizes are padded by one pixel (yuv420p needs even)."""
+    frames = _check_frames(frames)
+    t, h, w, _ = frames.shape
+    pad_h, pad_w = h % 2, w % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            stream.width, stream.height = w + pad_w, h + pad_h
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "medium"}
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return Path(path)
+
+
+def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0) -> Path:
+    frames = _check_frames(frames)
+    images = [Image.fromarray(f) for f in frames]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    return Path(path)
+
+
+def write_png_frames(frames: np.ndarray, directory: str | os.PathLike) -> list[Path]:
+    """``frame_0000.png``, ``frame_0001.png``... in ``directory``."""
+    frames = _check_frames(frames)
+    directory = Path(directory)
+    paths = []
+    for i, frame in enumerate(frames):
+        p = directory / f"frame_{i:04d}.png"
+        with atomic_path(p) as tmp:
+            Image.fromarray(frame).save(tmp, format="PNG")
+        paths.append(p)
+    return paths
+
+
+def filmstrip(frames: np.ndarray, scale: int | None = None, gap: int = 2, marked: tuple[int, ...] = ()) -> np.ndarray:
+    """Frames side by side on one row → ``uint8 [H', W', 3]``.
+
+    ``scale``: integer nearest-neighbour upscaling (default: so that frames are at least 96 px tall,
+    since world-scale clips are 32×32). ``marked`` frames (keyframes) get a white border.
+    """
+    frames = _check_frames(frames)
+    t, h, w, _ = frames.shape
+    scale = scale or max(1, -(-96 // h))
+    big = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    hh, ww = h * scale, w * scale
+    border = max(1, scale // 2)
+    strip = np.full((hh + 2 * border, t * (ww + gap) - gap + 2 * border, 3), 40, dtype=np.uint8)
+    for i in range(t):
+        x0 = border + i * (ww + gap)
+        if i in marked:
+            strip[:, x0 - border : x0 + ww + border] = 255
+        strip[border : border + hh, x0 : x0 + ww] = big[i]
+    return strip
+
+
+def write_filmstrip(
+    frames: np.ndarray, path: str | os.PathLike, scale: int | None = None, marked: tuple[int, ...] = ()
+) -> Path:
+    strip = filmstrip(frames, scale=scale, marked=marked)
+    with atomic_path(path) as tmp:
+        Image.fromarray(strip).save(tmp, format="PNG")
+    return Path(path)

@@ -1,0 +1,493 @@
+"""The STIV backbone: a DiT over video latents with factorized spatial/temporal attention.
+
+STIV (stiv.txt §2.1–2.2, Fig. 2): PixArt-α blocks with
+- factorized attention per block: spatial self-attention (2D RoPE), temporal self-attention (1D RoPE),
+  cross-attention to text tokens (padding mask), then an FFN;
+- QK RMSNorm, and sandwich norm: ``x + gate · LN(F(scale · LN(x) + shift))`` with stateless LayerNorms;
+- shared AdaLN (PixArt-α's adaLN-single): one modulation MLP for all blocks, a learned offset per block;
+- the singleton condition = timestep + micro conditions + pooled text, each through a stateless
+  LayerNorm, then summed.
+
+The backbone knows tensors, not tasks: conditioning methods hand it hidden states (plus optional extra
+channels), timesteps ``[B]`` or per frame ``[B, T]``, text tokens and micro conditions.
+
+Layout inside: ``x`` is kept as ``(B, T', N, D)`` — T' temporal tokens, N = H'·W' spatial tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import (
+    PixArtAlphaTextProjection,
+    TimestepEmbedding,
+    Timesteps,
+    apply_rotary_emb,
+    get_1d_rotary_pos_embed,
+)
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor, nn
+
+MICRO_CONDITIONS = ("frame_stride", "original_height", "original_width", "crop_top", "crop_left")
+"""The order of the ``micro_conditions`` columns. ``frame_stride`` holds the stride (or the fps, if a
+recipe trains with fps); the original size and crop coordinates are in pixels (SDXL / STIV)."""
+_MICRO_GROUPS = (1, 2, 2)  # stride | original size | crop: each group gets its own MLP and LayerNorm
+
+
+def _stateless_ln(x: Tensor, eps: float = 1e-6) -> Tensor:
+    return F.layer_norm(x, (x.shape[-1],), eps=eps)
+
+
+# ------------------------------------------------------------------------------------------------
+#                                  Rotary position embeddings
+# ------------------------------------------------------------------------------------------------
+
+
+def _positions(n: int, base: int | None, device) -> Tensor:
+    """Token positions ``0..n-1``; with a base length, interpolated into the base range (STIV §2.4)."""
+    pos = torch.arange(n, device=device, dtype=torch.float32)
+    if base is not None and n != base:
+        pos = pos * (base / n)
+    return pos
+
+
+def rope_1d(n: int, head_dim: int, theta: float, base: int | None = None, device=None) -> tuple[Tensor, Tensor]:
+    """(cos, sin), each ``[n, head_dim]``, interleaved-pair layout (diffusers ``use_real_unbind_dim=-1``)."""
+    return get_1d_rotary_pos_embed(head_dim, _positions(n, base, device), theta=theta, use_real=True)
+
+
+def rope_2d(
+    h: int, w: int, head_dim: int, theta: float, base: tuple[int, int] | None = None, device=None
+) -> tuple[Tensor, Tensor]:
+    """2D RoPE: half of each head rotates with the row, half with the column. ``[h·w, head_dim]`` each."""
+    half = head_dim // 2
+    ch, sh = get_1d_rotary_pos_embed(half, _positions(h, base[0] if base else None, device), theta, use_real=True)
+    cw, sw = get_1d_rotary_pos_embed(half, _positions(w, base[1] if base else None, device), theta, use_real=True)
+    cos = torch.cat([ch[:, None, :].expand(h, w, half), cw[None, :, :].expand(h, w, half)], dim=-1)
+    sin = torch.cat([sh[:, None, :].expand(h, w, half), sw[None, :, :].expand(h, w, half)], dim=-1)
+    return cos.reshape(h * w, head_dim), sin.reshape(h * w, head_dim)
+
+
+# ------------------------------------------------------------------------------------------------
+#                                          Layers
+# ------------------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head attention with QK RMSNorm, optional RoPE and key padding mask, on torch SDPA.
+
+    Written here rather than with diffusers' ``Attention`` because factorized video attention needs
+    its own token folding and 2D/1D RoPE anyway (diffusers' Wan and CogVideoX do the same).
+    """
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, qk_norm: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        kv_dim = context_dim or dim
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(kv_dim, dim)
+        self.to_v = nn.Linear(kv_dim, dim)
+        self.to_out = nn.Linear(dim, dim)
+        self.norm_q = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.norm_k = nn.RMSNorm(self.head_dim, eps=1e-6) if qk_norm else nn.Identity()
+
+    def forward(
+        self,
+        x: Tensor,  # (B, S, D)
+        context: Tensor | None = None,  # (B, L, Dc); None: self-attention
+        rope: tuple[Tensor, Tensor] | None = None,  # (S, head_dim) each
+        key_mask: Tensor | None = None,  # (B, L) bool, True = attend
+    ) -> Tensor:
+        b, s, _ = x.shape
+        ctx = x if context is None else context
+        q = self.to_q(x).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, S, hd)
+        k = self.to_k(ctx).view(b, ctx.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
+        v = self.to_v(ctx).view(b, ctx.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+        q, k = self.norm_q(q), self.norm_k(k)
+        if rope is not None:
+            q = apply_rotary_emb(q, rope, use_real_unbind_dim=-1)
+            k = apply_rotary_emb(k, rope, use_real_unbind_dim=-1)
+        attn_mask = None
+        if key_mask is not None:
+            # A row with no valid key would give NaN; let it attend everywhere instead.
+            key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
+            attn_mask = key_mask[:, None, None, :]  # (B, 1, 1, L)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, S, hd)
+        return self.to_out(out.transpose(1, 2).reshape(b, s, -1))  # (B, S, D)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class STIVBlock(nn.Module):
+    """Spatial attn → temporal attn → cross attn → FFN. Self-attentions and FFN are modulated (shift,
+    scale, gate from the shared AdaLN + this block's offset) and sandwich-normed."""
+
+    NUM_MODULATIONS = 9  # (shift, scale, gate) × (spatial, temporal, ffn)
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool, sandwich_norm: bool):
+        super().__init__()
+        self.spatial_attn = Attention(dim, num_heads, qk_norm=qk_norm)
+        self.temporal_attn = Attention(dim, num_heads, qk_norm=qk_norm)
+        self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
+        self.cross_attn = Attention(dim, num_heads, qk_norm=qk_norm)
+        self.ffn = FeedForward(dim, mlp_ratio)
+        self.sandwich_norm = sandwich_norm
+        # adaLN-single: this block's learned offset to the shared modulation.
+        self.modulation_offset = nn.Parameter(torch.zeros(self.NUM_MODULATIONS, dim))
+
+    def _post(self, x: Tensor) -> Tensor:
+        return _stateless_ln(x) if self.sandwich_norm else x
+
+    def forward(
+        self,
+        x: Tensor,  # (B, T', N, D)
+        modulation: Tensor,  # (B, T' or 1, 9, D)
+        context: Tensor,  # (B, L, D)
+        context_mask: Tensor | None,  # (B, L)
+        rope_spatial: tuple[Tensor, Tensor],
+        rope_temporal: tuple[Tensor, Tensor],
+    ) -> Tensor:
+        b, t, n, d = x.shape
+        mod = (modulation + self.modulation_offset).unsqueeze(3)  # (B, T'|1, 9, 1, D)
+        shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_f, scale_f, gate_f = mod.unbind(2)  # (B,T'|1,1,D)
+
+        # Spatial self-attention: fold frames into the batch.
+        h = _stateless_ln(x) * (1 + scale_s) + shift_s
+        h = self.spatial_attn(h.reshape(b * t, n, d), rope=rope_spatial).view(b, t, n, d)
+        x = x + gate_s * self._post(h)
+
+        # Temporal self-attention: fold space into the batch. A single frame (an image) has no
+        # temporal attention, so a T2I model is this model with fresh temporal layers (STIV §2.4).
+        if t > 1:
+            h = _stateless_ln(x) * (1 + scale_t) + shift_t
+            h = h.permute(0, 2, 1, 3).reshape(b * n, t, d)  # (B·N, T', D)
+            h = self.temporal_attn(h, rope=rope_temporal).view(b, n, t, d).permute(0, 2, 1, 3)
+            x = x + gate_t * self._post(h)
+
+        # Cross-attention to the text tokens (PixArt-α: unmodulated, output projection zero-initialised).
+        h = self.cross_attn(self.norm_cross(x).reshape(b, t * n, d), context=context, key_mask=context_mask)
+        x = x + h.view(b, t, n, d)
+
+        h = _stateless_ln(x) * (1 + scale_f) + shift_f
+        x = x + gate_f * self._post(self.ffn(h))
+        return x
+
+
+# ------------------------------------------------------------------------------------------------
+#                                          The model
+# ------------------------------------------------------------------------------------------------
+
+
+class STIVTransformer(ModelMixin, ConfigMixin):
+    """STIV diffusion transformer over video latents ``[B, C, T, H, W]``.
+
+    Args (config):
+        in_channels: latent channels of the video state.
+        out_channels: predicted channels (default ``in_channels``).
+        extra_in_channels: condition channels concatenated to the input (``extra_channels`` in
+            :meth:`forward`); their patch-embedding weights start at zero.
+        extra_out_channels: extra predicted channels (e.g. a mask velocity); their output weights start at zero.
+        patch_size: ``(pt, ph, pw)``.
+        num_layers, hidden_size, num_heads, mlp_ratio: the transformer's size.
+        text_dim: width of the text encoder's hidden states.
+        sample_size: the latent ``(T, H, W)`` the model is trained at; pipelines use it as the default size.
+        rope_theta: RoPE base.
+        rope_base_grid: token grid ``(T', H', W')`` that positions are interpolated to (STIV's
+            progressive recipe); ``None`` uses plain integer positions.
+        use_micro_conditions: embed ``micro_conditions`` (see :data:`MICRO_CONDITIONS`).
+        qk_norm, sandwich_norm: STIV's stability tricks (on by default, switchable for ablations).
+    """
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["STIVBlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 4,
+        out_channels: int | None = None,
+        extra_in_channels: int = 0,
+        extra_out_channels: int = 0,
+        patch_size: tuple[int, int, int] = (1, 2, 2),
+        num_layers: int = 2,
+        hidden_size: int = 64,
+        num_heads: int = 2,
+        mlp_ratio: float = 4.0,
+        text_dim: int = 32,
+        sample_size: tuple[int, int, int] = (8, 8, 8),
+        rope_theta: float = 10000.0,
+        rope_base_grid: tuple[int, int, int] | None = None,
+        use_micro_conditions: bool = True,
+        qk_norm: bool = True,
+        sandwich_norm: bool = True,
+        timestep_freq_dim: int = 256,
+    ):
+        super().__init__()
+        out_channels = out_channels or in_channels
+        head_dim = hidden_size // num_heads
+        if head_dim % 4:
+            raise ValueError(f"head dim {head_dim} must be divisible by 4 for 2D RoPE")
+        self.patch_size = tuple(patch_size)
+        self.out_channels = out_channels
+        pt, ph, pw = self.patch_size
+        d = hidden_size
+
+        self.patch_embed = nn.Conv3d(in_channels + extra_in_channels, d, kernel_size=self.patch_size, stride=self.patch_size)
+        self.text_proj = PixArtAlphaTextProjection(text_dim, d)  # caption tokens → D (PixArt-α)
+
+        # Singleton condition: timestep + micro conditions + pooled text, each stateless-LN'd, summed.
+        self.time_proj = Timesteps(timestep_freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(timestep_freq_dim, d)
+        self.pooled_text_embed = PixArtAlphaTextProjection(text_dim, d, act_fn="silu")
+        if use_micro_conditions:
+            self.micro_embeds = nn.ModuleList(TimestepEmbedding(timestep_freq_dim * k, d) for k in _MICRO_GROUPS)
+        # adaLN-single: ONE modulation MLP shared by all blocks; blocks add their own offsets.
+        self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(d, STIVBlock.NUM_MODULATIONS * d))
+
+        self.blocks = nn.ModuleList(
+            STIVBlock(d, num_heads, mlp_ratio, qk_norm, sandwich_norm) for _ in range(num_layers)
+        )
+        self.final_offset = nn.Parameter(torch.zeros(2, d))  # PixArt-α final (shift, scale) table
+        self.proj_out = nn.Linear(d, pt * ph * pw * (out_channels + extra_out_channels))
+        self.gradient_checkpointing = False
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        def _basic(module):
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+        self.apply(_basic)
+        # Patch embedding like a linear layer (DiT); extra condition channels start at zero so that
+        # adding them to a trained model leaves its output unchanged.
+        w = self.patch_embed.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        if self.config.extra_in_channels:
+            with torch.no_grad():
+                w[:, self.config.in_channels :].zero_()
+        nn.init.normal_(self.time_embed.linear_1.weight, std=0.02)
+        nn.init.normal_(self.time_embed.linear_2.weight, std=0.02)
+        # adaLN-Zero: the shared modulation starts at zero, so every gate is 0 and every block is the
+        # identity at initialisation (DiT §3.2); the offsets are zero-initialised parameters.
+        nn.init.zeros_(self.adaln[-1].weight)
+        nn.init.zeros_(self.adaln[-1].bias)
+        for block in self.blocks:
+            # PixArt-α zero-initialises the cross-attention output so text enters gradually.
+            nn.init.zeros_(block.cross_attn.to_out.weight)
+            nn.init.zeros_(block.cross_attn.to_out.bias)
+        # Zero output layer: an untrained model predicts 0.
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    # --------------------------------------------------------------------------------------------
+
+    def _singleton_condition(
+        self,
+        timestep: Tensor,  # (B,) or (B, T')
+        pooled_text: Tensor,  # (B, text_dim)
+        micro_conditions: Tensor | None,  # (B, 5)
+    ) -> Tensor:
+        """The singleton condition, ``(B, T' or 1, D)``."""
+        b = pooled_text.shape[0]
+        t_flat = timestep.reshape(-1)
+        t_emb = self.time_embed(self.time_proj(t_flat).to(pooled_text.dtype))
+        t_emb = t_emb.view(b, -1, t_emb.shape[-1])  # (B, T'|1, D)
+        cond = _stateless_ln(t_emb) + _stateless_ln(self.pooled_text_embed(pooled_text))[:, None]
+        if self.config.use_micro_conditions and micro_conditions is not None:
+            if micro_conditions.shape != (b, len(MICRO_CONDITIONS)):
+                raise ValueError(
+                    f"micro_conditions must be [B, {len(MICRO_CONDITIONS)}] {MICRO_CONDITIONS}, got {tuple(micro_conditions.shape)}"
+                )
+            for embed, cols in zip(self.micro_embeds, micro_conditions.split(_MICRO_GROUPS, dim=1)):
+                freqs = self.time_proj(cols.reshape(-1).float()).view(b, -1).to(pooled_text.dtype)
+                cond = cond + _stateless_ln(embed(freqs))[:, None]
+        return cond
+
+    def _token_timesteps(self, timestep: Tensor, b: int, t: int) -> Tensor:
+        """``[B]`` stays ``[B]``; per-frame ``[B, T]`` becomes ``[B, T']`` (mean over a temporal patch)."""
+        timestep = torch.as_tensor(timestep, dtype=torch.float32, device=self.device)
+        if timestep.ndim == 0:
+            timestep = timestep.expand(b)
+        if timestep.ndim == 1:
+            if timestep.shape[0] != b:
+                raise ValueError(f"timestep [B] must have B={b}, got {tuple(timestep.shape)}")
+            return timestep
+        if timestep.shape != (b, t):
+            raise ValueError(f"per-frame timestep must be [B, T] = [{b}, {t}], got {tuple(timestep.shape)}")
+        pt = self.patch_size[0]
+        return timestep.view(b, t // pt, pt).mean(-1)
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        timestep: Tensor,
+        encoder_hidden_states: Tensor,
+        encoder_attention_mask: Tensor | None = None,
+        micro_conditions: Tensor | None = None,
+        extra_channels: Tensor | None = None,
+        pooled_text: Tensor | None = None,
+        return_dict: bool = True,
+    ) -> Transformer2DModelOutput | tuple[Tensor]:
+        """Predict the velocity.
+
+        Args:
+            hidden_states: ``[B, C, T, H, W]`` noisy latents (``C = in_channels``).
+            timestep: ``[B]`` or per frame ``[B, T]``, in ``[0, 1000]`` (``σ · 1000``).
+            encoder_hidden_states: ``[B, L, text_dim]`` text tokens.
+            encoder_attention_mask: ``[B, L]``, 1 for real tokens, 0 for padding.
+            micro_conditions: ``[B, 5]`` in :data:`MICRO_CONDITIONS` order; ``None`` leaves them out.
+            extra_channels: ``[B, extra_in_channels, T, H, W]`` concatenated to the input.
+            pooled_text: ``[B, text_dim]``; default: the masked mean of ``encoder_hidden_states``.
+
+        Returns:
+            ``sample``: ``[B, out_channels + extra_out_channels, T, H, W]``.
+        """
+        cfg = self.config
+        if extra_channels is not None:
+            hidden_states = torch.cat([hidden_states, extra_channels], dim=1)
+        if hidden_states.ndim != 5:
+            raise ValueError(f"hidden_states must be [B, C, T, H, W], got {tuple(hidden_states.shape)}")
+        b, c, t, h, w = hidden_states.shape
+        pt, ph, pw = self.patch_size
+        if c != cfg.in_channels + cfg.extra_in_channels:
+            raise ValueError(
+                f"expected {cfg.in_channels} + {cfg.extra_in_channels} extra input channels, got {c}"
+            )
+        if t % pt or h % ph or w % pw:
+            raise ValueError(f"latent size {(t, h, w)} is not divisible by the patch size {self.patch_size}")
+        tt, hh, ww = t // pt, h // ph, w // pw
+
+        mask = None if encoder_attention_mask is None else encoder_attention_mask.bool()
+        if pooled_text is None:
+            if mask is None:
+                pooled_text = encoder_hidden_states.mean(1)
+            else:
+                m = mask.to(encoder_hidden_states.dtype)[..., None]
+                pooled_text = (encoder_hidden_states * m).sum(1) / m.sum(1).clamp_min(1.0)
+        context = self.text_proj(encoder_hidden_states)  # (B, L, D)
+
+        token_t = self._token_timesteps(timestep, b, t)
+        cond = self._singleton_condition(token_t, pooled_text, micro_conditions)  # (B, T'|1, D)
+        modulation = self.adaln(cond).unflatten(-1, (STIVBlock.NUM_MODULATIONS, -1))  # (B, T'|1, 9, D)
+
+        x = self.patch_embed(hidden_states)  # (B, D, T', H', W')
+        x = x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
+
+        head_dim = cfg.hidden_size // cfg.num_heads
+        base = cfg.rope_base_grid
+        rope_s = rope_2d(hh, ww, head_dim, cfg.rope_theta, (base[1], base[2]) if base else None, x.device)
+        rope_t = rope_1d(tt, head_dim, cfg.rope_theta, base[0] if base else None, x.device)
+
+        for block in self.blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x = self._gradient_checkpointing_func(block, x, modulation, context, mask, rope_s, rope_t)
+            else:
+                x = block(x, modulation, context, mask, rope_s, rope_t)
+
+        shift, scale = (self.final_offset + cond.unsqueeze(2)).unbind(2)  # (B, T'|1, D) each
+        x = _stateless_ln(x) * (1 + scale.unsqueeze(2)) + shift.unsqueeze(2)
+        x = self.proj_out(x)  # (B, T', N, pt·ph·pw·C_out)
+
+        c_out = cfg.out_channels or cfg.in_channels
+        c_out += cfg.extra_out_channels
+        x = x.view(b, tt, hh, ww, pt, ph, pw, c_out)
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c_out, t, h, w)  # (B, C_out, T, H, W)
+        if not return_dict:
+            return (x,)
+        return Transformer2DModelOutput(sample=x)
+
+    # --------------------------------------------------------------------------------------------
+
+    def with_extra_channels(self, extra_in_channels: int = 0, extra_out_channels: int = 0) -> STIVTransformer:
+        """A copy with more condition input / output channels; the new weights are zero, so the copy
+        computes the same velocity as this model (and zeros on the new output channels)."""
+        cfg = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        cfg["extra_in_channels"] = self.config.extra_in_channels + extra_in_channels
+        cfg["extra_out_channels"] = self.config.extra_out_channels + extra_out_channels
+        new = type(self)(**cfg).to(self.device)
+        if self.dtype != new.dtype:
+            new = new.to(dtype=self.dtype)
+        state = self.state_dict()
+        new_state = new.state_dict()
+        for name, tensor in state.items():
+            target = new_state[name]
+            if target.shape == tensor.shape:
+                target.copy_(tensor)
+            elif name == "patch_embed.weight":  # (D, C_in_total, pt, ph, pw): old channels first
+                target.zero_()
+                target[:, : tensor.shape[1]].copy_(tensor)
+            elif name in ("proj_out.weight", "proj_out.bias"):
+                # Output features are (pt, ph, pw, C_out) flattened; copy per patch position.
+                p = math.prod(self.patch_size)
+                c_old, c_new = tensor.shape[0] // p, target.shape[0] // p
+                target.zero_()
+                target.view(p, c_new, *target.shape[1:])[:, :c_old].copy_(tensor.view(p, c_old, *tensor.shape[1:]))
+            else:
+                raise RuntimeError(f"unexpected shape change for {name}")
+        new.load_state_dict(new_state)
+        return new
+
+
+# ------------------------------------------------------------------------------------------------
+#                                        Named sizes
+# ------------------------------------------------------------------------------------------------
+
+
+def stiv_tiny(**kwargs) -> STIVTransformer:
+    """For tests: 2 layers, width 32, 2 heads."""
+    return STIVTransformer(**{"num_layers": 2, "hidden_size": 32, "num_heads": 2, **kwargs})
+
+
+def stiv_s(**kwargs) -> STIVTransformer:
+    """The world-scale default (shapes world, 32×32 px → 8×8 latents, patch 1×2×2)."""
+    return STIVTransformer(**{"num_layers": 8, "hidden_size": 256, "num_heads": 4, **kwargs})
+
+
+def stiv_xl(**kwargs) -> STIVTransformer:
+    """STIV-XL (Table 1: 28 blocks, 1152 wide, 18 heads; "600M" counts the T2I part)."""
+    return STIVTransformer(**{"num_layers": 28, "hidden_size": 1152, "num_heads": 18, **kwargs})
+
+
+def stiv_xxl(**kwargs) -> STIVTransformer:
+    """STIV-XXL (Table 1: 38 blocks, 1536 wide, 24 heads; "1.5B")."""
+    return STIVTransformer(**{"num_layers": 38, "hidden_size": 1536, "num_heads": 24, **kwargs})
+
+
+def stiv_m(**kwargs) -> STIVTransformer:
+    """STIV-M (Table 1: 46 blocks, 3072 wide, 48 heads; "8.7B")."""
+    return STIVTransformer(**{"num_layers": 46, "hidden_size": 3072, "num_heads": 48, **kwargs})
+
+
+STIV_SIZES: dict[str, Callable[..., STIVTransformer]] = {
+    "tiny": stiv_tiny,
+    "S": stiv_s,
+    "XL": stiv_xl,
+    "XXL": stiv_xxl,
+    "M": stiv_m,
+}
+
+
+def build_stiv(size: str, **kwargs) -> STIVTransformer:
+    """Build a named size; keyword arguments override its config (channels, patch, text width...)."""
+    if size not in STIV_SIZES:
+        raise ValueError(f"unknown STIV size {size!r} ({', '.join(STIV_SIZES)})")
+    return STIV_SIZES[size](**kwargs)

@@ -1,0 +1,126 @@
+"""Text encoders built from configs: a transformers ``T5EncoderModel`` and a word-level tokenizer.
+
+Nothing is downloaded: the tokenizer is built from a vocabulary (tokenizers ``WordLevel`` wrapped in a
+``PreTrainedTokenizerFast``), the encoder from a ``T5Config``. Both save and load with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from torch import Tensor
+from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
+
+# A starter vocabulary for the shapes world. The world's caption grammar (its own issue) extends it;
+# words outside the vocabulary map to <unk>.
+WORLD_VOCABULARY: tuple[str, ...] = (
+    # structure
+    "a", "an", "the", "and", "with", "of", "on", "in", "to", "from", "at", "is", "are", "it", "then",
+    "two", "three", "four", "one", "frame", "video", "background", ",", ".",
+    # shapes
+    "circle", "square", "triangle", "diamond", "star", "hexagon", "cross", "ring",
+    "circles", "squares", "triangles", "diamonds", "stars", "hexagons", "crosses", "rings",
+    # colours
+    "red", "green", "blue", "yellow", "orange", "purple", "cyan", "magenta", "white", "black", "gray", "pink",
+    "brown",
+    # sizes
+    "small", "medium", "large", "big", "tiny",
+    # motion
+    "moves", "moving", "left", "right", "up", "down", "diagonally", "bounces", "bouncing", "stays", "still",
+    "grows", "shrinks", "rotates", "spinning", "appears", "disappears", "collides", "changes", "stops",
+    "camera", "pans", "upper", "lower", "top", "bottom", "towards", "away",
+    # styles
+    "flat", "outline", "striped", "noisy", "grainy", "pixelated", "style", "solid", "checkerboard", "stripes",
+    "gradient", "dots",
+)
+
+
+def build_word_tokenizer(vocabulary: Iterable[str] = WORLD_VOCABULARY, max_length: int = 32) -> PreTrainedTokenizerFast:
+    """Lower-cased, whitespace/punctuation-split word tokenizer; appends ``</s>`` like T5, pads with id 0."""
+    words = [PAD, EOS, UNK] + [w for w in dict.fromkeys(v.lower() for v in vocabulary) if w not in (PAD, EOS, UNK)]
+    vocab = {w: i for i, w in enumerate(words)}
+    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, vocab[EOS])])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, model_max_length=max_length
+    )
+
+
+TEXT_ENCODERS: dict[str, dict] = {
+    "tiny": dict(d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2),
+    "S": dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
+}
+
+
+def build_t5_encoder(size: str, vocab_size: int) -> T5EncoderModel:
+    """A randomly initialised T5 encoder of a named size."""
+    if size not in TEXT_ENCODERS:
+        raise ValueError(f"unknown text encoder size {size!r} ({', '.join(TEXT_ENCODERS)})")
+    config = T5Config(
+        vocab_size=vocab_size,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        is_encoder_decoder=False,
+        use_cache=False,
+        **TEXT_ENCODERS[size],
+    )
+    return T5EncoderModel(config).eval()
+
+
+@dataclass
+class TextCondition:
+    """Encoded prompts."""
+
+    embeds: Tensor  # [B, L, text_dim]
+    mask: Tensor  # [B, L] bool, True for real tokens
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+    def select(self, keep: Tensor, other: TextCondition) -> TextCondition:
+        """Per sample: this condition where ``keep`` [B] is True, ``other`` elsewhere (text dropout)."""
+        k = keep.to(self.embeds.device)
+        return TextCondition(
+            torch.where(k[:, None, None], self.embeds, other.embeds.to(self.embeds.dtype)),
+            torch.where(k[:, None], self.mask, other.mask),
+        )
+
+    def repeat(self, n: int) -> TextCondition:
+        return TextCondition(self.embeds.repeat_interleave(n, 0), self.mask.repeat_interleave(n, 0))
+
+    def to(self, device=None, dtype=None) -> TextCondition:
+        return TextCondition(self.embeds.to(device=device, dtype=dtype), self.mask.to(device))
+
+    @staticmethod
+    def cat(conditions: Sequence[TextCondition]) -> TextCondition:
+        return TextCondition(torch.cat([c.embeds for c in conditions]), torch.cat([c.mask for c in conditions]))
+
+
+@torch.no_grad()
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerFast, text_encoder: T5EncoderModel, prompts: Sequence[str]
+) -> TextCondition:
+    """Tokenise to the tokenizer's fixed ``model_max_length`` (so prompts and negative prompts batch
+    together) and encode. An empty prompt is just ``</s>``: it always has one valid token."""
+    tokens = tokenizer(
+        list(prompts),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    device = text_encoder.device
+    ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+    hidden = text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    return TextCondition(hidden, mask.bool())

@@ -1,0 +1,387 @@
+"""``AnyFramePipeline``: text and keyframes at any frame → video, in diffusers' conventions.
+
+    pipe = AnyFramePipeline.from_pretrained("checkpoints/anyframe-world-s")
+    out = pipe("a red circle moves left", keyframes=[Keyframe("first.png", 0)], seed=0)
+    out.frames[0]   # [T, H, W, 3] float in [0, 1]
+
+One loop serves every conditioning method (``pipe.conditioning``): encode → ``prepare`` →
+sample (guidance over a batched multi-branch velocity) → ``finalize`` → decode.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
+from diffusers.utils import BaseOutput
+from PIL import Image
+from torch import Tensor
+from transformers import PreTrainedTokenizerFast, T5EncoderModel
+
+from anyframe.conditioning.base import ConditionInputs, ConditioningMethod, ConditionState, ModelInputs
+from anyframe.conditioning.frame_replacement import FrameReplacement
+from anyframe.errors import AnyframeInputError
+from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance
+from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
+from anyframe.io import default_permissions, fit_image, image_to_array, load_image
+from anyframe.models.autoencoder import build_world_autoencoder, decode_video, encode_video, spatial_compression
+from anyframe.models.dit import STIVTransformer, build_stiv
+from anyframe.models.text_encoder import TextCondition, build_t5_encoder, build_word_tokenizer, encode_prompts
+
+
+@dataclass
+class Keyframe:
+    """An image placed at a frame. ``frame_index`` may be negative (counted from the end)."""
+
+    image: str | os.PathLike | Image.Image | np.ndarray
+    frame_index: int = 0
+
+
+@dataclass
+class AnyFrameOutput(BaseOutput):
+    """``frames``: ``[B, T, H, W, 3]`` float in [0, 1] (``np``), a tensor (``pt``), lists of PIL images
+    (``pil``) or the latents (``latent``). ``latents`` when asked for; the ``seed`` used; the resolved
+    keyframe indices."""
+
+    frames: np.ndarray | Tensor | list
+    latents: Tensor | None = None
+    seed: int | None = None
+    keyframe_indices: tuple[int, ...] = ()
+
+
+def resolve_frame_index(index: int, num_frames: int) -> int:
+    """A frame index, negative counting from the end, checked against ``num_frames``."""
+    resolved = index + num_frames if index < 0 else index
+    if not 0 <= resolved < num_frames:
+        raise AnyframeInputError(
+            f"frame index {index} is out of range for {num_frames} frames (valid: {-num_frames}..{num_frames - 1})"
+        )
+    return resolved
+
+
+class AnyFramePipeline(DiffusionPipeline):
+    """Video generation from a prompt and keyframes at any frames.
+
+    Components: ``transformer`` (the backbone), ``vae`` (a per-frame ``AutoencoderKL``), ``text_encoder``
+    (``T5EncoderModel``) and ``tokenizer``, ``scheduler`` (a flow-matching diffusers scheduler) and
+    ``conditioning`` (a :class:`~anyframe.conditioning.base.ConditioningMethod`).
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        transformer: STIVTransformer,
+        vae: AutoencoderKL,
+        text_encoder: T5EncoderModel,
+        tokenizer: PreTrainedTokenizerFast,
+        scheduler: SchedulerMixin,
+        conditioning: ConditioningMethod,
+    ):
+        super().__init__()
+        self.register_modules(
+            transformer=transformer,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            scheduler=scheduler,
+            conditioning=conditioning,
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> AnyFramePipeline:
+        """Load a local pipeline folder (anyframe never downloads)."""
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():
+            raise AnyframeInputError(f"model folder not found: {path}")
+        if not (path / "model_index.json").is_file():
+            raise AnyframeInputError(f"not a pipeline folder (no model_index.json): {path}")
+        try:
+            pipe = super().from_pretrained(str(path), local_files_only=True, use_safetensors=True, **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise AnyframeInputError(f"cannot load the model folder {path}: {exc}") from None
+        if not isinstance(pipe, cls):
+            raise AnyframeInputError(f"{path} holds a {type(pipe).__name__}, not an {cls.__name__}")
+        return pipe
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Save atomically: into a temporary folder beside the target, then renamed onto it."""
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        default_permissions(tmp, directory=True)
+        try:
+            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------------ sizes
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return spatial_compression(self.vae)
+
+    @property
+    def default_num_frames(self) -> int:
+        return int(self.transformer.config.sample_size[0])
+
+    @property
+    def default_height(self) -> int:
+        return int(self.transformer.config.sample_size[1]) * self.vae_scale_factor
+
+    @property
+    def default_width(self) -> int:
+        return int(self.transformer.config.sample_size[2]) * self.vae_scale_factor
+
+    def check_size(self, num_frames: int, height: int, width: int) -> None:
+        pt, ph, pw = self.transformer.config.patch_size
+        f = self.vae_scale_factor
+        if num_frames < 1 or num_frames % pt:
+            raise AnyframeInputError(f"num_frames must be a positive multiple of {pt}, got {num_frames}")
+        if height <= 0 or width <= 0 or height % (f * ph) or width % (f * pw):
+            raise AnyframeInputError(f"height and width must be positive multiples of {f * ph}×{f * pw}, got {height}×{width}")
+
+    # ---------------------------------------------------------------------------------- encoding
+
+    def encode_text(self, prompts: Sequence[str]) -> TextCondition:
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts)
+
+    @torch.no_grad()
+    def encode_keyframes(self, keyframes: Sequence[Keyframe], height: int, width: int) -> Tensor:
+        """Keyframe images → latents ``[1, C, K, h, w]`` (posterior mode)."""
+        frames = [image_to_array(fit_image(load_image(k.image), height, width)) for k in keyframes]
+        video = torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)[None]  # [1, 3, K, H, W]
+        return encode_video(self.vae, video.to(self.vae.device))
+
+    @torch.no_grad()
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """Latents → video ``[B, T, H, W, 3]`` in [0, 1]."""
+        video = decode_video(self.vae, latents.to(self.vae.device)).float().clamp(-1, 1)
+        return ((video + 1) / 2).permute(0, 2, 3, 4, 1)
+
+    def branch_velocity(self, state: ConditionState) -> Callable[[Tensor, Tensor, Sequence[Branch]], list[Tensor]]:
+        """``f(x, σ, branches)``: every branch's velocity from ONE batched forward. Branches that give
+        identical inputs (no image → image flags are moot) are computed once."""
+        method, model = self.conditioning, self.transformer
+
+        def velocities(x: Tensor, sigma: Tensor, branches: Sequence[Branch]) -> list[Tensor]:
+            canonical = [method.canonical_branch(b, state) for b in branches]
+            unique = list(dict.fromkeys(canonical))
+            inputs = ModelInputs.cat([method.model_inputs(x, sigma, state, b) for b in unique])
+            kwargs = {
+                k: (v.to(model.device, model.dtype) if torch.is_floating_point(v) and k != "timestep" else v.to(model.device))
+                for k, v in inputs.as_kwargs().items()
+            }
+            out = model(**kwargs).sample.to(x.dtype)
+            by_branch = dict(zip(unique, out.chunk(len(unique))))
+            return [by_branch[c] for c in canonical]
+
+        return velocities
+
+    # ------------------------------------------------------------------------------------- call
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] = "",
+        negative_prompt: str | list[str] | None = None,
+        keyframes: Sequence[Keyframe] | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        guidance_mode: str = "jit",
+        image_guidance_scale: float | None = None,
+        renorm: str | None = "full",
+        guidance: Guidance | None = None,
+        sampler: str | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        frame_stride: float = 1.0,
+        latents: Tensor | None = None,
+        output_type: str = "np",
+        return_latents: bool = False,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> AnyFrameOutput:
+        """Generate videos.
+
+        Args:
+            prompt: one prompt or a list (one video each). May be empty if keyframes are given.
+            negative_prompt: replaces the empty prompt in the unconditional branches.
+            keyframes: images at frame indices (negative = from the end); none = text-to-video.
+            num_frames, height, width: default to the model's training size.
+            guidance_mode: ``jit`` (STIV JIT-CFG: text and image dropped together), ``cfg`` (text only),
+                ``text-image`` (separate scales, 3 passes; ``image_guidance_scale``), ``none``.
+            renorm: ``full`` (STIV: always the conditional norm; the default), ``clamp`` (Lumina:
+                only when larger), or ``None``.
+            guidance: a ready :class:`~anyframe.flow.guidance.Guidance`; overrides the four above.
+            sampler: ``euler`` or ``unipc``; default: the pipeline's scheduler.
+            generator / seed: a CPU generator, or a seed for one (the noise is always drawn on the CPU,
+                so a seed gives the same video on any device). Neither: a random seed, reported.
+            frame_stride: the stride micro condition (1 = consecutive frames).
+            output_type: ``np`` | ``pt`` | ``pil`` | ``latent``.
+            callback_on_step_end: ``f(pipe, step, timestep, {"latents": x}) -> dict``; a returned
+                ``latents`` replaces the state.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        keyframes = list(keyframes or [])
+        if not prompts:
+            raise AnyframeInputError("prompt list is empty")
+        if not keyframes and not any(p.strip() for p in prompts):
+            raise AnyframeInputError("give a prompt, a keyframe image, or both")
+        if negative_prompt is None:
+            negatives = [""] * len(prompts)
+        else:
+            negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+            if len(negatives) != len(prompts):
+                raise AnyframeInputError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        num_frames = self.default_num_frames if num_frames is None else num_frames
+        height = self.default_height if height is None else height
+        width = self.default_width if width is None else width
+        self.check_size(num_frames, height, width)
+        indices = tuple(resolve_frame_index(k.frame_index, num_frames) for k in keyframes)
+        if len(set(indices)) != len(indices):
+            raise AnyframeInputError(f"two keyframes at the same frame: {list(indices)}")
+        if output_type not in ("np", "pt", "pil", "latent"):
+            raise ValueError(f"unknown output_type {output_type!r}")
+        if generator is not None and seed is not None:
+            raise ValueError("pass a generator or a seed, not both")
+        if generator is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
+            generator = torch.Generator("cpu").manual_seed(seed)
+        if guidance is None:
+            guidance = make_guidance(guidance_mode, guidance_scale, image_guidance_scale, renorm)
+
+        device = self.transformer.device
+        batch = len(prompts)
+        f = self.vae_scale_factor
+        shape = (batch, self.transformer.config.in_channels, num_frames, height // f, width // f)
+
+        # 1. Encode: text, keyframes, micro conditions, starting noise (CPU generator).
+        text = self.encode_text(prompts).to(device)
+        null_text = self.encode_text(negatives).to(device)
+        keyframe_latents = None
+        if keyframes:
+            keyframe_latents = self.encode_keyframes(keyframes, height, width).to(device, torch.float32)
+            keyframe_latents = keyframe_latents.expand(batch, -1, -1, -1, -1)
+        micro = None
+        if self.transformer.config.use_micro_conditions:
+            micro = torch.tensor([[frame_stride, height, width, 0.0, 0.0]], device=device).expand(batch, -1)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(device, torch.float32)
+
+        # 2. The method's state, and the guided velocity.
+        state = self.conditioning.prepare(
+            ConditionInputs(
+                noise=latents,
+                text=text,
+                null_text=null_text,
+                micro_conditions=micro,
+                keyframe_latents=keyframe_latents,
+                keyframe_indices=indices,
+            )
+        )
+        velocity = guided_velocity(self.branch_velocity(state), guidance, state.generated_mask())
+        scheduler = self.scheduler if sampler is None else convert_scheduler(self.scheduler, sampler)
+
+        # 3. Sample.
+        progress = self.progress_bar(total=num_inference_steps)
+
+        def on_step(i: int, sigma: Tensor, x: Tensor) -> Tensor | None:
+            progress.update()
+            if callback_on_step_end is None:
+                return None
+            tensors = {name: x for name in callback_on_step_end_tensor_inputs if name == "latents"}
+            result = callback_on_step_end(self, i, sigma[0] * 1000, tensors) or {}
+            return result.get("latents")
+
+        x = sample(
+            velocity,
+            latents,
+            scheduler,
+            num_inference_steps,
+            after_step=lambda x, s: self.conditioning.after_step(x, s, state),
+            on_step=on_step,
+        )
+        progress.close()
+        final = self.conditioning.finalize(x, state)
+
+        # 4. Decode.
+        if output_type == "latent":
+            frames = final
+        else:
+            video = self.decode_latents(final[:, : self.vae.config.latent_channels])
+            if output_type == "pt":
+                frames = video
+            elif output_type == "np":
+                frames = video.cpu().numpy()
+            else:
+                arr = (video.cpu().numpy() * 255).round().astype(np.uint8)
+                frames = [[Image.fromarray(fr) for fr in clip] for clip in arr]
+        self.maybe_free_model_hooks()
+        return AnyFrameOutput(
+            frames=frames, latents=final if return_latents else None, seed=seed, keyframe_indices=indices
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+#                               Building a (randomly initialised) pipeline
+# ------------------------------------------------------------------------------------------------
+
+WORLD_PRESETS = {
+    # size: (backbone, autoencoder, text encoder, pixels, frames, tokenizer length)
+    "tiny": dict(backbone="tiny", autoencoder="tiny", text_encoder="tiny", pixels=16, frames=8, max_length=16),
+    "S": dict(backbone="S", autoencoder="S", text_encoder="S", pixels=32, frames=16, max_length=32),
+}
+
+
+def build_world_pipeline(
+    size: str = "S", seed: int = 0, shift: float = 1.0, clean_timestep: bool = False, **backbone_kwargs
+) -> AnyFramePipeline:
+    """A randomly initialised world-scale pipeline (the starting point of training, and of tests)."""
+    if size not in WORLD_PRESETS:
+        raise ValueError(f"unknown world preset {size!r} ({', '.join(WORLD_PRESETS)})")
+    p = WORLD_PRESETS[size]
+    torch.manual_seed(seed)
+    tokenizer = build_word_tokenizer(max_length=p["max_length"])
+    text_encoder = build_t5_encoder(p["text_encoder"], len(tokenizer))
+    vae = build_world_autoencoder(p["autoencoder"], sample_size=p["pixels"])
+    latent = p["pixels"] // spatial_compression(vae)
+    transformer = build_stiv(
+        p["backbone"],
+        **{
+            "in_channels": vae.config.latent_channels,
+            "text_dim": text_encoder.config.d_model,
+            "sample_size": (p["frames"], latent, latent),
+            **backbone_kwargs,
+        },
+    )
+    return AnyFramePipeline(
+        transformer=transformer.eval(),  # eval, like diffusers' loader: train mode changes attention kernels
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        scheduler=make_scheduler("euler", shift),
+        conditioning=FrameReplacement(clean_timestep=clean_timestep).eval(),
+    )
