@@ -79,10 +79,22 @@ def _silence_libraries() -> None:
     import diffusers
     import transformers
 
-    diffusers.utils.logging.set_verbosity_error()
+    # CRITICAL, not ERROR: diffusers logs a failed component fetch at ERROR before raising, and the
+    # CLI reports that failure itself, on one line.
+    diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+def check_writable(path: Path) -> None:
+    """Fail early (before sampling) if ``path`` cannot be created: its nearest existing ancestor must be
+    a writable folder. Nothing is created here."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise AnyframeInputError(f"cannot write {path}: {parent} is not a writable folder")
 
 
 def _slug(text: str) -> str:
@@ -93,7 +105,7 @@ def _slug(text: str) -> str:
 def generate(
     prompt: str = typer.Option("", "--prompt", "-p", help="What happens in the video."),
     image: list[str] = typer.Option(
-        [], "--image", "-i", help="Keyframe image PATH[@INDEX]; INDEX defaults to 0, negative counts from the end. Repeatable."
+        [], "--image", "-i", metavar="PATH[@INDEX]", help="Keyframe image PATH[@INDEX]; INDEX defaults to 0, negative counts from the end. Repeatable."
     ),
     model: Path | None = typer.Option(None, "--model", "-m", help="Pipeline folder (default: the shipped model)."),
     negative_prompt: str | None = typer.Option(None, "--negative-prompt", help="Replaces the empty prompt in guidance."),
@@ -136,6 +148,8 @@ def generate(
     specs = [parse_image_spec(s) for s in image]
     images = [(load_image(path), index) for path, index in specs]  # missing / corrupt → input error
 
+    if out is not None:
+        check_writable(out)
     model_dir = model or default_model_dir()
     if model_dir is None:
         raise AnyframeInputError(
@@ -146,7 +160,7 @@ def generate(
     _silence_libraries()
     import numpy as np
 
-    from anyframe.io import write_filmstrip, write_gif, write_mp4
+    from anyframe.io import atomic_path, write_filmstrip, write_gif, write_mp4
     from anyframe.pipeline import AnyFramePipeline, Keyframe, resolve_frame_index
 
     pipe = AnyFramePipeline.from_pretrained(model_dir)
@@ -178,8 +192,15 @@ def generate(
 
     out = out or Path("outputs") / f"{_slug(prompt or 'keyframes')}-s{result.seed}.mp4"
     strip_path = out.with_suffix(".png")
-    (write_gif if out.suffix.lower() == ".gif" else write_mp4)(video, out, fps=fps)
-    write_filmstrip(video, strip_path, marked=result.keyframe_indices)
+    check_writable(out)
+    try:
+        # Both files are written to temporaries and renamed only when both succeeded: the pair appears
+        # together or not at all, and a failure leaves earlier files at those paths untouched.
+        with atomic_path(out) as video_tmp, atomic_path(strip_path) as strip_tmp:
+            (write_gif if out.suffix.lower() == ".gif" else write_mp4)(video, video_tmp, fps=fps)
+            write_filmstrip(video, strip_tmp, marked=result.keyframe_indices)
+    except OSError as exc:
+        raise AnyframeInputError(f"cannot write {out}: {exc}") from None
 
     t, h, w = video.shape[:3]
     record = {
@@ -250,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, prog_name="anyframe", standalone_mode=False)
     except AnyframeInputError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)  # libraries' messages may span lines
         sys.exit(2)
     except no_args as exc:  # bare `anyframe` or `anyframe model`: show the help
         typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())

@@ -28,6 +28,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 # ------------------------------------------------------------------------------------------- read
 
 
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Floats are read as [0, 1]; integers as 0..255 (both clipped); uint8 is returned as is."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    return (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
 def load_image(source: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:
     """An RGB PIL image from a path (PNG/JPEG/WebP/...), a PIL image of any mode, or an array.
 
@@ -35,9 +45,7 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray) -> Image.Im
     on black.
     """
     if isinstance(source, np.ndarray):
-        arr = source
-        if arr.dtype != np.uint8:
-            arr = (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+        arr = to_uint8(source)
         if arr.ndim == 2:
             arr = np.stack([arr] * 3, axis=-1)
         if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
@@ -59,6 +67,15 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray) -> Image.Im
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img.copy()
+    if img.mode.startswith("I") or img.mode == "F":
+        # 16/32-bit grey (16-bit PNGs load as "I;16" or "I"): PIL's convert() clips to 0..255, so scale.
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        else:
+            top = 65535.0 if (img.mode.startswith("I;16") or arr.max(initial=0) > 255) else 255.0
+        grey = np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(np.stack([grey] * 3, axis=-1))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -89,6 +106,8 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
         raise AnyframeInputError(f"video not found: {path}")
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise AnyframeInputError(f"no video stream in {path}")
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except (av.error.FFmpegError, ValueError) as exc:
         raise AnyframeInputError(f"cannot decode video {path}: {exc}") from None
@@ -131,9 +150,7 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [T, H, W, 3], got {frames.shape}")
-    if frames.dtype != np.uint8:
-        frames = (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
-    return frames
+    return to_uint8(frames)
 
 
 def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, crf: int = 12) -> Path:
@@ -178,11 +195,12 @@ def write_png_frames(frames: np.ndarray, directory: str | os.PathLike) -> list[P
     return paths
 
 
-def filmstrip(frames: np.ndarray, scale: int | None = None, gap: int = 2, marked: tuple[int, ...] = ()) -> np.ndarray:
+def filmstrip(frames: np.ndarray, scale: int | None = None, gap: int | None = None, marked: tuple[int, ...] = ()) -> np.ndarray:
     """Frames side by side on one row → ``uint8 [H', W', 3]``.
 
     ``scale``: integer nearest-neighbour upscaling (default: so that frames are at least 96 px tall,
-    since world-scale clips are 32×32). ``marked`` frames (keyframes) get a white border.
+    since world-scale clips are 32×32). ``marked`` frames (keyframes) get a white border, drawn in
+    the gap between frames (default gap: twice the border), so it never covers a neighbour.
     """
     frames = _check_frames(frames)
     t, h, w, _ = frames.shape
@@ -190,6 +208,8 @@ def filmstrip(frames: np.ndarray, scale: int | None = None, gap: int = 2, marked
     big = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     hh, ww = h * scale, w * scale
     border = max(1, scale // 2)
+    gap = 2 * border if gap is None else gap
+    border = min(border, gap)  # the keyframe outline lives in the gap, never over a neighbour
     strip = np.full((hh + 2 * border, t * (ww + gap) - gap + 2 * border, 3), 40, dtype=np.uint8)
     for i in range(t):
         x0 = border + i * (ww + gap)
