@@ -437,3 +437,10 @@ def test_failed_write_keeps_earlier_outputs(capsys, tmp_path, model_dir, monkeyp
     assert out.read_bytes() == b"old video"
     assert out.with_suffix(".png").read_bytes() == b"old strip"
     assert sorted(p.name for p in out.parent.iterdir()) == ["v.mp4", "v.png"]  # no temporaries left
+
+
+def test_device_option(capsys, tmp_path, model_dir):
+    code, out, _ = run(capsys, *gen(model_dir, "-p", "a red circle", "--device", "cpu", "--seed", "1", "--json"))
+    assert code == 0 and json_record(out)["seed"] == 1
+    code, _, err = run(capsys, *gen(model_dir, "-p", "a red circle", "--device", "tpu"))
+    assert code == 2 and err.startswith("error: --device")

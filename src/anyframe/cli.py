@@ -120,6 +120,7 @@ def generate(
     sampler: str | None = typer.Option(None, "--sampler", help="euler | unipc (default: the model's scheduler)."),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Random seed (default: a random one, reported)."),
     fps: float = typer.Option(8.0, "--fps", help="Frame rate of the written video."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .mp4 (or .gif); a <out>.png filmstrip is written beside it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line with the paths, frame count, size, seconds and seed."),
 ) -> None:
@@ -143,6 +144,8 @@ def generate(
         raise AnyframeInputError(f"--num-frames must be at least 1, got {num_frames}")
     if fps <= 0:
         raise AnyframeInputError(f"--fps must be positive, got {fps}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise AnyframeInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
         raise AnyframeInputError(f"--out must end in .mp4 or .gif, got {out}")
     specs = [parse_image_spec(s) for s in image]
@@ -158,12 +161,17 @@ def generate(
         )
 
     _silence_libraries()
-    import numpy as np
-
-    from anyframe.io import atomic_path, write_filmstrip, write_gif, write_mp4
+    from anyframe.io import atomic_path, to_uint8, write_filmstrip, write_gif, write_mp4
     from anyframe.pipeline import AnyFramePipeline, Keyframe, resolve_frame_index
 
     pipe = AnyFramePipeline.from_pretrained(model_dir)
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise AnyframeInputError(f"--device {device}: no CUDA device is available")
+    pipe.to(device)  # the noise is drawn on the CPU either way, so a seed gives the same video
     frames_total = pipe.default_num_frames if num_frames is None else num_frames
     for _, index in images:
         resolve_frame_index(index, frames_total)  # out of range → input error, before sampling
@@ -188,7 +196,7 @@ def generate(
         output_type="np",
     )
     seconds = time.perf_counter() - start
-    video = (np.clip(result.frames[0], 0, 1) * 255).round().astype(np.uint8)  # [T, H, W, 3]
+    video = to_uint8(result.frames[0])  # [T, H, W, 3]
 
     out = out or Path("outputs") / f"{_slug(prompt or 'keyframes')}-s{result.seed}.mp4"
     strip_path = out.with_suffix(".png")

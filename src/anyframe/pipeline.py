@@ -30,7 +30,7 @@ from anyframe.conditioning.frame_replacement import FrameReplacement
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance
 from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
-from anyframe.io import default_permissions, fit_image, image_to_array, load_image
+from anyframe.io import default_permissions, fit_image, image_to_array, load_image, to_uint8
 from anyframe.models.autoencoder import build_world_autoencoder, decode_video, encode_video, spatial_compression
 from anyframe.models.dit import STIVTransformer, build_stiv
 from anyframe.models.text_encoder import TextCondition, build_t5_encoder, build_word_tokenizer, encode_prompts
@@ -337,8 +337,7 @@ class AnyFramePipeline(DiffusionPipeline):
             elif output_type == "np":
                 frames = video.cpu().numpy()
             else:
-                arr = (video.cpu().numpy() * 255).round().astype(np.uint8)
-                frames = [[Image.fromarray(fr) for fr in clip] for clip in arr]
+                frames = [[Image.fromarray(fr) for fr in to_uint8(clip)] for clip in video.cpu().numpy()]
         self.maybe_free_model_hooks()
         return AnyFrameOutput(
             frames=frames, latents=final if return_latents else None, seed=seed, keyframe_indices=indices

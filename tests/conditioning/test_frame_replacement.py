@@ -192,3 +192,26 @@ def test_method_config_round_trip(tmp_path):
     loaded = FrameReplacement.from_pretrained(tmp_path / "c", use_safetensors=True)
     assert loaded.config.clean_timestep and loaded.config.image_dropout == 0.2 and loaded.config.max_k == 4
     assert loaded.mixture == method.mixture
+
+
+def test_training_step_through_the_backbone():
+    # the training half end to end: method → backbone → masked loss → gradients; the prediction at
+    # replaced frames does not enter the loss
+    from anyframe.flow.path import flow_matching_loss
+    from anyframe.models.dit import stiv_tiny
+
+    model = stiv_tiny(in_channels=C, text_dim=5)
+    with torch.no_grad():
+        model.proj_out.weight.normal_(std=0.1)
+    method = FrameReplacement(task_weights={"t2v": 0, "ti2v": 1, "any_frame": 0, "first_last": 0, "first_k": 0}, image_dropout=0.0)
+    batch = _batch()
+    out = method.training_inputs(batch, torch.tensor([0.5, 0.3]), torch.randn_like(batch.latents), torch.Generator().manual_seed(0))
+    pred = model(**out.model_inputs.as_kwargs()).sample
+    loss = flow_matching_loss(pred, out.target, out.loss_mask, out.loss_weight)
+    loss.backward()
+    assert torch.isfinite(loss) and model.proj_out.weight.grad.abs().sum() > 0
+    tampered = pred.detach().clone()
+    tampered[:, :, 0] += 100.0  # frame 0 is the replaced (TI2V) frame
+    assert flow_matching_loss(tampered, out.target, out.loss_mask).item() == pytest.approx(
+        flow_matching_loss(pred.detach(), out.target, out.loss_mask).item()
+    )
