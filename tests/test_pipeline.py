@@ -203,3 +203,10 @@ def test_from_pretrained_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(AnyframeInputError, match="model_index.json"):
         AnyFramePipeline.from_pretrained(tmp_path / "empty")
+
+
+def test_pipeline_moves_between_devices(pipe):
+    # DiffusionPipeline.to() asks every component its dtype/device, the parameterless conditioning too
+    moved = pipe.to("cpu")
+    assert moved.conditioning.device.type == "cpu" and moved.conditioning.dtype == torch.float32
+    assert moved.device.type == "cpu"

@@ -27,6 +27,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass, field, fields, replace
 
+import itertools
 from pathlib import Path
 
 import torch
@@ -132,6 +133,22 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
     """Base class of conditioning methods. Subclasses implement :meth:`prepare`,
     :meth:`model_inputs` and :meth:`training_inputs`; :meth:`after_step` and :meth:`finalize` default
     to doing nothing."""
+
+    # diffusers' ModelMixin.dtype/.device fail for a module with no parameters or buffers (frame
+    # replacement has none; its fallback path shadows the builtin ``tuple``), which breaks
+    # ``pipeline.to(device)``. Answer them here.
+    @property
+    def dtype(self) -> torch.dtype:
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.get_default_dtype()
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """diffusers writes no weights file for a module without parameters (frame replacement), and
