@@ -30,6 +30,8 @@ Examples:
   anyframe generate --prompt "" --image start.png@0 --image end.png@-1 --json   # interpolation
 
   anyframe model init --size S --out models/anyframe-random   # an untrained model folder
+
+  anyframe train --config configs/toy.yaml --set train.steps=500
 """
 
 app = typer.Typer(
@@ -228,9 +230,38 @@ def generate(
     else:
         from rich.console import Console
 
-        Console(stderr=False).print(
+        Console(soft_wrap=True).print(
             f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s, seed {result.seed}"
         )
+
+
+@app.command("train")
+def train_command(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML recipe (configs/NAME.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set optim.lr=3e-4. Repeatable."),
+    resume: str | None = typer.Option(None, "--resume", help="latest, or a checkpoint folder."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Run folder (default: the recipe's output_dir)."),
+    stop_after: int | None = typer.Option(None, "--stop-after", help="End this run at this step, with a checkpoint."),
+    check: bool = typer.Option(False, "--check", help="Validate the recipe and print it; do not train."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train from a YAML recipe; on one process, or under `accelerate launch` on several."""
+    from anyframe.training.config import load_config
+
+    cfg = load_config(config, overrides)
+    if stop_after is not None and stop_after < 1:
+        raise AnyframeInputError(f"--stop-after must be at least 1, got {stop_after}")
+    if check:
+        typer.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    _silence_libraries()
+    from anyframe.training.recipe import train
+
+    result = train(cfg, resume=resume, output_dir=str(output) if output else None, progress=not quiet, stop_after=stop_after)
+    typer.echo(
+        f"step {result.step}: loss {result.final_loss:.4f}; run folder {result.output_dir}"
+        + (f"; pipeline {result.pipeline_dir}" if result.pipeline_dir else "")
+    )
 
 
 @model_app.command("init")

@@ -1,0 +1,418 @@
+"""The anyframe training recipe: one linear loop on accelerate, read top to bottom.
+
+    anyframe train --config configs/toy.yaml [--set optim.lr=3e-4] [--resume latest] [--output DIR]
+    accelerate launch --multi_gpu --num_processes 2 -m anyframe.cli train --config ...   # several processes
+
+(``--multi_gpu`` selects accelerate's torchrun launcher; without a GPU the recipe asks accelerate for
+CPU processes, which then train with DDP on gloo.)
+
+The same code runs on one CPU process, several (gloo) and GPUs (DDP; bf16 autocast on GPU). What a
+model learns comes from its conditioning method: the loop asks it for inputs, targets, the loss mask
+and per-sample weights, and logs every loss term.
+
+Exactness: all randomness (σ, noise, task mixture, dropout) comes from one CPU generator per rank,
+whose state is checkpointed with everything else, and the data order is a pure function of
+(seed, epoch, position). Training 20 steps and training 10, resuming, and training 10 more give the
+same weights bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from diffusers.training_utils import EMAModel
+
+from anyframe.conditioning.base import TrainingBatch
+from anyframe.conditioning.frame_replacement import FrameReplacement
+from anyframe.data.base import LatentBatch, VideoBatch, collate
+from anyframe.data.sampler import EpochIndexBatches, EpochIndexedDataset, ShardedBucketSampler
+from anyframe.errors import AnyframeInputError
+from anyframe.flow.path import flow_matching_loss
+from anyframe.flow.timesteps import sample_training_sigmas
+from anyframe.io import atomic_path, filmstrip, to_uint8
+from anyframe.models.autoencoder import encode_video
+from anyframe.models.dit import STIVTransformer
+from anyframe.models.text_encoder import TextCondition, encode_prompts
+from anyframe.pipeline import AnyFramePipeline, build_world_pipeline
+from anyframe.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from anyframe.training.config import RESUMABLE_DIFFERENCES, RecipeConfig, config_differences
+from anyframe.training.logging import MetricsLogger
+from anyframe.training.optim import build_lr_schedule, build_optimizer
+from anyframe.training.progressive import init_from_image_model, init_from_smaller_model, smaller_model_overrides
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    step: int
+    final_loss: float
+    pipeline_dir: Path | None
+    ranks_in_sync: bool
+
+
+# ------------------------------------------------------------------------------------ building
+
+
+def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
+    """The pipeline whose backbone is trained (frozen autoencoder and text encoder included)."""
+    m = cfg.model
+    backbone = dict(m.backbone)
+    small = None
+    if cfg.init.from_smaller_model:
+        small = STIVTransformer.from_pretrained(cfg.init.from_smaller_model)
+        backbone.update(smaller_model_overrides(small))
+    if m.pretrained:
+        pipe = AnyFramePipeline.from_pretrained(m.pretrained)
+    else:
+        pipe = build_world_pipeline(m.preset, seed=cfg.seed, shift=m.shift, **backbone)
+    if m.vae:
+        from diffusers import AutoencoderKL
+
+        pipe.vae = AutoencoderKL.from_pretrained(m.vae).eval()
+    c = cfg.conditioning
+    pipe.conditioning = FrameReplacement(
+        clean_timestep=c.clean_timestep,
+        text_dropout=c.text_dropout,
+        image_dropout=c.image_dropout,
+        task_weights=dict(c.task_weights) or None,
+        max_k=c.max_k,
+    )
+    if cfg.init.from_image_model:
+        init_from_image_model(pipe.transformer, STIVTransformer.from_pretrained(cfg.init.from_image_model))
+    if small is not None:
+        init_from_smaller_model(pipe.transformer, small)
+    return pipe
+
+
+def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accelerator):
+    d = cfg.data
+    if d.source == "toy":
+        from anyframe.data.toy import ToyMotionDataset
+
+        dataset = ToyMotionDataset(d.toy.num_clips, d.toy.num_frames, d.toy.size, seed=cfg.seed)
+    else:
+        from anyframe.data.video_manifest import ManifestVideoDataset
+
+        m = d.manifest
+        dataset = ManifestVideoDataset(
+            manifest=m.path, num_frames=m.num_frames, stride=m.stride, fps=m.fps, size=m.size,
+            buckets=m.buckets, lengths=m.lengths, crop=m.crop, seed=cfg.seed,
+        )
+    if d.cache_dir is None:
+        return dataset
+    from anyframe.data.latent_cache import LatentCacheDataset, build_latent_cache, encoders_fingerprint
+
+    fingerprint = encoders_fingerprint(pipe.vae, pipe.tokenizer, pipe.text_encoder)
+    if accelerator.is_main_process and not (Path(d.cache_dir) / "index.json").is_file():
+        build_latent_cache(dataset, pipe.vae, pipe.tokenizer, pipe.text_encoder, d.cache_dir)
+    accelerator.wait_for_everyone()
+    return LatentCacheDataset(d.cache_dir, expected_fingerprint=fingerprint)
+
+
+def micro_conditions(batch: VideoBatch | LatentBatch, height: int, width: int) -> torch.Tensor:
+    """``[B, 5]``: (frame stride, original height, original width, crop top, crop left) per clip, from
+    the clip's metadata where the dataset gives it, else (1, height, width, 0, 0)."""
+    rows = []
+    for meta in batch.meta:
+        oh, ow = meta.get("original_size", (height, width))
+        top, left = meta.get("crop", (0, 0))
+        rows.append([float(meta.get("stride", 1.0)), float(oh), float(ow), float(top), float(left)])
+    return torch.tensor(rows)
+
+
+def params_checksum(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for p in model.parameters():
+        digest.update(p.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------- RNG
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(generator: torch.Generator, state: dict) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------- the loop
+
+
+def train(
+    cfg: RecipeConfig,
+    resume: str | None = None,
+    output_dir: str | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Run (or resume) a recipe. ``stop_after`` ends this run early at that step, with a checkpoint —
+    a time-sliced job on a preemptible machine — without changing the recipe (its LR schedule still
+    spans ``train.steps``)."""
+    out = Path(output_dir or cfg.output_dir)
+    mixed = cfg.train.mixed_precision
+    if mixed == "auto":
+        mixed = "bf16" if torch.cuda.is_available() else "no"
+    # cpu=True without a GPU: under a multi-process launch accelerate then uses torch.distributed on gloo
+    accelerator = Accelerator(
+        mixed_precision=mixed, gradient_accumulation_steps=cfg.optim.grad_accum, cpu=not torch.cuda.is_available()
+    )
+    rank, world = accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)  # σ, noise, tasks, dropout
+
+    # 1. Components: the trained backbone; the frozen autoencoder and text encoder.
+    pipe = build_components(cfg)
+    model = pipe.transformer.train()
+    if cfg.train.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    for frozen in (pipe.vae, pipe.text_encoder):
+        frozen.requires_grad_(False).eval().to(accelerator.device)
+    method = pipe.conditioning
+
+    # 2. Data: this rank's shard, in a deterministic order.
+    dataset = build_dataset(cfg, pipe, accelerator)
+    null_text = getattr(dataset, "null_text", None)
+    if null_text is None:
+        null_text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
+    null_text = null_text.to(accelerator.device)
+
+    # 3. Optimizer, LR schedule, EMA.
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
+    ema = None
+    if cfg.ema.enabled:
+        ema = EMAModel(model.parameters(), decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
+
+    # 4. Resume: weights, optimizer, schedule, EMA, RNG, data position.
+    start_step, consumed = 0, 0
+    if resume is not None:
+        ckpt = load_checkpoint(resolve_checkpoint(resume, out / "checkpoints"))
+        allowed = set(RESUMABLE_DIFFERENCES)
+        if cfg.optim.schedule == "cosine":
+            allowed.discard("train.steps")  # the cosine schedule spans train.steps
+        changed = [k for k in config_differences(ckpt.state["config"], cfg.to_dict()) if k not in allowed]
+        if changed:
+            warnings.warn(f"resuming with a different recipe ({', '.join(changed)}): the curve will not be the same")
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        schedule.load_state_dict(ckpt.state["lr_schedule"])
+        if ema is not None and ckpt.ema is not None:
+            ema.load_state_dict(ckpt.ema)
+        set_rng_state(generator, ckpt.rng["ranks"][rank])
+        start_step, consumed = ckpt.step, int(ckpt.state["batches_consumed"])
+        if ckpt.step >= cfg.train.steps:
+            raise AnyframeInputError(f"the checkpoint is at step {ckpt.step}; train.steps is {cfg.train.steps}")
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    sampler = ShardedBucketSampler(dataset, cfg.data.batch_size, rank, world, seed=cfg.seed, start=consumed)
+    loader = torch.utils.data.DataLoader(
+        EpochIndexedDataset(dataset),
+        batch_sampler=EpochIndexBatches(sampler),
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+        generator=torch.Generator().manual_seed(cfg.seed),  # not the global RNG: resumed runs stay exact
+    )
+    batches = iter(loader)
+
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(json.dumps(cfg.to_dict(), indent=2))  # JSON is valid YAML
+    logger = MetricsLogger(out, enabled=accelerator.is_main_process, total=cfg.train.steps, start=start_step,
+                           progress=progress)
+    params = [p for p in model.parameters() if p.requires_grad]
+    device = accelerator.device
+    loss_value = float("nan")
+    window_start, window_samples = time.perf_counter(), 0
+
+    # 5. The loop.
+    last_step = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
+    if last_step <= start_step:
+        raise AnyframeInputError(f"nothing to do: the run is at step {start_step}, stopping at {last_step}")
+    for step in range(start_step + 1, last_step + 1):
+        terms: dict[str, float] = {}
+        for _ in range(cfg.optim.grad_accum):
+            batch = next(batches)
+            consumed += 1
+            with accelerator.accumulate(model):
+                with torch.no_grad():
+                    if isinstance(batch, LatentBatch):
+                        latents = batch.latents.to(device)
+                        text = TextCondition(batch.text_embeds.to(device), batch.text_mask.to(device))
+                        height = width = None
+                    else:
+                        video = batch.video.to(device).permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W]
+                        latents = encode_video(pipe.vae, video).float()
+                        text = encode_prompts(pipe.tokenizer, pipe.text_encoder, batch.captions)
+                        height, width = video.shape[-2:]
+                b = latents.shape[0]
+                if height is None:
+                    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+                    height, width = latents.shape[-2] * factor, latents.shape[-1] * factor
+                sigma = sample_training_sigmas(
+                    b, generator, cfg.flow.sigma_distribution, cfg.flow.logit_mean, cfg.flow.logit_std, cfg.flow.shift
+                )
+                noise = torch.randn(latents.shape, generator=generator)
+                inputs = method.training_inputs(
+                    TrainingBatch(
+                        latents=latents.cpu(),
+                        text=text.to("cpu"),
+                        null_text=null_text.to("cpu").repeat(b),
+                        micro_conditions=micro_conditions(batch, height, width),
+                    ),
+                    sigma,
+                    noise,
+                    generator,
+                )
+                kwargs = {k: v.to(device) for k, v in inputs.model_inputs.as_kwargs().items()}
+                with accelerator.autocast():
+                    prediction = model(**kwargs).sample
+                mask = None if inputs.loss_mask is None else inputs.loss_mask.to(device)
+                weight = None if inputs.loss_weight is None else inputs.loss_weight.to(device)
+                per_sample = flow_matching_loss(prediction.float(), inputs.target.to(device), mask, weight, reduction="none")
+                loss = per_sample.mean()
+                for name, extra in getattr(inputs, "extra_losses", {}).items():
+                    loss = loss + extra
+                    terms[f"loss_{name}"] = terms.get(f"loss_{name}", 0.0) + float(extra) / cfg.optim.grad_accum
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / cfg.optim.grad_accum
+            terms["loss_diffusion"] = terms.get("loss_diffusion", 0.0) + float(per_sample.detach().mean()) / cfg.optim.grad_accum
+            for task in set(inputs.info.get("tasks", [])):
+                sel = [i for i, t in enumerate(inputs.info["tasks"]) if t == task]
+                terms[f"loss/{task}"] = float(per_sample.detach()[sel].mean())
+            window_samples += b * world
+        schedule.step()
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(model).parameters())
+        loss_value = terms["loss"]
+
+        if step % cfg.train.log_every == 0 or step == last_step:
+            # the logged loss is the mean over ranks (each rank sees its own shard)
+            shared = torch.tensor([terms["loss"], terms["loss_diffusion"]], device=device)
+            terms["loss"], terms["loss_diffusion"] = accelerator.reduce(shared, reduction="mean").tolist()
+            elapsed = time.perf_counter() - window_start
+            steps_in_window = cfg.train.log_every if step % cfg.train.log_every == 0 else step % cfg.train.log_every
+            record = {
+                "step": step,
+                **{k: round(v, 6) for k, v in terms.items()},
+                "lr": schedule.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "sigma_mean": float(sigma.mean()),
+                "steps_per_s": steps_in_window / max(elapsed, 1e-9),
+                "samples_per_s": window_samples / max(elapsed, 1e-9),
+                "epoch": consumed // sampler.batches_per_epoch,
+            }
+            logger.log(record)
+            window_start, window_samples = time.perf_counter(), 0
+        logger.advance(step, loss_value)
+
+        if cfg.sample.every and step % cfg.sample.every == 0 and accelerator.is_main_process:
+            write_samples(pipe, accelerator.unwrap_model(model), ema, cfg, out / "samples" / f"step-{step:08d}.png")
+
+        if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == last_step:
+            rngs = gather_object([rng_state(generator)])  # every rank's generator goes into the checkpoint
+            if accelerator.is_main_process:
+                save_checkpoint(
+                    Checkpoint(
+                        step=step,
+                        model=accelerator.unwrap_model(model).state_dict(),
+                        state={"batches_consumed": consumed, "lr_schedule": schedule.state_dict(), "config": cfg.to_dict(),
+                               "world_size": world},
+                        optimizer=optimizer.state_dict(),
+                        ema=ema.state_dict() if ema is not None else None,
+                        rng={"ranks": rngs},
+                    ),
+                    out / "checkpoints",
+                    keep=cfg.train.keep_checkpoints,
+                )
+            accelerator.wait_for_everyone()
+
+    # 6. Are the ranks' weights identical? (DDP keeps them so; this checks it.)
+    checksums = gather_object([params_checksum(accelerator.unwrap_model(model))])
+    in_sync = len(set(checksums)) == 1
+    logger.log({"step": last_step, "ranks": world, "ranks_in_sync": in_sync, "checksums": checksums})
+    logger.close()
+
+    # 7. Export the pipeline with the EMA weights (at the end of the recipe, not at a stop).
+    pipeline_dir = None
+    if cfg.train.export and last_step == cfg.train.steps and accelerator.is_main_process:
+        pipeline_dir = export_pipeline(pipe, accelerator.unwrap_model(model), ema, out / "pipeline")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(out, last_step, loss_value, pipeline_dir, in_sync)
+
+
+# ----------------------------------------------------------------------------- samples, export
+
+
+def _with_ema(model: torch.nn.Module, ema: EMAModel | None):
+    """Context: the model holds the EMA weights inside, its own weights after."""
+
+    class _Swap:
+        def __enter__(self):
+            if ema is not None:
+                ema.store(model.parameters())
+                ema.copy_to(model.parameters())
+
+        def __exit__(self, *exc):
+            if ema is not None:
+                ema.restore(model.parameters())
+
+    return _Swap()
+
+
+@torch.no_grad()
+def write_samples(pipe: AnyFramePipeline, model: torch.nn.Module, ema: EMAModel | None, cfg: RecipeConfig, path: Path) -> None:
+    """A filmstrip per sample prompt, stacked vertically, from the EMA weights."""
+    was_training = model.training
+    model.eval()
+    with _with_ema(model, ema):
+        pipe.set_progress_bar_config(disable=True)
+        out = pipe(list(cfg.sample.prompts), num_inference_steps=cfg.sample.steps, guidance_scale=cfg.sample.guidance_scale,
+                   seed=cfg.seed)
+    model.train(was_training)
+    strips = [filmstrip(to_uint8(clip)) for clip in out.frames]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate(strips, axis=0)).save(tmp, format="PNG")
+
+
+def export_pipeline(pipe: AnyFramePipeline, model: torch.nn.Module, ema: EMAModel | None, path: Path) -> Path:
+    """Save the pipeline folder (EMA weights) that ``anyframe generate --model`` loads."""
+    was_training = model.training
+    with _with_ema(model, ema):
+        model.eval()
+        pipe.transformer = model
+        pipe.save_pretrained(path)
+    model.train(was_training)
+    return path

@@ -1,0 +1,127 @@
+"""The training recipe end to end on the tiny world pipeline and the toy dataset (CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from anyframe.errors import AnyframeInputError
+from anyframe.training.config import load_config
+from anyframe.training.logging import read_metrics
+from anyframe.training.recipe import train
+
+CONFIG = Path(__file__).parents[2] / "configs" / "toy.yaml"
+SMALL = ["data.toy.num_clips=16", "data.batch_size=4", "train.log_every=5", "train.export=false"]
+
+
+def _cfg(tmp_path, *overrides):
+    return load_config(CONFIG, [*SMALL, f"output_dir={tmp_path}", *overrides])
+
+
+def _losses(run):
+    return [m["loss"] for m in read_metrics(run) if "loss" in m]
+
+
+def test_loss_goes_down(tmp_path):
+    cfg = load_config(CONFIG, ["train.steps=100", "train.log_every=10", "train.checkpoint_every=0", "train.export=false",
+                               f"output_dir={tmp_path}"])
+    result = train(cfg, progress=False)
+    losses = _losses(tmp_path)
+    assert len(losses) == 10
+    assert losses[-1] < 0.5 * losses[0], losses  # measured: 0.98 → 0.12
+    assert result.step == 100 and result.ranks_in_sync
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adafactor"])
+def test_resume_is_exact(tmp_path, optimizer):
+    # grad accumulation, warmup + cosine, EMA and the task mixture all in play
+    common = ["train.steps=20", "optim.grad_accum=2", "optim.warmup_steps=3", "optim.schedule=cosine",
+              f"optim.optimizer={optimizer}", "train.checkpoint_every=5"]
+    train(_cfg(tmp_path / "straight", *common), progress=False)
+    train(_cfg(tmp_path / "resumed", *common), progress=False, stop_after=10)
+    assert (tmp_path / "resumed" / "checkpoints" / "step-00000010").is_dir()
+    train(_cfg(tmp_path / "resumed", *common), resume="latest", progress=False)
+    for part in ("model", "ema", "optimizer", "rng"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000020" / f"{part}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / "step-00000020" / f"{part}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+
+
+def test_resume_from_an_explicit_checkpoint_and_errors(tmp_path):
+    # a constant schedule does not depend on train.steps, so extending a run is a legitimate resume
+    const = "optim.schedule=constant"
+    train(_cfg(tmp_path, const, "train.steps=6", "train.checkpoint_every=3", "train.keep_checkpoints=3"), progress=False)
+    result = train(_cfg(tmp_path, const, "train.steps=8"), resume=str(tmp_path / "checkpoints" / "step-00000003"), progress=False)
+    assert result.step == 8
+    with pytest.raises(AnyframeInputError, match="train.steps"):
+        train(_cfg(tmp_path, const, "train.steps=8"), resume="latest", progress=False)  # already at step 8
+    with pytest.raises(AnyframeInputError, match="no checkpoint"):
+        train(_cfg(tmp_path / "empty", const, "train.steps=8"), resume="latest", progress=False)
+    with pytest.warns(UserWarning, match="optim.lr"):
+        train(_cfg(tmp_path, const, "train.steps=10", "optim.lr=0.5"), resume="latest", progress=False)
+    with pytest.warns(UserWarning, match="train.steps"):  # under cosine, the schedule spans train.steps
+        train(_cfg(tmp_path, "train.steps=12"), resume="latest", progress=False)
+
+
+def test_export_is_a_pipeline_the_cli_generates_from(tmp_path):
+    result = train(_cfg(tmp_path, "train.steps=4", "train.export=true", "sample.every=4", "sample.steps=2"), progress=False)
+    assert result.pipeline_dir == tmp_path / "pipeline"
+    assert (tmp_path / "samples" / "step-00000004.png").is_file()
+    from anyframe.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--model", str(result.pipeline_dir), "-p", "a red square moves right", "--steps", "2",
+              "--out", str(tmp_path / "v.mp4"), "--json"])
+    assert info.value.code in (0, None)
+    assert (tmp_path / "v.mp4").is_file() and (tmp_path / "v.png").is_file()
+    # the export holds the EMA weights, not the raw ones
+    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.training.checkpoint import load_checkpoint
+
+    exported = AnyFramePipeline.from_pretrained(result.pipeline_dir).transformer.state_dict()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "step-00000004")
+    ema = ckpt.ema["shadow_params"]
+    params = [k for k, _ in AnyFramePipeline.from_pretrained(result.pipeline_dir).transformer.named_parameters()]
+    assert all(torch.equal(exported[name], e) for name, e in zip(params, ema))
+    assert any(not torch.equal(exported[name], ckpt.model[name]) for name in params)
+
+
+def test_two_processes_stay_in_sync(tmp_path):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           "-m", "anyframe.cli", "train", "--config", str(CONFIG), "--quiet",
+           *[f"--set={o}" for o in [*SMALL, "train.steps=4", "train.log_every=2", f"output_dir={tmp_path}"]]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = read_metrics(tmp_path)[-1]
+    assert final["ranks"] == 2 and final["ranks_in_sync"] is True
+    assert len(set(final["checksums"])) == 1
+    # each rank trained on its own shard: 2 ranks × 4 clips per step
+    logged = [m for m in read_metrics(tmp_path) if "samples_per_s" in m]
+    assert logged and all(m["step"] in (2, 4) for m in logged)
+
+
+def test_progressive_image_to_video(tmp_path):
+    # a 1-frame (image) run, then a video run initialised from it
+    image = train(_cfg(tmp_path / "t2i", "train.steps=3", "data.toy.num_frames=1", "train.export=true",
+                       "conditioning.task_weights.t2v=1", "conditioning.task_weights.ti2v=0",
+                       "conditioning.task_weights.any_frame=0", "conditioning.task_weights.first_last=0",
+                       "conditioning.task_weights.first_k=0"), progress=False)
+    video_cfg = _cfg(tmp_path / "t2v", "train.steps=2", f"init.from_image_model={image.pipeline_dir / 'transformer'}")
+    result = train(video_cfg, progress=False)
+    assert result.step == 2
+    # the loaded (non-temporal) weights came from the image model before training moved them
+    from anyframe.models.dit import STIVTransformer
+    from anyframe.training.recipe import build_components
+
+    pipe = build_components(video_cfg)
+    img = STIVTransformer.from_pretrained(image.pipeline_dir / "transformer")
+    assert torch.equal(pipe.transformer.blocks[0].spatial_attn.to_q.weight, img.blocks[0].spatial_attn.to_q.weight)
+    assert torch.count_nonzero(pipe.transformer.blocks[0].modulation_offset[3:6]) == 0
