@@ -45,6 +45,8 @@ def flatten_state(obj: Any, tensors: dict[str, torch.Tensor] | None = None, pref
     """
     tensors = {} if tensors is None else tensors
     if isinstance(obj, torch.Tensor):
+        if hasattr(obj, "full_tensor"):  # a DTensor shard (FSDP2): checkpoints hold full tensors
+            obj = obj.full_tensor()
         key = f"{prefix}{len(tensors)}"
         tensors[key] = obj.detach().cpu().contiguous().clone()
         return {"__tensor__": key}, tensors

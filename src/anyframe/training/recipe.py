@@ -32,6 +32,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from diffusers.training_utils import EMAModel
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from anyframe.conditioning.base import TrainingBatch
 from anyframe.conditioning.frame_replacement import FrameReplacement
@@ -218,8 +225,6 @@ def train(
         changed = [k for k in config_differences(ckpt.state["config"], cfg.to_dict()) if k not in allowed]
         if changed:
             warnings.warn(f"resuming with a different recipe ({', '.join(changed)}): the curve will not be the same")
-        model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
         schedule.load_state_dict(ckpt.state["lr_schedule"])
         if ema is not None and ckpt.ema is not None:
             ema.load_state_dict(ckpt.ema)
@@ -229,6 +234,11 @@ def train(
             raise AnyframeInputError(f"the checkpoint is at step {ckpt.step}; train.steps is {cfg.train.steps}")
 
     model, optimizer = accelerator.prepare(model, optimizer)
+    if resume is not None:
+        # torch's distributed-checkpoint state-dict API loads full state dicts into plain, DDP and
+        # FSDP-sharded models and optimizers alike (optimizer state is keyed by parameter name).
+        set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(model, optimizer, ckpt.optimizer, options=StateDictOptions(full_state_dict=True))
     sampler = ShardedBucketSampler(dataset, cfg.data.batch_size, rank, world, seed=cfg.seed, start=consumed)
     loader = torch.utils.data.DataLoader(
         EpochIndexedDataset(dataset),
@@ -339,14 +349,18 @@ def train(
 
         if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == last_step:
             rngs = gather_object([rng_state(generator)])  # every rank's generator goes into the checkpoint
+            # full (unsharded) states, gathered on every rank — a collective under FSDP
+            full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            model_state = get_model_state_dict(model, options=full)
+            optimizer_state = get_optimizer_state_dict(model, optimizer, options=full)
             if accelerator.is_main_process:
                 save_checkpoint(
                     Checkpoint(
                         step=step,
-                        model=accelerator.unwrap_model(model).state_dict(),
+                        model=model_state,
                         state={"batches_consumed": consumed, "lr_schedule": schedule.state_dict(), "config": cfg.to_dict(),
                                "world_size": world},
-                        optimizer=optimizer.state_dict(),
+                        optimizer=optimizer_state,
                         ema=ema.state_dict() if ema is not None else None,
                         rng={"ranks": rngs},
                     ),
