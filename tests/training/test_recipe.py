@@ -92,9 +92,17 @@ def test_export_is_a_pipeline_the_cli_generates_from(tmp_path):
     assert any(not torch.equal(exported[name], ckpt.model[name]) for name in params)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_processes_stay_in_sync(tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
            "-m", "anyframe.cli", "train", "--config", str(CONFIG), "--quiet",
            *[f"--set={o}" for o in [*SMALL, "train.steps=4", "train.log_every=2", f"output_dir={tmp_path}"]]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

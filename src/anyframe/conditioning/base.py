@@ -126,6 +126,7 @@ class TrainingInputs:
     target: Tensor  # [B, C', T, H, W]
     loss_mask: Tensor | None = None  # broadcastable to target: 1 where the loss counts
     loss_weight: Tensor | None = None  # [B]
+    extra_losses: dict[str, Tensor] = field(default_factory=dict)  # auxiliary terms, added to the loss and logged
     info: dict = field(default_factory=dict)  # for logging (sampled tasks, dropout flags...)
 
 

@@ -305,9 +305,9 @@ def train(
                 weight = None if inputs.loss_weight is None else inputs.loss_weight.to(device)
                 per_sample = flow_matching_loss(prediction.float(), inputs.target.to(device), mask, weight, reduction="none")
                 loss = per_sample.mean()
-                for name, extra in getattr(inputs, "extra_losses", {}).items():
+                for name, extra in inputs.extra_losses.items():
                     loss = loss + extra
-                    terms[f"loss_{name}"] = terms.get(f"loss_{name}", 0.0) + float(extra) / cfg.optim.grad_accum
+                    terms[f"loss_{name}"] = terms.get(f"loss_{name}", 0.0) + float(extra.detach()) / cfg.optim.grad_accum
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
