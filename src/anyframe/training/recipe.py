@@ -32,6 +32,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from diffusers.training_utils import EMAModel
+from torch.distributed.tensor import distribute_tensor
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -208,12 +209,9 @@ def train(
         null_text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
     null_text = null_text.to(accelerator.device)
 
-    # 3. Optimizer, LR schedule, EMA.
+    # 3. Optimizer and LR schedule (EMA after prepare, below).
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
-    ema = None
-    if cfg.ema.enabled:
-        ema = EMAModel(model.parameters(), decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
 
     # 4. Resume: weights, optimizer, schedule, EMA, RNG, data position.
     start_step, consumed = 0, 0
@@ -226,8 +224,6 @@ def train(
         if changed:
             warnings.warn(f"resuming with a different recipe ({', '.join(changed)}): the curve will not be the same")
         schedule.load_state_dict(ckpt.state["lr_schedule"])
-        if ema is not None and ckpt.ema is not None:
-            ema.load_state_dict(ckpt.ema)
         set_rng_state(generator, ckpt.rng["ranks"][rank])
         start_step, consumed = ckpt.step, int(ckpt.state["batches_consumed"])
         if ckpt.step >= cfg.train.steps:
@@ -239,6 +235,18 @@ def train(
         # FSDP-sharded models and optimizers alike (optimizer state is keyed by parameter name).
         set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True))
         set_optimizer_state_dict(model, optimizer, ckpt.optimizer, options=StateDictOptions(full_state_dict=True))
+    # EMA shadows the parameters as prepared (under FSDP2: DTensor shards), so it is made after prepare.
+    ema = None
+    if cfg.ema.enabled:
+        trained = list(accelerator.unwrap_model(model).parameters())
+        ema = EMAModel(trained, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
+    if ema is not None and resume is not None and ckpt.ema is not None:
+        ema.load_state_dict(ckpt.ema)
+        # the checkpoint holds full tensors; under FSDP2 the parameters are DTensor shards
+        ema.shadow_params = [
+            distribute_tensor(s.to(p.device), p.device_mesh, p.placements) if hasattr(p, "device_mesh") else s.to(p.device)
+            for s, p in zip(ema.shadow_params, trained)
+        ]
     sampler = ShardedBucketSampler(dataset, cfg.data.batch_size, rank, world, seed=cfg.seed, start=consumed)
     loader = torch.utils.data.DataLoader(
         EpochIndexedDataset(dataset),
@@ -344,8 +352,12 @@ def train(
             window_start, window_samples = time.perf_counter(), 0
         logger.advance(step, loss_value)
 
-        if cfg.sample.every and step % cfg.sample.every == 0 and accelerator.is_main_process:
-            write_samples(pipe, accelerator.unwrap_model(model), ema, cfg, out / "samples" / f"step-{step:08d}.png")
+        if cfg.sample.every and step % cfg.sample.every == 0:
+            # every rank gathers (a collective under FSDP); the main rank samples from an unsharded copy
+            sample_state = ema_state_dict(model, ema)
+            if accelerator.is_main_process:
+                write_samples(pipe, sample_state, cfg, out / "samples" / f"step-{step:08d}.png")
+            accelerator.wait_for_everyone()
 
         if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == last_step:
             rngs = gather_object([rng_state(generator)])  # every rank's generator goes into the checkpoint
@@ -377,8 +389,10 @@ def train(
 
     # 7. Export the pipeline with the EMA weights (at the end of the recipe, not at a stop).
     pipeline_dir = None
-    if cfg.train.export and last_step == cfg.train.steps and accelerator.is_main_process:
-        pipeline_dir = export_pipeline(pipe, accelerator.unwrap_model(model), ema, out / "pipeline")
+    if cfg.train.export and last_step == cfg.train.steps:
+        export_state = ema_state_dict(model, ema)  # a collective under FSDP
+        if accelerator.is_main_process:
+            pipeline_dir = export_pipeline(pipe, export_state, out / "pipeline")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(out, last_step, loss_value, pipeline_dir, in_sync)
@@ -387,32 +401,50 @@ def train(
 # ----------------------------------------------------------------------------- samples, export
 
 
-def _with_ema(model: torch.nn.Module, ema: EMAModel | None):
-    """Context: the model holds the EMA weights inside, its own weights after."""
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor shard (FSDP2) gathered into a plain tensor; plain tensors pass through."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
-    class _Swap:
-        def __enter__(self):
-            if ema is not None:
-                ema.store(model.parameters())
-                ema.copy_to(model.parameters())
 
-        def __exit__(self, *exc):
-            if ema is not None:
-                ema.restore(model.parameters())
+def ema_state_dict(model: torch.nn.Module, ema: EMAModel | None) -> dict[str, torch.Tensor]:
+    """The backbone's full state dict with the EMA weights in place of the parameters.
 
-    return _Swap()
+    A collective under FSDP: every rank must call it. Works the same for plain and DDP models.
+    """
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if ema is not None:
+        names = [name for name, _ in accelerator_free_named_parameters(model)]
+        for name, shadow in zip(names, ema.shadow_params):
+            state[name] = _full(shadow).detach().cpu()
+    return state
+
+
+def accelerator_free_named_parameters(model: torch.nn.Module):
+    """Parameter names without DDP's ``module.`` prefix (the names of the state dict above)."""
+    inner = model.module if hasattr(model, "module") else model
+    return inner.named_parameters()
+
+
+def unsharded_copy(pipe: AnyFramePipeline, state: dict[str, torch.Tensor]) -> STIVTransformer:
+    """A fresh, unwrapped backbone holding ``state`` (for sampling and export on one process)."""
+    config = {k: v for k, v in pipe.transformer.config.items() if not k.startswith("_")}
+    copy = type(pipe.transformer)(**config)
+    copy.load_state_dict(state)
+    return copy.eval()
+
+
+def _pipeline_with(pipe: AnyFramePipeline, transformer: STIVTransformer) -> AnyFramePipeline:
+    return AnyFramePipeline(transformer=transformer, vae=pipe.vae, text_encoder=pipe.text_encoder,
+                            tokenizer=pipe.tokenizer, scheduler=pipe.scheduler, conditioning=pipe.conditioning)
 
 
 @torch.no_grad()
-def write_samples(pipe: AnyFramePipeline, model: torch.nn.Module, ema: EMAModel | None, cfg: RecipeConfig, path: Path) -> None:
-    """A filmstrip per sample prompt, stacked vertically, from the EMA weights."""
-    was_training = model.training
-    model.eval()
-    with _with_ema(model, ema):
-        pipe.set_progress_bar_config(disable=True)
-        out = pipe(list(cfg.sample.prompts), num_inference_steps=cfg.sample.steps, guidance_scale=cfg.sample.guidance_scale,
-                   seed=cfg.seed)
-    model.train(was_training)
+def write_samples(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], cfg: RecipeConfig, path: Path) -> None:
+    """A filmstrip per sample prompt, stacked vertically, from the given (EMA) weights."""
+    sampler = _pipeline_with(pipe, unsharded_copy(pipe, state))
+    sampler.set_progress_bar_config(disable=True)
+    out = sampler(list(cfg.sample.prompts), num_inference_steps=cfg.sample.steps,
+                  guidance_scale=cfg.sample.guidance_scale, seed=cfg.seed)
     strips = [filmstrip(to_uint8(clip)) for clip in out.frames]
     path.parent.mkdir(parents=True, exist_ok=True)
     from PIL import Image
@@ -421,12 +453,7 @@ def write_samples(pipe: AnyFramePipeline, model: torch.nn.Module, ema: EMAModel 
         Image.fromarray(np.concatenate(strips, axis=0)).save(tmp, format="PNG")
 
 
-def export_pipeline(pipe: AnyFramePipeline, model: torch.nn.Module, ema: EMAModel | None, path: Path) -> Path:
+def export_pipeline(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path: Path) -> Path:
     """Save the pipeline folder (EMA weights) that ``anyframe generate --model`` loads."""
-    was_training = model.training
-    with _with_ema(model, ema):
-        model.eval()
-        pipe.transformer = model
-        pipe.save_pretrained(path)
-    model.train(was_training)
+    _pipeline_with(pipe, unsharded_copy(pipe, state)).save_pretrained(path)
     return path
