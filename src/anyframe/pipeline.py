@@ -350,8 +350,9 @@ class AnyFramePipeline(DiffusionPipeline):
 
 WORLD_PRESETS = {
     # size: (backbone, autoencoder, text encoder, pixels, frames, tokenizer length)
-    "tiny": dict(backbone="tiny", autoencoder="tiny", text_encoder="tiny", pixels=16, frames=8, max_length=16),
-    "S": dict(backbone="S", autoencoder="S", text_encoder="S", pixels=32, frames=16, max_length=32),
+    # max_length: world captions of up to 4 objects run to ~122 word tokens (95th percentile ~96)
+    "tiny": dict(backbone="tiny", autoencoder="tiny", text_encoder="tiny", pixels=16, frames=8, max_length=32),
+    "S": dict(backbone="S", autoencoder="S", text_encoder="S", pixels=32, frames=16, max_length=128),
 }
 
 
@@ -363,7 +364,9 @@ def build_world_pipeline(
         raise ValueError(f"unknown world preset {size!r} ({', '.join(WORLD_PRESETS)})")
     p = WORLD_PRESETS[size]
     torch.manual_seed(seed)
-    tokenizer = build_word_tokenizer(max_length=p["max_length"])
+    from anyframe.world import world_vocabulary
+
+    tokenizer = build_word_tokenizer(world_vocabulary(), max_length=p["max_length"])
     text_encoder = build_t5_encoder(p["text_encoder"], len(tokenizer))
     vae = build_world_autoencoder(p["autoencoder"], sample_size=p["pixels"])
     latent = p["pixels"] // spatial_compression(vae)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from anyframe.pipeline import WORLD_PRESETS
 from anyframe.data import (
     LatentCacheDataset,
     ManifestVideoDataset,
@@ -32,10 +33,12 @@ from anyframe.pipeline import build_world_pipeline
 # results by ~1e-7; a wrong frame, clip, crop or caption is off by ≥ 1e-2.
 ATOL = 1e-6
 
+L = WORLD_PRESETS["tiny"]["max_length"]  # the tiny tokenizer's fixed length
+
 
 @pytest.fixture(scope="module")
 def tiny():
-    """The tiny world's encoders: vae (2× down, 4 channels), tokenizer (length 16), text encoder."""
+    """The tiny world's encoders: vae (2× down, 4 channels), tokenizer (length L), text encoder."""
     pipe = build_world_pipeline("tiny")
     return pipe.vae, pipe.tokenizer, pipe.text_encoder
 
@@ -74,12 +77,12 @@ def test_cache_layout(toy_cache):
     index = json.loads((out / "index.json").read_text())
     assert index["version"] == 1 and len(index["fingerprint"]) == 64
     assert [s["rows"] for s in index["shards"]] == [4, 4, 2]
-    assert all(s["latent_shape"] == [4, 4, 8, 8] and s["text_shape"] == [16, 32] for s in index["shards"])
+    assert all(s["latent_shape"] == [4, 4, 8, 8] and s["text_shape"] == [L, 32] for s in index["shards"])
     assert [(it["shard"], it["row"]) for it in index["items"]] == [(i // 4, i % 4) for i in range(10)]
     with safe_open(out / "shard-00002.safetensors", framework="pt") as f:
         assert f.get_tensor("latents").shape == (2, 4, 4, 8, 8) and f.get_tensor("latents").dtype == torch.float32
-        assert f.get_tensor("text_embeds").shape == (2, 16, 32)
-        assert f.get_tensor("text_mask").shape == (2, 16)
+        assert f.get_tensor("text_embeds").shape == (2, L, 32)
+        assert f.get_tensor("text_mask").shape == (2, L)
 
 
 def test_cached_items_equal_a_direct_encode(tiny, toy_cache):
@@ -96,14 +99,14 @@ def test_cached_items_equal_a_direct_encode(tiny, toy_cache):
         assert item.caption == sample.caption and item.meta == {"index": i}
         assert cache.bucket(i) == (4, 4, 8, 8)
     batch = collate([cache[i] for i in range(3)])
-    assert batch.latents.shape == (3, 4, 4, 8, 8) and batch.text_mask.shape == (3, 16)
+    assert batch.latents.shape == (3, 4, 4, 8, 8) and batch.text_mask.shape == (3, L)
 
 
 def test_null_text_is_the_empty_prompt(tiny, toy_cache):
     _, tokenizer, text_encoder = tiny
     null = LatentCacheDataset(toy_cache[1]).null_text
     expected = encode_prompts(tokenizer, text_encoder, [""])
-    assert null.embeds.shape == (1, 16, 32) and null.mask.dtype == torch.bool
+    assert null.embeds.shape == (1, L, 32) and null.mask.dtype == torch.bool
     torch.testing.assert_close(null.embeds, expected.embeds, atol=ATOL, rtol=0)
     assert torch.equal(null.mask, expected.mask) and null.mask.sum() == 1  # just </s>
 
@@ -146,7 +149,7 @@ def test_fingerprint_detects_other_encoders(tiny, toy_cache):
     rescaled.register_to_config(scaling_factor=0.5)
     assert encoders_fingerprint(rescaled, tokenizer, text_encoder) != fingerprint
     longer = copy.deepcopy(tokenizer)
-    longer.model_max_length = 32
+    longer.model_max_length = L + 16
     assert encoders_fingerprint(vae, longer, text_encoder) != fingerprint
 
 

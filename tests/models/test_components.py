@@ -7,7 +7,7 @@ from transformers import PreTrainedTokenizerFast, T5EncoderModel
 
 from anyframe.models.autoencoder import build_world_autoencoder, decode_video, encode_video, spatial_compression
 from anyframe.models.text_encoder import (
-    WORLD_VOCABULARY,
+    BASIC_VOCABULARY,
     TextCondition,
     build_t5_encoder,
     build_word_tokenizer,
@@ -51,7 +51,7 @@ def test_word_tokenizer():
     assert tok.pad_token_id == 0
     batch = tok(["red", "a blue square"], padding="max_length", max_length=10, return_tensors="pt")
     assert batch.input_ids.shape == (2, 10) and batch.attention_mask.sum(1).tolist() == [2, 4]
-    assert len(tok) == len(set(WORLD_VOCABULARY)) + 3
+    assert len(tok) == len(set(BASIC_VOCABULARY)) + 3
 
 
 def test_text_encoder_save_load(tmp_path):

@@ -17,31 +17,15 @@ from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 
-# A starter vocabulary for the shapes world. The world's caption grammar (its own issue) extends it;
-# words outside the vocabulary map to <unk>.
-WORLD_VOCABULARY: tuple[str, ...] = (
-    # structure
-    "a", "an", "the", "and", "with", "of", "on", "in", "to", "from", "at", "is", "are", "it", "then",
-    "two", "three", "four", "one", "frame", "video", "background", ",", ".",
-    # shapes
-    "circle", "square", "triangle", "diamond", "star", "hexagon", "cross", "ring",
-    "circles", "squares", "triangles", "diamonds", "stars", "hexagons", "crosses", "rings",
-    # colours
-    "red", "green", "blue", "yellow", "orange", "purple", "cyan", "magenta", "white", "black", "gray", "pink",
-    "brown",
-    # sizes
-    "small", "medium", "large", "big", "tiny",
-    # motion
-    "moves", "moving", "left", "right", "up", "down", "diagonally", "bounces", "bouncing", "stays", "still",
-    "grows", "shrinks", "rotates", "spinning", "appears", "disappears", "collides", "changes", "stops",
-    "camera", "pans", "upper", "lower", "top", "bottom", "towards", "away",
-    # styles
-    "flat", "outline", "striped", "noisy", "grainy", "pixelated", "style", "solid", "checkerboard", "stripes",
-    "gradient", "dots",
+# A small general vocabulary for tests; world-scale pipelines build theirs from the world's grammar
+# (``anyframe.world.world_vocabulary``). Words outside the vocabulary map to <unk>.
+BASIC_VOCABULARY: tuple[str, ...] = (
+    "a", "an", "the", "and", "on", "in", "to", "is", ",", ".", "moves", "left", "right", "up", "down",
+    "red", "green", "blue", "yellow", "circle", "square", "triangle", "background", "black",
 )
 
 
-def build_word_tokenizer(vocabulary: Iterable[str] = WORLD_VOCABULARY, max_length: int = 32) -> PreTrainedTokenizerFast:
+def build_word_tokenizer(vocabulary: Iterable[str] = BASIC_VOCABULARY, max_length: int = 32) -> PreTrainedTokenizerFast:
     """Lower-cased, whitespace/punctuation-split word tokenizer; appends ``</s>`` like T5, pads with id 0."""
     words = [PAD, EOS, UNK] + [w for w in dict.fromkeys(v.lower() for v in vocabulary) if w not in (PAD, EOS, UNK)]
     vocab = {w: i for i, w in enumerate(words)}

@@ -127,6 +127,7 @@ class Scene:
             need(m.direction is None or m.direction in vocab.DIRECTIONS, f"unknown direction {m.direction!r}")
             need(m.speed in vocab.SPEEDS, f"unknown speed {m.speed!r}")
             need(m.scale in vocab.SCALE_CHANGES, f"unknown scale change {m.scale!r}")
+            need(m.direction is not None or not m.bounce, f"object {o.id} bounces but has no direction")
             need(math.isfinite(o.x) and math.isfinite(o.y), f"object {o.id} has a non-finite position")
         for e in self.events:
             need(e.type in vocab.EVENT_TYPES, f"unknown event {e.type!r}")
@@ -136,11 +137,15 @@ class Scene:
                 need(e.effect in vocab.COLLISION_EFFECTS, f"unknown collision effect {e.effect!r}")
                 need(e.effect != "change_color" or e.color in vocab.COLORS, f"unknown colour {e.color!r}")
             else:
-                need(e.frame is not None and 0 <= e.frame < self.frames, f"{e.type} frame {e.frame} out of range")
+                # frame 0 would make "appears" a no-op and "disappears" an object never seen
+                need(e.frame is not None and 1 <= e.frame < self.frames, f"{e.type} frame {e.frame} out of range")
         return self
 
     def object(self, object_id: int) -> WorldObject:
-        return next(o for o in self.objects if o.id == object_id)
+        for o in self.objects:
+            if o.id == object_id:
+                return o
+        raise AnyframeInputError(f"no object with id {object_id} in the scene")
 
     def with_objects(self, objects) -> Scene:
         return replace(self, objects=tuple(objects))
@@ -167,7 +172,8 @@ class Trajectory:
         return self.camera.shape[0]
 
     def box(self, n: int, t: int) -> tuple[float, float, float, float]:
-        """Bounding box (x0, y0, x1, y1) of object n at frame t (the circumscribed square)."""
+        """Bounding box (x0, y0, x1, y1) of the circle of radius r around object n at frame t. (The drawn
+        shapes differ slightly: the renderer's triangle reaches 1.155 r, its diamond 1.2 r vertically.)"""
         r = self.radius[n, t]
         return (self.x[n, t] - r, self.y[n, t] - r, self.x[n, t] + r, self.y[n, t] + r)
 
@@ -237,9 +243,13 @@ def simulate(scene: Scene) -> Trajectory:
             a, b = index[e.object], index[e.other]
             if visible[a, t] and visible[b, t] and np.hypot(*(pos[a] - pos[b])) <= r_now[a] + r_now[b]:
                 event_frames[j] = t
+                # Both rebound (velocities reversed) so they do not pass through each other; "stop"
+                # stops the object it is about instead.
+                vel[b] = -vel[b]
                 if e.effect == "stop":
                     vel[a] = 0.0
                 else:
+                    vel[a] = -vel[a]
                     for tt in range(t, t_max):
                         color[a][tt] = e.color
         x[:, t] = pos[:, 0] - camera[t, 0]
