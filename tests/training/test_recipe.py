@@ -108,8 +108,9 @@ def test_two_processes_stay_in_sync(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    final = read_metrics(tmp_path)[-1]
-    assert final["ranks"] == 2 and final["ranks_in_sync"] is True
+    records = read_metrics(tmp_path)
+    final = records[-1]
+    assert final.get("ranks") == 2 and final.get("ranks_in_sync") is True, (records, proc.stderr[-2000:])
     assert len(set(final["checksums"])) == 1
     # each rank trained on its own shard: 2 ranks × 4 clips per step
     logged = [m for m in read_metrics(tmp_path) if "samples_per_s" in m]
