@@ -32,6 +32,10 @@ Examples:
   anyframe model init --size S --out models/anyframe-random   # an untrained model folder
 
   anyframe train --config configs/toy.yaml --set train.steps=500
+
+  anyframe world render --seed 3 --out outputs/world-3    # a shapes-world clip with its ground truth
+
+  anyframe world sample --n 100 --split ood_style --out suites/ood-style.jsonl
 """
 
 app = typer.Typer(
@@ -43,6 +47,9 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Build and inspect model folders.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+world_app = typer.Typer(help="The shapes world: render clips with their ground truth, sample evaluation suites.",
+                        no_args_is_help=True)
+app.add_typer(world_app, name="world")
 
 
 def _version(value: bool) -> None:
@@ -262,6 +269,89 @@ def train_command(
         f"step {result.step}: loss {result.final_loss:.4f}; run folder {result.output_dir}"
         + (f"; pipeline {result.pipeline_dir}" if result.pipeline_dir else "")
     )
+
+
+@world_app.command("render")
+def world_render(
+    seed: int = typer.Option(..., "--seed", help="Scene seed."),
+    split: str = typer.Option("train", "--split", help="train | ood_color_shape | ood_background | ood_style | more_objects."),
+    size: int = typer.Option(32, "--size", help="Canvas side, pixels."),
+    frames: int = typer.Option(16, "--frames", help="Clip length."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to create."),
+    fps: float = typer.Option(8.0, "--fps", help="Frame rate of the written video."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
+) -> None:
+    """Render one scene: video.mp4, filmstrip.png, masks.npz + masks.png, scene.json, captions.json."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from anyframe.io import default_permissions, write_filmstrip, write_mp4
+    from anyframe.world import SPLITS, caption, frame_captions, regional_captions, render, scene_for_seed
+
+    if split not in SPLITS:
+        raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not 8 <= size <= 512 or size % 2:
+        raise AnyframeInputError(f"--size must be an even number of pixels in [8, 512], got {size}")
+    if not 1 <= frames <= 256:
+        raise AnyframeInputError(f"--frames must be in [1, 256], got {frames}")
+    if out.exists() and not force:
+        raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
+    check_writable(out / "scene.json")
+    scene = scene_for_seed(seed, split, size=size, frames=frames)
+    clip = render(scene)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # the folder appears whole or not at all
+    default_permissions(tmp, directory=True)
+    try:
+        write_mp4(clip.frames, tmp / "video.mp4", fps=fps)
+        write_filmstrip(clip.frames, tmp / "filmstrip.png")
+        masks = np.clip(clip.masks * 255 + 0.5, 0, 255).astype(np.uint8)  # [N, T, H, W]
+        np.savez_compressed(tmp / "masks.npz", masks=masks, object_ids=np.array([o.id for o in scene.objects]))
+        union = masks.max(axis=0) if len(masks) else np.zeros(clip.frames.shape[:3], np.uint8)
+        write_filmstrip(np.repeat(union[..., None], 3, axis=-1), tmp / "masks.png")
+        (tmp / "scene.json").write_text(json.dumps(scene.to_dict(), indent=1, sort_keys=True))
+        (tmp / "captions.json").write_text(json.dumps({
+            "caption": caption(scene),
+            "regional_captions": dict(zip([str(o.id) for o in scene.objects], regional_captions(scene))),
+            "frame_captions": frame_captions(scene, clip.trajectory),
+        }, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    typer.echo(f"wrote {out}: {caption(scene)}")
+
+
+@world_app.command("sample")
+def world_sample(
+    n: int = typer.Option(..., "--n", help="Number of cases."),
+    split: str = typer.Option("train", "--split", help="The scene split."),
+    seed: int = typer.Option(0, "--seed", help="First scene seed (case i uses seed + i)."),
+    task: list[str] = typer.Option([], "--task", help="Tasks to cycle through (default: all). Repeatable."),
+    size: int = typer.Option(32, "--size", help="Canvas side, pixels."),
+    frames: int = typer.Option(16, "--frames", help="Clip length."),
+    out: Path = typer.Option(..., "--out", "-o", help="Suite file to write (.jsonl)."),
+) -> None:
+    """Write an evaluation suite (JSONL: task, scene program, conditions, what to score)."""
+    from anyframe.world.sampling import SPLITS
+    from anyframe.world.suite import TASKS, sample_suite, write_suite
+
+    if split not in SPLITS:
+        raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    unknown = [t for t in task if t not in TASKS]
+    if unknown:
+        raise AnyframeInputError(f"--task must be among {', '.join(TASKS)}, got {', '.join(unknown)}")
+    if n < 1:
+        raise AnyframeInputError(f"--n must be at least 1, got {n}")
+    if out.suffix != ".jsonl":
+        raise AnyframeInputError(f"--out must end in .jsonl, got {out}")
+    check_writable(out)
+    cases = sample_suite(n, split, seed, tuple(task) or TASKS, size, frames, prefix=out.stem)
+    write_suite(cases, out)
+    typer.echo(f"wrote {len(cases)} cases to {out}")
 
 
 @model_app.command("init")
