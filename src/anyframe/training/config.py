@@ -75,6 +75,13 @@ class ToyDataConfig(_Strict):
     size: int = Field(16, ge=4)
 
 
+class WorldDataConfig(_Strict):
+    num_clips: int = Field(100_000, ge=1)
+    split: Literal["train", "ood_color_shape", "ood_background", "ood_style", "more_objects"] = "train"
+    size: int = Field(32, ge=8)
+    frames: int = Field(16, ge=1)
+
+
 class ManifestDataConfig(_Strict):
     path: str
     num_frames: int = Field(16, ge=1)
@@ -95,8 +102,9 @@ class ManifestDataConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    source: Literal["toy", "manifest"] = "toy"
+    source: Literal["toy", "world", "manifest"] = "toy"
     toy: ToyDataConfig = Field(default_factory=ToyDataConfig)
+    world: WorldDataConfig = Field(default_factory=WorldDataConfig)
     manifest: ManifestDataConfig | None = None
     cache_dir: str | None = None  # encode once into latent shards here, then train from them
     batch_size: int = Field(8, ge=1)  # per process

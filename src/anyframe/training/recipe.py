@@ -109,6 +109,11 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
         from anyframe.data.toy import ToyMotionDataset
 
         dataset = ToyMotionDataset(d.toy.num_clips, d.toy.num_frames, d.toy.size, seed=cfg.seed)
+    elif d.source == "world":
+        from anyframe.data.world import WorldDataset
+
+        w = d.world
+        dataset = WorldDataset(w.num_clips, w.split, w.size, w.frames, seed=cfg.seed)
     else:
         from anyframe.data.video_manifest import ManifestVideoDataset
 
