@@ -10,6 +10,7 @@ Keyframe images are fitted to the model size by one rule (:func:`fit_image`): sc
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -97,6 +98,26 @@ def fit_image(img: Image.Image, height: int, width: int) -> Image.Image:
 def image_to_array(img: Image.Image) -> np.ndarray:
     """RGB PIL image → float32 ``[H, W, 3]`` in [−1, 1]."""
     return np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[str, dict]]:
+    """Yield ``(where, object)`` for every non-blank line of a JSONL file; ``where`` is "path, line N"
+    for error messages. A missing file, bad JSON or a non-object line is an :class:`AnyframeInputError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnyframeInputError(f"{what} not found: {path}")
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AnyframeInputError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise AnyframeInputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            yield where, record
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:

@@ -1,6 +1,5 @@
 """The training recipe end to end on the tiny world pipeline and the toy dataset (CPU)."""
 
-import json
 import os
 import subprocess
 import sys

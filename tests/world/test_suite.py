@@ -14,7 +14,6 @@ from anyframe.world.suite import (
     BUILTIN_SUITES,
     SCORED_KEYS,
     TASKS,
-    Case,
     builtin_suite,
     load_suite,
     make_case,
@@ -65,7 +64,7 @@ def test_round_trip_and_bad_suites(tmp_path):
     lines = path.read_text().splitlines()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(AnyframeInputError, match="bad.jsonl:2"):
+    with pytest.raises(AnyframeInputError, match="bad.jsonl, line 2"):
         load_suite(bad)
     broken = json.loads(lines[1])
     broken["conditions"]["keyframes"] = [99]

@@ -14,7 +14,6 @@ clip for the same seed, epoch and index, in any process and any order.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -31,6 +30,7 @@ from torch import Tensor
 
 from anyframe.data.base import VideoSample
 from anyframe.errors import AnyframeInputError
+from anyframe.io import read_jsonl
 
 # Why a video was skipped at construction, in the order the warning lists them.
 SKIP_REASONS = ("missing", "corrupt", "no video stream", "too short")
@@ -77,27 +77,15 @@ def read_manifest(manifest: str | os.PathLike) -> list[tuple[Path, str, dict]]:
     Raises :class:`AnyframeInputError` naming the manifest and line for anything malformed.
     """
     manifest = Path(manifest)
-    if not manifest.is_file():
-        raise AnyframeInputError(f"manifest not found: {manifest}")
     entries = []
-    with open(manifest, encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{manifest}, line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AnyframeInputError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise AnyframeInputError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            video, caption = record.pop("video", None), record.pop("caption", None)
-            if not isinstance(video, str) or not video:
-                raise AnyframeInputError(f"{where}: needs a \"video\" path (a non-empty string)")
-            if not isinstance(caption, str):
-                raise AnyframeInputError(f"{where}: needs a \"caption\" string")
-            path = Path(video)
-            entries.append((path if path.is_absolute() else manifest.parent / path, caption, record))
+    for where, record in read_jsonl(manifest, "manifest"):
+        video, caption = record.pop("video", None), record.pop("caption", None)
+        if not isinstance(video, str) or not video:
+            raise AnyframeInputError(f"{where}: needs a \"video\" path (a non-empty string)")
+        if not isinstance(caption, str):
+            raise AnyframeInputError(f"{where}: needs a \"caption\" string")
+        path = Path(video)
+        entries.append((path if path.is_absolute() else manifest.parent / path, caption, record))
     if not entries:
         raise AnyframeInputError(f"manifest lists no videos: {manifest}")
     return entries

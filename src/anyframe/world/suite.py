@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from anyframe.errors import AnyframeInputError
+from anyframe.io import read_jsonl
 from anyframe.world.captions import caption
 from anyframe.world.edits import make_edit
 from anyframe.world.sampling import SPLITS, scene_for_seed
@@ -185,19 +186,11 @@ def load_suite(source: str | Path) -> list[Case]:
     if not path.is_file():
         raise AnyframeInputError(f"suite not found: {source} (built-in: {', '.join(BUILTIN_SUITES)})")
     cases = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AnyframeInputError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(data, dict):
-            raise AnyframeInputError(f"{path}:{number}: a case must be a JSON object")
+    for where, data in read_jsonl(path, "suite"):
         try:
             cases.append(Case.from_dict(data))
         except AnyframeInputError as exc:
-            raise AnyframeInputError(f"{path}:{number}: {exc}") from None
+            raise AnyframeInputError(f"{where}: {exc}") from None
     if not cases:
         raise AnyframeInputError(f"suite {path} has no cases")
     return cases
