@@ -150,6 +150,28 @@ def params_checksum(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor shard (FSDP2) gathered into a plain tensor; plain tensors pass through."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def full_ema_state(ema: EMAModel) -> dict:
+    """``ema.state_dict()`` with its shadow parameters gathered into full CPU tensors. A collective under
+    FSDP2 (DTensor shards): every rank must call it before the main rank saves."""
+    state = ema.state_dict()
+    state["shadow_params"] = [_full(t).detach().cpu() for t in state["shadow_params"]]
+    return state
+
+
+def shard_like(tensors: list[torch.Tensor], params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Full tensors (from a checkpoint) laid out like ``params``: DTensor shards under FSDP2, plain
+    tensors on the parameters' device otherwise."""
+    return [
+        distribute_tensor(t.to(p.device), p.device_mesh, p.placements) if hasattr(p, "device_mesh") else t.to(p.device)
+        for t, p in zip(tensors, params)
+    ]
+
+
 # ---------------------------------------------------------------------------------------- RNG
 
 
@@ -238,7 +260,10 @@ def train(
         # torch's distributed-checkpoint state-dict API loads full state dicts into plain, DDP and
         # FSDP-sharded models and optimizers alike (optimizer state is keyed by parameter name).
         set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True))
-        set_optimizer_state_dict(model, optimizer, ckpt.optimizer, options=StateDictOptions(full_state_dict=True))
+        # strict=False: a parameter that never had a gradient (the temporal layers of a 1-frame, T2I run)
+        # has no optimizer state yet, and that is not an error
+        set_optimizer_state_dict(model, optimizer, ckpt.optimizer,
+                                 options=StateDictOptions(full_state_dict=True, strict=False))
     # EMA shadows the parameters as prepared (under FSDP2: DTensor shards), so it is made after prepare.
     ema = None
     if cfg.ema.enabled:
@@ -246,11 +271,7 @@ def train(
         ema = EMAModel(trained, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
     if ema is not None and resume is not None and ckpt.ema is not None:
         ema.load_state_dict(ckpt.ema)
-        # the checkpoint holds full tensors; under FSDP2 the parameters are DTensor shards
-        ema.shadow_params = [
-            distribute_tensor(s.to(p.device), p.device_mesh, p.placements) if hasattr(p, "device_mesh") else s.to(p.device)
-            for s, p in zip(ema.shadow_params, trained)
-        ]
+        ema.shadow_params = shard_like(ema.shadow_params, trained)
     sampler = ShardedBucketSampler(dataset, cfg.data.batch_size, rank, world, seed=cfg.seed, start=consumed)
     loader = torch.utils.data.DataLoader(
         EpochIndexedDataset(dataset),
@@ -369,6 +390,7 @@ def train(
             full = StateDictOptions(full_state_dict=True, cpu_offload=True)
             model_state = get_model_state_dict(model, options=full)
             optimizer_state = get_optimizer_state_dict(model, optimizer, options=full)
+            ema_state = full_ema_state(ema) if ema is not None else None
             if accelerator.is_main_process:
                 save_checkpoint(
                     Checkpoint(
@@ -377,7 +399,7 @@ def train(
                         state={"batches_consumed": consumed, "lr_schedule": schedule.state_dict(), "config": cfg.to_dict(),
                                "world_size": world},
                         optimizer=optimizer_state,
-                        ema=ema.state_dict() if ema is not None else None,
+                        ema=ema_state,
                         rng={"ranks": rngs},
                     ),
                     out / "checkpoints",
@@ -403,11 +425,6 @@ def train(
 
 
 # ----------------------------------------------------------------------------- samples, export
-
-
-def _full(tensor: torch.Tensor) -> torch.Tensor:
-    """A DTensor shard (FSDP2) gathered into a plain tensor; plain tensors pass through."""
-    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
 def ema_state_dict(model: torch.nn.Module, ema: EMAModel | None) -> dict[str, torch.Tensor]:

@@ -1,0 +1,82 @@
+"""Run by test_fsdp_state.py under torchrun: the recipe's checkpoint and EMA code on FSDP2 shards (CPU, gloo)."""
+
+import sys
+
+import torch
+import torch.distributed as dist
+from diffusers.training_utils import EMAModel
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
+
+from anyframe.models.dit import stiv_tiny
+from anyframe.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from anyframe.training.recipe import ema_state_dict, full_ema_state, shard_like
+
+
+def build():
+    torch.manual_seed(0)
+    model = stiv_tiny(in_channels=4, text_dim=32)
+    for block in model.blocks:
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def step(model, opt, ema, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, ctx = torch.randn(2, 4, 4, 8, 8, generator=g), torch.randn(2, 6, 32, generator=g)
+    model(x, torch.tensor([300.0, 500.0]), ctx).sample.square().mean().backward()
+    opt.step()
+    opt.zero_grad()
+    ema.step(model.parameters())
+
+
+def main(folder: str) -> None:
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+    # 4 steps straight
+    model = build()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=False)
+    ema = EMAModel(list(model.parameters()), decay=0.9)
+    for i in range(4):
+        step(model, opt, ema, i)
+    straight = ema_state_dict(model, ema)
+
+    # 2 steps, checkpoint (as the recipe writes it), a fresh sharded model resumes, 2 more steps
+    model = build()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=False)
+    ema = EMAModel(list(model.parameters()), decay=0.9)
+    for i in range(2):
+        step(model, opt, ema, i)
+    model_state, optim_state = get_model_state_dict(model, options=full), get_optimizer_state_dict(model, opt, options=full)
+    ema_state = full_ema_state(ema)  # a collective: every rank gathers its DTensor shadows
+    if rank == 0:
+        save_checkpoint(Checkpoint(2, model_state, {"batches_consumed": 2}, optim_state, ema_state), folder)
+    dist.barrier()
+    ckpt = load_checkpoint(f"{folder}/step-00000002")
+    model = build()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=False)
+    set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True))
+    set_optimizer_state_dict(model, opt, ckpt.optimizer, options=StateDictOptions(full_state_dict=True, strict=False))
+    ema = EMAModel(list(model.parameters()), decay=0.9)
+    ema.load_state_dict(ckpt.ema)
+    ema.shadow_params = shard_like(ema.shadow_params, list(model.parameters()))
+    for i in range(2, 4):
+        step(model, opt, ema, i)
+    resumed = ema_state_dict(model, ema)
+    if rank == 0:
+        same = straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+        print("EXACT" if same else "DIFFERENT", flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
