@@ -36,6 +36,8 @@ Examples:
   anyframe world render --seed 3 --out outputs/world-3    # a shapes-world clip with its ground truth
 
   anyframe world sample --n 100 --split ood_style --out suites/ood-style.jsonl
+
+  anyframe eval --model runs/x/pipeline --model truth --suite smoke --out reports/x
 """
 
 app = typer.Typer(
@@ -269,6 +271,50 @@ def train_command(
         f"step {result.step}: loss {result.final_loss:.4f}; run folder {result.output_dir}"
         + (f"; pipeline {result.pipeline_dir}" if result.pipeline_dir else "")
     )
+
+
+@app.command("eval")
+def eval_command(
+    model: list[str] = typer.Option(..., "--model", "-m", help="Pipeline folder, or `truth` / `random` (calibration). Repeatable."),
+    suite: str = typer.Option("smoke", "--suite", help="smoke | standard | ood, or a suite .jsonl."),
+    n: int | None = typer.Option(None, "--n", help="Score a seeded random subset of N cases."),
+    seed: int = typer.Option(0, "--seed", help="Subset and sampling seed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
+    steps: int = typer.Option(25, "--steps", help="Sampling steps (pipeline models)."),
+    guidance: float = typer.Option(7.5, "--guidance", "-g", help="Guidance scale (pipeline models)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
+) -> None:
+    """Generate every case of a suite with each model and score it with the shapes-world oracle:
+    writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
+    from anyframe.world.suite import load_suite
+
+    cases = load_suite(suite)
+    if n is not None:
+        if n < 1:
+            raise AnyframeInputError(f"--n must be at least 1, got {n}")
+        if n < len(cases):
+            import numpy as np
+
+            keep = sorted(np.random.default_rng(seed).choice(len(cases), n, replace=False).tolist())
+            cases = [cases[i] for i in keep]
+    if steps < 1:
+        raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
+    for spec in model:
+        if spec not in ("truth", "random") and not (Path(spec) / "model_index.json").is_file():
+            raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random")
+    check_writable(out / "report.json")
+    _silence_libraries()
+    from anyframe.evaluation.harness import load_model
+    from anyframe.evaluation.report import evaluate
+
+    models = [load_model(spec, steps=steps, guidance=guidance, seed=seed, device=device)
+              if spec not in ("truth", "random") else load_model(spec) for spec in model]
+    reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}")
+    for report in reports:
+        summary = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if v is not None and k in
+                            ("presence", "color_binding", "motion_direction", "keyframe_psnr"))
+        typer.echo(f"{report['model']}: {len(report['cases'])} cases; {summary}")
+    typer.echo(f"report: {out / 'report.md'}")
 
 
 @world_app.command("render")

@@ -1,0 +1,133 @@
+"""The evaluation harness: generate every case of a suite with a model, and score it with the oracle.
+
+A *model* here is anything with ``generate(case, conditioning) -> Generation``. Three kinds:
+
+- :class:`PipelineModel` — an anyframe pipeline folder (``anyframe eval --model DIR``);
+- :class:`TruthModel` — returns the true renders (``--model truth``): every score should be ~1, so
+  it calibrates the oracle on the suite itself;
+- :class:`RandomModel` — returns random clips (``--model random``): the floor.
+
+How a pipeline meets each task (documented choices):
+
+- ``t2v``/``masks``: the prompt; ``ti2v``/``keyframes``/``interpolation``/``prediction``: the prompt and the
+  true renders at the case's keyframe indices;
+- ``unpaired``: the text and the image; a model without a narrator places the image at frame 0;
+- ``edit``: a model that cannot edit is *unsupported*: the case is recorded, not scored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from anyframe.world.render import render
+from anyframe.world.scene import Scene
+from anyframe.world.suite import Case
+
+
+@dataclass
+class Conditioning:
+    """The truth a case needs, rendered once: the target clip (for keyframes and truth models) and,
+    for edits, the source clip."""
+
+    scene: Scene
+    clip: np.ndarray  # uint8 [T, H, W, 3]
+    masks: np.ndarray  # float [N, T, H, W]
+    source_clip: np.ndarray | None = None
+    source_scene: Scene | None = None
+
+    @staticmethod
+    def of(case: Case) -> Conditioning:
+        scene = case.scene_program()
+        rendering = render(scene)
+        source_scene = source_clip = None
+        if case.edit:
+            source_scene = Scene.from_dict(case.edit["source"])
+            source_clip = render(source_scene).frames
+        return Conditioning(scene, rendering.frames, rendering.masks, source_clip, source_scene)
+
+    def keyframes(self, case: Case) -> dict[int, np.ndarray]:
+        """``{frame index: true image}`` for the case's keyframes (the unpaired image at its true frame)."""
+        if case.task == "unpaired":
+            j = int(case.unpaired["image_frame"])
+            return {j: self.clip[j]}
+        return {int(i): self.clip[int(i)] for i in case.conditions.get("keyframes", [])}
+
+
+@dataclass
+class Generation:
+    frames: np.ndarray | None  # uint8 [T, H, W, 3]; None when the model does not support the task
+    masks: np.ndarray | None = None  # float [K, T, H, W], for models that output masks
+    seconds: float = 0.0
+    unsupported: str | None = None  # why the task was not attempted
+    info: dict = field(default_factory=dict)
+
+
+class Model(Protocol):
+    name: str
+
+    def generate(self, case: Case, cond: Conditioning) -> Generation: ...
+
+
+class TruthModel:
+    """Returns the true render (and true masks): the oracle's ceiling on this suite."""
+
+    name = "truth"
+
+    def generate(self, case: Case, cond: Conditioning) -> Generation:
+        return Generation(cond.clip.copy(), cond.masks.copy())
+
+
+class RandomModel:
+    """Uniform random clips of the right size, seeded by the case: the floor."""
+
+    name = "random"
+
+    def generate(self, case: Case, cond: Conditioning) -> Generation:
+        rng = np.random.default_rng([case.seed, 99])
+        return Generation(rng.integers(0, 256, size=cond.clip.shape, dtype=np.uint8))
+
+
+class PipelineModel:
+    """An anyframe pipeline folder. ``steps``/``guidance``/``seed`` are the sampling settings of the run."""
+
+    def __init__(self, path: str, steps: int = 25, guidance: float = 7.5, guidance_mode: str = "jit", seed: int = 0,
+                 device: str = "cpu"):
+        from anyframe.pipeline import AnyFramePipeline
+
+        self.name = str(path)
+        self.pipe = AnyFramePipeline.from_pretrained(path).to(device)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.steps, self.guidance, self.guidance_mode, self.seed = steps, guidance, guidance_mode, seed
+
+    def generate(self, case: Case, cond: Conditioning) -> Generation:
+        from anyframe.pipeline import Keyframe
+
+        if case.task == "edit":
+            return Generation(None, unsupported="this model has no editing method")
+        t, h, w, _ = cond.clip.shape
+        if case.task == "unpaired":
+            # no narrator: the image goes to frame 0 (a narrator-backed model places it itself)
+            keyframes = [Keyframe(cond.clip[int(case.unpaired["image_frame"])], 0)]
+        else:
+            keyframes = [Keyframe(cond.clip[i], i) for i in case.conditions.get("keyframes", [])]
+        start = time.perf_counter()
+        out = self.pipe(
+            case.conditions["prompt"], keyframes=keyframes, num_frames=t, height=h, width=w,
+            num_inference_steps=self.steps, guidance_scale=self.guidance, guidance_mode=self.guidance_mode,
+            seed=self.seed + case.seed,
+        )
+        frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
+        return Generation(frames, seconds=time.perf_counter() - start)
+
+
+def load_model(spec: str, **kwargs) -> Model:
+    """``truth``, ``random``, or a pipeline folder."""
+    if spec == "truth":
+        return TruthModel()
+    if spec == "random":
+        return RandomModel()
+    return PipelineModel(spec, **kwargs)

@@ -1,0 +1,217 @@
+"""Run a suite through models and the oracle; write ``report.json`` and ``report.md`` with plots.
+
+    report = evaluate([load_model("truth"), load_model("runs/x/pipeline")], load_suite("smoke"), "reports/x")
+
+One model: ``out/report.json`` = ``{"metrics": {key: mean}, "by_task": {task: {key: mean}},
+"by_split": ..., "cases": [...]}`` and ``out/report.md``. Several: the same per model in
+``out/<model>/`` and a side-by-side ``out/report.md`` + ``out/comparison.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from anyframe.evaluation.harness import Conditioning, Model
+from anyframe.io import atomic_path, filmstrip
+from anyframe.world.suite import Case
+
+# Keys on a 0..1 scale (higher is better); the others are reported in their own units.
+UNIT_KEYS = ("presence", "color_binding", "count", "motion_direction", "spatial_relation", "event",
+             "identity_persistence", "keyframe_ssim", "dynamic_degree", "motion_smoothness", "temporal_flicker",
+             "mask_iou", "style", "edit_accuracy")
+WORST_CASES = 4
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(values)) if values else None
+
+
+def _aggregate(cases: list[dict], group: str | None = None) -> dict:
+    if group is None:
+        keys = sorted({k for c in cases for k in c["scores"]})
+        return {k: _mean([c["scores"].get(k) for c in cases]) for k in keys}
+    groups = defaultdict(list)
+    for c in cases:
+        groups[c[group]].append(c)
+    return {name: _aggregate(members) for name, members in sorted(groups.items())}
+
+
+def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], strips: Path | None = None) -> dict:
+    """Generate and score every case; returns the report dict (and keeps worst-case filmstrips)."""
+    from anyframe.world.scoring import score_clip
+
+    results, clips = [], {}
+    for case in cases:
+        cond = conds[case.id]
+        gen = model.generate(case, cond)
+        entry = {"id": case.id, "task": case.task, "split": case.split, "seconds": round(gen.seconds, 3),
+                 "prompt": case.conditions.get("prompt", "")}
+        if gen.frames is None:
+            entry.update(scores={}, unsupported=gen.unsupported)
+        else:
+            keys = list(case.score)
+            scores = score_clip(
+                gen.frames, cond.scene, keys=keys, keyframes=cond.keyframes(case),
+                masks=gen.masks if case.task == "masks" else None, edit_source=cond.source_scene,
+            )
+            entry["scores"] = {k: (None if v is None else float(v)) for k, v in scores.items()}
+            clips[case.id] = gen.frames
+        results.append(entry)
+    report = {
+        "model": model.name,
+        "metrics": _aggregate([r for r in results if r["scores"]]),
+        "by_task": _aggregate([r for r in results if r["scores"]], "task"),
+        "by_split": _aggregate([r for r in results if r["scores"]], "split"),
+        "unsupported": {r["id"]: r["unsupported"] for r in results if r.get("unsupported")},
+        "cases": results,
+    }
+    if strips is not None:
+        report["worst"] = _write_worst(results, clips, conds, strips)
+    return report
+
+
+def _case_quality(entry: dict) -> float:
+    unit = [v for k, v in entry["scores"].items() if k in UNIT_KEYS and v is not None]
+    return float(np.mean(unit)) if unit else 1.0
+
+
+def _write_worst(results: list[dict], clips: dict, conds: dict, folder: Path) -> list[dict]:
+    """Filmstrips of the lowest-scoring cases: the generated clip over the truth."""
+    from PIL import Image
+
+    scored = sorted((r for r in results if r["scores"]), key=_case_quality)[:WORST_CASES]
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for entry in scored:
+        generated, truth = clips[entry["id"]], conds[entry["id"]].clip
+        strip = np.concatenate([filmstrip(generated), filmstrip(truth)], axis=0)
+        path = folder / f"{_slug(entry['id'])}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(strip).save(tmp, format="PNG")
+        out.append({"id": entry["id"], "quality": round(_case_quality(entry), 4), "filmstrip": path.name})
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "model"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def _plot_metrics(reports: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in UNIT_KEYS if any(r["metrics"].get(k) is not None for r in reports)]
+    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.8), 3.6))
+    width = 0.8 / max(1, len(reports))
+    for i, r in enumerate(reports):
+        values = [r["metrics"].get(k) or 0.0 for k in keys]
+        ax.bar(np.arange(len(keys)) + i * width, values, width, label=r["model"])
+    ax.set_xticks(np.arange(len(keys)) + width * (len(reports) - 1) / 2, keys, rotation=45, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _plot_tasks(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(report["by_task"])
+    keys = [k for k in UNIT_KEYS if any(report["by_task"][t].get(k) is not None for t in tasks)]
+    grid = np.array([[report["by_task"][t].get(k) if report["by_task"][t].get(k) is not None else np.nan
+                      for k in keys] for t in tasks], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.7), 0.5 * len(tasks) + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(keys)), keys, rotation=45, ha="right")
+    ax.set_yticks(range(len(tasks)), tasks)
+    for (i, j), v in np.ndenumerate(grid):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _markdown(report: dict, title: str) -> str:
+    lines = [f"# {title}", "", f"Model: `{report['model']}`, {len(report['cases'])} cases.", "",
+             "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in report["metrics"].items()]
+    lines += ["", "![metrics](metrics.png)", "", "## By task", "", "![tasks](tasks.png)", ""]
+    tasks = list(report["by_task"])
+    keys = list(report["metrics"])
+    lines += ["| task | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {t} | " + " | ".join(_fmt(report["by_task"][t].get(k)) for k in keys) + " |" for t in tasks]
+    if len(report["by_split"]) > 1:
+        lines += ["", "## By split", "", "| split | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        lines += [f"| {s} | " + " | ".join(_fmt(report["by_split"][s].get(k)) for k in keys) + " |"
+                  for s in report["by_split"]]
+    if report["unsupported"]:
+        lines += ["", f"{len(report['unsupported'])} cases were not attempted (unsupported by the model), e.g. "
+                  f"{next(iter(report['unsupported'].values()))}."]
+    if report.get("worst"):
+        lines += ["", "## Worst cases (generated above, truth below)", ""]
+        for w in report["worst"]:
+            lines += [f"- `{w['id']}` (mean unit score {w['quality']})", "", f"  ![{w['id']}](worst/{w['filmstrip']})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_report(report: dict, folder: Path, title: str = "anyframe evaluation") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(folder / "report.json", json.dumps(report, indent=1))
+    _plot_metrics([report], folder / "metrics.png")
+    _plot_tasks(report, folder / "tasks.png")
+    _write(folder / "report.md", _markdown(report, title))
+
+
+def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title: str = "anyframe evaluation") -> list[dict]:
+    """Run every model on every case; write the reports; return the report dicts."""
+    out = Path(out_dir)
+    conds = {case.id: Conditioning.of(case) for case in cases}
+    if len(models) == 1:
+        report = run_model(models[0], cases, conds, out / "worst")
+        write_report(report, out, title)
+        return [report]
+    reports = []
+    for model in models:
+        folder = out / _slug(model.name)
+        report = run_model(model, cases, conds, folder / "worst")
+        write_report(report, folder, f"{title}: {model.name}")
+        reports.append(report)
+    keys = sorted({k for r in reports for k in r["metrics"]})
+    comparison = {"models": [r["model"] for r in reports], "metrics": {k: [r["metrics"].get(k) for r in reports] for k in keys}}
+    _write(out / "comparison.json", json.dumps(comparison, indent=1))
+    _plot_metrics(reports, out / "metrics.png")
+    lines = [f"# {title}: comparison", "", f"{len(cases)} cases.", "", "![metrics](metrics.png)", "",
+             "| metric | " + " | ".join(f"`{r['model']}`" for r in reports) + " |", "|---|" + "---|" * len(reports)]
+    lines += [f"| {k} | " + " | ".join(_fmt(v) for v in comparison["metrics"][k]) + " |" for k in keys]
+    lines += ["", "Per model: " + ", ".join(f"[{r['model']}]({_slug(r['model'])}/report.md)" for r in reports)]
+    _write(out / "report.md", "\n".join(lines) + "\n")
+    return reports

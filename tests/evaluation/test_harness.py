@@ -1,0 +1,73 @@
+"""The evaluation harness and `anyframe eval`: truth scores ~1, random clips score low, reports are complete."""
+
+import json
+
+import pytest
+
+from anyframe.cli import main
+from anyframe.evaluation.harness import PipelineModel, RandomModel, TruthModel
+from anyframe.evaluation.report import UNIT_KEYS, evaluate
+from anyframe.world.suite import builtin_suite, sample_suite
+
+# Scores on a 0..1 scale that a random clip must fail (dynamic_degree / flicker / style can be high by chance)
+CONTENT = ("presence", "color_binding", "count", "motion_direction", "identity_persistence", "keyframe_ssim")
+
+
+@pytest.fixture(scope="module")
+def smoke_reports(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    reports = evaluate([TruthModel(), RandomModel()], builtin_suite("smoke"), out)
+    return out, reports
+
+
+def test_truth_is_perfect_and_random_is_not(smoke_reports):
+    _, (truth, random) = smoke_reports
+    for key in UNIT_KEYS:
+        value = truth["metrics"].get(key)
+        if value is not None:
+            assert value >= 0.99, (key, value)
+    assert truth["metrics"]["keyframe_psnr"] >= 40
+    for key in CONTENT:
+        assert random["metrics"][key] <= 0.5, (key, random["metrics"][key])
+    assert random["metrics"]["keyframe_psnr"] < 15
+
+
+def test_reports_are_complete(smoke_reports):
+    out, reports = smoke_reports
+    for name in ("truth", "random"):
+        folder = out / name
+        report = json.loads((folder / "report.json").read_text())
+        assert set(report) >= {"metrics", "by_task", "cases"}
+        assert len(report["cases"]) == 16 and set(report["by_task"]) == {c.task for c in builtin_suite("smoke")}
+        md = (folder / "report.md").read_text()
+        assert "![metrics](metrics.png)" in md and (folder / "metrics.png").is_file() and (folder / "tasks.png").is_file()
+        assert report["worst"] and all((folder / "worst" / w["filmstrip"]).is_file() for w in report["worst"])
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["models"] == ["truth", "random"]
+    assert "truth" in (out / "report.md").read_text()
+
+
+def test_a_pipeline_runs_every_task_and_edits_are_unsupported(tmp_path):
+    from anyframe.pipeline import build_world_pipeline
+
+    build_world_pipeline("tiny", seed=0).save_pretrained(tmp_path / "m")
+    cases = sample_suite(8, seed=11)  # one case per task
+    [report] = evaluate([PipelineModel(str(tmp_path / "m"), steps=1)], cases, tmp_path / "r")
+    assert set(report["unsupported"]) == {c.id for c in cases if c.task == "edit"}
+    scored = [c for c in report["cases"] if c["scores"]]
+    assert len(scored) == 7 and all("presence" in c["scores"] for c in scored)
+
+
+def test_eval_cli(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--model", "truth", "--suite", "smoke", "--n", "4", "--out", str(tmp_path / "r")])
+    assert (info.value.code or 0) == 0
+    assert len(json.loads((tmp_path / "r" / "report.json").read_text())["cases"]) == 4
+    for args, fragment in [(["--model", str(tmp_path / "nope")], "not a pipeline folder"),
+                           (["--model", "truth", "--suite", "galaxy"], "suite not found"),
+                           (["--model", "truth", "--n", "0"], "--n")]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(["eval", *args, "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and fragment in err and err.count("\n") == 1
