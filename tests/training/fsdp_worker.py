@@ -75,6 +75,7 @@ def main(folder: str) -> None:
     if rank == 0:
         same = straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
         print("EXACT" if same else "DIFFERENT", flush=True)
+    dist.barrier()  # no rank tears gloo down while another is still in a collective
     dist.destroy_process_group()
 
 

@@ -20,9 +20,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_fsdp2_checkpoint_resume_is_exact(tmp_path):
+def _run(folder):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           str(WORKER), str(tmp_path / "ckpt")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+           str(WORKER), str(folder)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_fsdp2_checkpoint_resume_is_exact(tmp_path):
+    proc = _run(tmp_path / "a")
+    if proc.returncode != 0 and "DIFFERENT" not in proc.stdout:
+        # Seen once on a loaded 2-core machine: a gloo worker aborting ("terminate called without an
+        # active exception"). A crash gets one more try; a wrong result never does.
+        proc = _run(tmp_path / "b")
+    assert "DIFFERENT" not in proc.stdout, proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "EXACT" in proc.stdout, proc.stdout + proc.stderr[-2000:]
