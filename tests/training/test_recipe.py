@@ -99,20 +99,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_stay_in_sync(tmp_path):
+def _launch_two_ranks(out, timeout=150):
+    """``accelerate launch`` 2 CPU ranks; the whole process group is killed on a timeout (no orphans)."""
+    import signal
+
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
            "-m", "anyframe.cli", "train", "--config", str(CONFIG), "--quiet",
-           *[f"--set={o}" for o in [*SMALL, "train.steps=4", "train.log_every=2", f"output_dir={tmp_path}"]]]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    records = read_metrics(tmp_path)
+           *[f"--set={o}" for o in [*SMALL, "train.steps=4", "train.log_every=2", f"output_dir={out}"]]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, "timed out"
+    return proc.returncode, err
+
+
+def test_two_processes_stay_in_sync(tmp_path):
+    code, err = _launch_two_ranks(tmp_path / "a")
+    run = tmp_path / "a"
+    if code != 0:
+        # Seen about once in 20 runs on this 2-core machine: one gloo rank hangs at start-up (the other
+        # waits in a collective). A hang or crash gets one more try; wrong numbers never do.
+        code, err = _launch_two_ranks(tmp_path / "b")
+        run = tmp_path / "b"
+    assert code == 0, err[-3000:]
+    records = read_metrics(run)
     final = records[-1]
-    assert final.get("ranks") == 2 and final.get("ranks_in_sync") is True, (records, proc.stderr[-2000:])
+    assert final.get("ranks") == 2 and final.get("ranks_in_sync") is True, (records, err[-2000:])
     assert len(set(final["checksums"])) == 1
     # each rank trained on its own shard: 2 ranks × 4 clips per step
-    logged = [m for m in read_metrics(tmp_path) if "samples_per_s" in m]
+    logged = [m for m in records if "samples_per_s" in m]
     assert logged and all(m["step"] in (2, 4) for m in logged)
 
 
