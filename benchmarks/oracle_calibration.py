@@ -3,7 +3,8 @@
     python benchmarks/oracle_calibration.py
 
 The truth must score ~1 on every key (the oracle reads the world correctly, task by task and split by
-split); random clips give the floor. Writes ``benchmarks/results/oracle_calibration.{json,md}`` (the
+split); random clips give the floor. The captioned cases are also scored against their prompts alone
+(``anyframe.world.prompt_scoring``), which state no positions or frames and so check less. Writes ``benchmarks/results/oracle_calibration.{json,md}`` (the
 full reports, with plots and worst cases, go to a temporary folder unless ``--out`` is given).
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from anyframe.evaluation.harness import RandomModel, TruthModel
 from anyframe.evaluation.report import UNIT_KEYS, evaluate
+from anyframe.world.prompt_scoring import PROMPT_KEYS
 from anyframe.world.suite import builtin_suite
 
 RESULTS = Path(__file__).parent / "results"
@@ -32,6 +34,13 @@ def main() -> None:
         truth, random = evaluate([TruthModel(), RandomModel()], builtin_suite(name), out / name, title=f"calibration: {name}")
         summary[name] = {"cases": len(truth["cases"]), "truth": truth["metrics"], "random": random["metrics"],
                          "truth_by_split": truth["by_split"], "truth_by_task": truth["by_task"]}
+        # the same clips scored against their prompts alone (cases whose prompt is a scene caption)
+        captioned = [c for c in builtin_suite(name) if c.task not in ("edit", "unpaired")]
+        p_truth, p_random = evaluate([TruthModel(), RandomModel()], captioned, out / f"{name}-prompt",
+                                     title=f"calibration: {name}, against the prompt", against="prompt")
+        summary[name]["prompt"] = {"cases": len(captioned),
+                                   "truth": {k: p_truth["metrics"].get(k) for k in PROMPT_KEYS},
+                                   "random": {k: p_random["metrics"].get(k) for k in PROMPT_KEYS}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "oracle_calibration.json").write_text(json.dumps(summary, indent=1))
     lines = ["# Oracle calibration", "", "Command: `python benchmarks/oracle_calibration.py`", "",
@@ -46,6 +55,10 @@ def main() -> None:
             key = min((k for k in UNIT_KEYS if metrics.get(k) is not None), key=lambda k: metrics[k])
             return f"{key} {metrics[key]:.3f}"
 
+        p = s["prompt"]
+        lines += ["", f"Scored against the prompt alone ({p['cases']} captioned cases; `anyframe eval --against "
+                  "prompt`):", "", "| key | truth | random |", "|---|---|---|"]
+        lines += [f"| {k} | {fmt(p['truth'].get(k))} | {fmt(p['random'].get(k))} |" for k in PROMPT_KEYS]
         lines += ["", "Lowest truth score per split: " + ", ".join(
             f"{split}: {lowest(m)}" for split, m in s["truth_by_split"].items()),
             "", "Lowest truth score per task: " + ", ".join(

@@ -273,6 +273,33 @@ def train_command(
     )
 
 
+@app.command("train-autoencoder")
+def train_autoencoder_command(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML recipe (configs/world-autoencoder.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a recipe key. Repeatable."),
+    resume: str | None = typer.Option(None, "--resume", help="latest, or a checkpoint folder."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Run folder (default: the recipe's output_dir)."),
+    stop_after: int | None = typer.Option(None, "--stop-after", help="End this run at this step, with a checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Stage one of the world recipe: train the per-frame autoencoder on shapes-world frames; writes
+    OUTPUT/autoencoder (with eval.json: reconstruction PSNR per style and split)."""
+    from anyframe.training.autoencoder import AutoencoderRecipe, train_autoencoder
+    from anyframe.training.config import load_config
+
+    cfg = load_config(config, overrides, schema=AutoencoderRecipe)
+    if stop_after is not None and stop_after < 1:
+        raise AnyframeInputError(f"--stop-after must be at least 1, got {stop_after}")
+    _silence_libraries()
+    result = train_autoencoder(cfg, resume=resume, output_dir=str(output) if output else None, progress=not quiet,
+                               stop_after=stop_after)
+    line = f"step {result['step']}: loss {result['loss']:.5f}"
+    if result["autoencoder_dir"]:
+        ps = result["eval"]["psnr_by_split"]
+        line += f"; autoencoder {result['autoencoder_dir']} (PSNR train {ps['train']:.1f} dB, ood_style {ps['ood_style']:.1f} dB)"
+    typer.echo(line)
+
+
 @app.command("eval")
 def eval_command(
     model: list[str] = typer.Option(..., "--model", "-m", help="Pipeline folder, or `truth` / `random` (calibration). Repeatable."),
@@ -283,6 +310,7 @@ def eval_command(
     steps: int = typer.Option(25, "--steps", help="Sampling steps (pipeline models)."),
     guidance: float = typer.Option(7.5, "--guidance", "-g", help="Guidance scale (pipeline models)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
+    against: str = typer.Option("program", "--against", help="Score against the scene program, or the prompt alone."),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
@@ -299,6 +327,8 @@ def eval_command(
             cases = [cases[i] for i in keep]
     if steps < 1:
         raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
+    if against not in ("program", "prompt"):
+        raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
     for spec in model:
         if spec not in ("truth", "random") and not (Path(spec) / "model_index.json").is_file():
             raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random")
@@ -309,7 +339,7 @@ def eval_command(
 
     models = [load_model(spec, steps=steps, guidance=guidance, seed=seed, device=device)
               if spec not in ("truth", "random") else load_model(spec) for spec in model]
-    reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}")
+    reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against)
     for report in reports:
         summary = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if v is not None and k in
                             ("presence", "color_binding", "motion_direction", "keyframe_psnr"))

@@ -65,9 +65,33 @@ def test_eval_cli(tmp_path, capsys):
     assert len(json.loads((tmp_path / "r" / "report.json").read_text())["cases"]) == 4
     for args, fragment in [(["--model", str(tmp_path / "nope")], "not a pipeline folder"),
                            (["--model", "truth", "--suite", "galaxy"], "suite not found"),
-                           (["--model", "truth", "--n", "0"], "--n")]:
+                           (["--model", "truth", "--n", "0"], "--n"),
+                           (["--model", "truth", "--against", "vibes"], "--against")]:
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
             main(["eval", *args, "--out", str(tmp_path / "x")])
         err = capsys.readouterr().err
         assert info.value.code == 2 and fragment in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("suite", ["standard", "ood"])
+def test_truth_scores_at_least_099_on_the_full_builtin_suites(suite):
+    """Every key's mean over the whole built-in suite (320 / 240 cases) is ≥ 0.99 on the true renders (the
+    benchmark benchmarks/oracle_calibration.py also breaks it down by task and split)."""
+    from anyframe.evaluation.harness import Conditioning
+    from anyframe.evaluation.report import run_model
+
+    cases = builtin_suite(suite)
+    report = run_model(TruthModel(), cases, {c.id: Conditioning.of(c) for c in cases})
+    low = {k: v for k, v in report["metrics"].items() if k in UNIT_KEYS and v is not None and v < 0.99}
+    assert not low, low
+    assert report["metrics"]["keyframe_psnr"] >= 40
+
+
+def test_truth_scores_high_against_the_prompt_alone(tmp_path):
+    cases = [c for c in builtin_suite("smoke") if c.task not in ("edit", "unpaired")]
+    truth, random = evaluate([TruthModel(), RandomModel()], cases, tmp_path, against="prompt")
+    assert truth["scored_against"] == "prompt"
+    for key in ("presence", "color_binding", "count", "style"):
+        assert truth["metrics"][key] >= 0.95 and random["metrics"][key] <= 0.5, key
+    assert "identity_persistence" not in truth["metrics"]  # a prompt alone cannot check identity

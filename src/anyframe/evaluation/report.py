@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anyframe.errors import AnyframeInputError
 from anyframe.evaluation.harness import Conditioning, Model
 from anyframe.io import atomic_path, filmstrip
 from anyframe.world.suite import Case
@@ -43,9 +44,19 @@ def _aggregate(cases: list[dict], group: str | None = None) -> dict:
     return {name: _aggregate(members) for name, members in sorted(groups.items())}
 
 
-def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], strips: Path | None = None) -> dict:
-    """Generate and score every case; returns the report dict (and keeps worst-case filmstrips)."""
+def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], strips: Path | None = None,
+              against: str = "program") -> dict:
+    """Generate and score every case; returns the report dict (and keeps worst-case filmstrips).
+
+    ``against``: ``program`` scores each clip against the case's scene program (every key of the case);
+    ``prompt`` against what its prompt alone states (:mod:`anyframe.world.prompt_scoring`: the case's keys
+    among PROMPT_KEYS). Edits and unpaired cases, whose texts are an instruction and one object's action
+    rather than a caption of the scene, are scored against the program either way."""
+    from anyframe.world.prompt_scoring import PROMPT_KEYS, score_prompt
     from anyframe.world.scoring import score_clip
+
+    if against not in ("program", "prompt"):
+        raise AnyframeInputError(f"score against 'program' or 'prompt', not {against!r}")
 
     results, clips = [], {}
     for case in cases:
@@ -57,15 +68,19 @@ def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], s
             entry.update(scores={}, unsupported=gen.unsupported)
         else:
             keys = list(case.score)
-            scores = score_clip(
-                gen.frames, cond.scene, keys=keys, keyframes=cond.keyframes(case),
-                masks=gen.masks if case.task == "masks" else None, edit_source=cond.source_scene,
-            )
+            if against == "prompt" and case.task not in ("edit", "unpaired"):
+                scores = score_prompt(gen.frames, case.conditions["prompt"], [k for k in keys if k in PROMPT_KEYS])
+            else:
+                scores = score_clip(
+                    gen.frames, cond.scene, keys=keys, keyframes=cond.keyframes(case),
+                    masks=gen.masks if case.task == "masks" else None, edit_source=cond.source_scene,
+                )
             entry["scores"] = {k: (None if v is None else float(v)) for k, v in scores.items()}
             clips[case.id] = gen.frames
         results.append(entry)
     report = {
         "model": model.name,
+        "scored_against": against,
         "metrics": _aggregate([r for r in results if r["scores"]]),
         "by_task": _aggregate([r for r in results if r["scores"]], "task"),
         "by_split": _aggregate([r for r in results if r["scores"]], "split"),
@@ -156,7 +171,8 @@ def _plot_tasks(report: dict, path: Path) -> None:
 
 
 def _markdown(report: dict, title: str) -> str:
-    lines = [f"# {title}", "", f"Model: `{report['model']}`, {len(report['cases'])} cases.", "",
+    lines = [f"# {title}", "", f"Model: `{report['model']}`, {len(report['cases'])} cases, scored against the "
+             f"{report.get('scored_against', 'program')}.", "",
              "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["metrics"].items()]
     lines += ["", "![metrics](metrics.png)", "", "## By task", "", "![tasks](tasks.png)", ""]
@@ -191,18 +207,20 @@ def write_report(report: dict, folder: Path, title: str = "anyframe evaluation")
     _write(folder / "report.md", _markdown(report, title))
 
 
-def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title: str = "anyframe evaluation") -> list[dict]:
-    """Run every model on every case; write the reports; return the report dicts."""
+def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title: str = "anyframe evaluation",
+             against: str = "program") -> list[dict]:
+    """Run every model on every case; write the reports; return the report dicts (``against``: see
+    :func:`run_model`)."""
     out = Path(out_dir)
     conds = {case.id: Conditioning.of(case) for case in cases}
     if len(models) == 1:
-        report = run_model(models[0], cases, conds, out / "worst")
+        report = run_model(models[0], cases, conds, out / "worst", against)
         write_report(report, out, title)
         return [report]
     reports = []
     for model in models:
         folder = out / _slug(model.name)
-        report = run_model(model, cases, conds, folder / "worst")
+        report = run_model(model, cases, conds, folder / "worst", against)
         write_report(report, folder, f"{title}: {model.name}")
         reports.append(report)
     keys = sorted({k for r in reports for k in r["metrics"]})

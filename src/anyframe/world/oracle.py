@@ -844,13 +844,18 @@ def _distance(tr: dict, pred: np.ndarray, d: Detection, k: float) -> float:
 def _link_cost(tr: dict, pred: np.ndarray, t: int, d: Detection, k: float, strict: bool = False) -> float:
     """Cost of continuing ``tr`` with ``d`` (:func:`track`); ``strict`` (the first, same-colour pass) also
     refuses an area change beyond 1.6× — likely another object of that colour that came near, while the
-    track's own object just changed colour (the second pass can still take it)."""
+    track's own object just changed colour (the second pass can still take it) — unless the track's last
+    detection was partly hidden (touching another object or a poor shape) and the new one is a larger,
+    well-formed shape of the track's own."""
     dist = _distance(tr, pred, d, k)
     if dist > _gate(tr, t, d, k):
         return np.inf
     last = tr["dets"][-1]
     log_ratio = abs(math.log(max(d.area, 1e-3) / max(last.area, 1e-3)))
-    if strict and log_ratio > math.log(1.6):
+    # an object coming out from behind another grows back: not refused
+    reappearing = (d.area > last.area and (last.touches_other or last.confidence < 0.5)
+                   and d.confidence >= 0.5 and d.shape == tr["shape_vote"])
+    if strict and log_ratio > math.log(1.6) and not reappearing:
         return np.inf
     recolour = d.color != last.color
     if recolour and log_ratio > math.log(2.5):  # a recolouring collision can half-hide the object

@@ -19,7 +19,8 @@ Conventions
   and no other object *of the same colour* touches it (two such objects read as one blob). *Isolated*
   frames: clean, and no other object at all touches it (its centroid is then exact). Where a key needs to
   see an object it uses clean frames only: scoring is tolerant exactly where the truth itself is hidden,
-  and an object the truth never shows clean is not scored (nor matched).
+  and an object the truth shows clean in fewer than two frames (no track can form) is not scored (nor
+  matched).
 * Tracks with ≥ MIN_MATCH_TRACK (2) detections can be matched; *substantial* tracks (≥ MIN_TRACK = 3) count
   as objects.
 * *Matching* (:func:`match_objects`): true objects ↔ tracks one-to-one (Hungarian) on ``2·(1 − colour
@@ -68,10 +69,10 @@ Keys (in [0, 1], higher is better, unless stated; ``None`` when not applicable)
     unseen gap around the true frame counts as the change frame), and the two objects touch around it
     (where the truth shows the other one); ``stop``: the chain's per-frame velocity is best explained by the
     true velocity before and after a change frame t̂ and fits after it within 0.5 k px/frame, plus the
-    contact; ``appear`` / ``disappear``: the chain's first / last detection (within the truth's own first
-    clean frame after an appearance / last before a disappearance). *negative*: mean over objects of 1
-    when nothing happens that the scene does not say — ≥ 80 % of the chain in one colour without a colour
-    change, seen from its first clean frame (±2) without an appearance, until its last (±2) without a
+    contact; ``appear`` / ``disappear``: the chain's first / last detection in the object's colour (within
+    the truth's own first clean frame after an appearance / last before a disappearance). *negative*: mean
+    over objects of 1 when nothing happens that the scene does not say — ≥ 80 % of the chain (at frames
+    where the truth shows the object) in one colour without a colour change, seen from its first clean frame (±2) without an appearance, until its last (±2) without a
     disappearance.
 ``identity_persistence``
     per object with ≥ 2 clean frames: the share of its clean frames (minus those where its track is hidden
@@ -101,18 +102,22 @@ Keys (in [0, 1], higher is better, unless stated; ``None`` when not applicable)
 ``mask_iou`` (with ``masks`` ``[K, T, H, W]``)
     predicted masks (≥ 0.5) ↔ true visible masks (≥ 0.5) matched by the Hungarian algorithm on IoU; per
     true object ``Σ_t |P ∩ G| / Σ_t |P ∪ G|`` (unmatched: 0), mean over objects that are ever visible.
-``style``
-    ``1[oracle.classify_style(clip) == scene.style]``.
+``style`` (scenes whose true render shows its style)
+    ``1[oracle.classify_style(clip) == scene.style]``; ``None`` where the truth's own render is classified
+    otherwise (:attr:`Truth.style_legible`: e.g. one small outlined cross has no inside and looks flat) —
+    about 1 % of the built-in cases.
 ``edit_accuracy`` (with ``edit_source``; ``scene`` is the edit's target)
     ``change × preserve``, objects paired across source and target by id. *change*: mean over what the
     two programs differ in — an added object present (presence × its motion score), a removed object absent
     (no unmatched substantial track with its colour and shape), a recoloured object present in its new
     colour, a re-moved object's motion score against the target, a new style classified; *preserve*: mean
-    over each unchanged object's presence × motion score, the count and (unless changed) the style.
+    over each unchanged object's presence × motion score, the count and (unless changed) the style. Style
+    terms only where the target's true render shows its style.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -175,6 +180,19 @@ class Truth:
 
     def color_index(self, i: int) -> list[str]:
         return self.traj.color[i]
+
+    @property
+    def readable(self) -> np.ndarray:
+        """bool [N]: objects the truth shows clean in at least MIN_MATCH_TRACK frames — one clean glimpse
+        cannot make a track, so such an object is neither matched nor scored."""
+        return self.clean.sum(axis=1) >= MIN_MATCH_TRACK
+
+    @functools.cached_property
+    def style_legible(self) -> bool:
+        """Whether the true render shows its style: a single small outlined cross (too thin to have an
+        inside) looks flat, a tiny striped object may carry one stripe. Where the truth cannot show the
+        style, no clip is scored on it."""
+        return classify_style(self.rendering.frames) == self.scene.style
 
 
 def truth_of(scene: Scene) -> Truth:
@@ -312,7 +330,7 @@ def match_objects(truth: Truth, reading: Reading) -> dict[int, int]:
     n, m = truth.n, len(reading.tracks)
     cost = np.full((n, m), np.inf)
     for i, o in enumerate(truth.scene.objects):
-        if not truth.clean[i].any():
+        if not truth.readable[i]:
             continue  # the truth never shows it whole and apart: nothing to match it by
         for j, tr in enumerate(reading.tracks):
             cost[i, j] = (
@@ -331,7 +349,7 @@ def match_by_shape(truth: Truth, reading: Reading) -> dict[int, int]:
     n, m = truth.n, len(reading.tracks)
     cost = np.full((n, m), np.inf)
     for i, o in enumerate(truth.scene.objects):
-        if not truth.clean[i].any():
+        if not truth.readable[i]:
             continue
         for j, tr in enumerate(reading.tracks):
             cost[i, j] = (
@@ -413,7 +431,7 @@ def presence_per_object(truth: Truth, reading: Reading, match: dict[int, int]) -
     """Object index → 1/0 (see ``presence`` in the module docstring); objects never clean are left out."""
     out = {}
     for i, o in enumerate(truth.scene.objects):
-        if not truth.clean[i].any():
+        if not truth.readable[i]:
             continue
         j = match.get(i)
         if j is None:
@@ -435,7 +453,7 @@ def color_binding(truth: Truth, reading: Reading) -> float | None:
     match = match_by_shape(truth, reading)
     vals = []
     for i in range(truth.n):
-        if not truth.clean[i].any():
+        if not truth.readable[i]:
             continue
         j = match.get(i)
         if j is None:
@@ -537,7 +555,7 @@ def spatial_relation(truth: Truth, reading: Reading, match: dict[int, int]) -> f
         for b in range(a + 1, truth.n):
             ja, jb = match.get(a), match.get(b)
             margin = 0.5 * (truth.traj.radius[a] + truth.traj.radius[b]) + k  # [T]
-            both = truth.clean[a] & truth.clean[b]
+            both = truth.clean[a] & truth.clean[b] & truth.readable[a] & truth.readable[b]
             for t in np.nonzero(both)[0]:
                 d_true = truth.position(b)[t] - truth.position(a)[t]
                 axes = np.abs(d_true) > margin[t]
@@ -565,9 +583,11 @@ def _change_frame(before_bad: np.ndarray, after_bad: np.ndarray) -> tuple[int, i
     return tau, int(errors[tau])
 
 
-def _contact(ca: Chain, cb: Chain, t: int, k: float) -> bool:
+def _contact(ca: Chain, cb: Chain, t: int, k: float, detections: list[list[Detection]]) -> bool:
     """Whether two chains touch within ±EVENT_TOLERANCE frames of t: centroid distance ≤ 1.25 × the sum of
-    their equivalent radii + 1.5 k, or one's (interpolated) centre lies on the other's mask (hidden)."""
+    their equivalent radii + 1.5 k, or their masks come within 1.5 k px of each other, or one's (interpolated)
+    centre lies on the other's mask (hidden), or — both unseen — one detection's mask holds both (interpolated)
+    centres, within 1.5 k px (merged into one blob; an interpolated centre misses a rebound)."""
     for s in range(t - EVENT_TOLERANCE, t + EVENT_TOLERANCE + 1):
         if s < 0 or s >= len(ca.dets):
             continue
@@ -576,14 +596,32 @@ def _contact(ca: Chain, cb: Chain, t: int, k: float) -> bool:
             reach = 1.25 * (math.sqrt(da.area / math.pi) + math.sqrt(db.area / math.pi)) + 1.5 * k
             if np.hypot(*(np.asarray(da.centroid) - np.asarray(db.centroid))) <= reach:
                 return True
+            # or their masks come within 1.5 k px (elongated shapes touch with distant centroids)
+            r = int(math.ceil(1.5 * k))
+            near = cv2.dilate(da.mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+            if (near & db.mask).any():
+                return True
         for mine, other in ((ca, db), (cb, da)):
             p = mine.position(s)
-            if other is not None and p is not None:
-                x, y = int(p[0]), int(p[1])
-                h, w = other.mask.shape
-                if 0 <= y < h and 0 <= x < w and other.mask[y, x]:
-                    return True
+            if other is not None and p is not None and _on_mask(p, other.mask):
+                return True
+        if da is None and db is None:  # both unseen: merged into one blob (e.g. two objects of one colour)
+            pa, pb = ca.position(s), cb.position(s)
+            if pa is not None and pb is not None and any(
+                _on_mask(pa, d.mask, 1.5 * k) and _on_mask(pb, d.mask, 1.5 * k) for d in detections[s]
+            ):
+                return True
     return False
+
+
+def _on_mask(p: np.ndarray, mask: np.ndarray, within: float = 0.0) -> bool:
+    """Whether the point p = (x, y) lies on the mask, or within ``within`` px of a mask pixel."""
+    if within <= 0:
+        x, y = int(p[0]), int(p[1])
+        h, w = mask.shape
+        return 0 <= y < h and 0 <= x < w and bool(mask[y, x])
+    ys, xs = np.nonzero(mask)
+    return bool(len(xs)) and float(np.min(np.hypot(xs + 0.5 - p[0], ys + 0.5 - p[1]))) <= within
 
 
 def _checkable(truth: Truth, i: int, lo: int, hi: int, need: int = 1) -> bool:
@@ -605,6 +643,8 @@ def event(truth: Truth, reading: Reading, match: dict[int, int], chains: dict[in
         if f is None:
             continue
         i = index[e.object]
+        if not truth.readable[i]:
+            continue
         if e.type == "collision":
             need_after = 2 if e.effect == "stop" else 1
             if not (_checkable(truth, i, f - 4, f - 1) and _checkable(truth, i, f + 1, f + 5, need_after)):
@@ -630,39 +670,45 @@ def event(truth: Truth, reading: Reading, match: dict[int, int], chains: dict[in
                 if ok and frames[tau - 1] + 1 <= f <= t_hat:
                     t_hat = f
             else:
-                ok, t_hat = _stop_fit(truth, i, ch)
+                ok, t_hat = _stop_fit(truth, i, ch, f)
             # the contact is checked where the truth shows the other object around the event
             o = index[e.other]
             other = chains.get(o)
-            touch = not _checkable(truth, o, f - tol, f + tol) or (
-                other is not None and _contact(ch, other, t_hat, truth.k)
+            touch = not truth.readable[o] or not _checkable(truth, o, f - tol, f + tol) or (
+                other is not None and _contact(ch, other, t_hat, truth.k, reading.detections)
             )
             ok = ok and abs(t_hat - f) <= tol and touch
             positive.append(float(ok))
-        elif e.type == "appear":
-            after = np.nonzero(truth.clean[i, f:])[0]
-            late = f + (int(after[0]) if len(after) else 0)
-            positive.append(float(f - tol <= frames[0] <= late + tol))
-        else:  # disappear: the last detection is at f − 1
-            before = np.nonzero(truth.clean[i, :f])[0]
-            early = int(before[-1]) + 1 if len(before) else f
-            positive.append(float(min(early, f) - tol <= frames[-1] + 1 <= f + tol))
+        else:
+            # the object is where the chain shows its colour (a track may run on into another object)
+            own = [int(t) for t in frames if ch.dets[t].color == traj.color[i][t]]
+            if not own:
+                positive.append(0.0)
+            elif e.type == "appear":
+                after = np.nonzero(truth.clean[i, f:])[0]
+                late = f + (int(after[0]) if len(after) else 0)
+                positive.append(float(f - tol <= own[0] <= late + tol))
+            else:  # disappear: the last detection is at f − 1
+                before = np.nonzero(truth.clean[i, :f])[0]
+                early = int(before[-1]) + 1 if len(before) else f
+                positive.append(float(min(early, f) - tol <= own[-1] + 1 <= f + tol))
     negative = []
     recoloured = {e.object for e in scene.events if e.type == "collision" and e.effect == "change_color"}
     appears = {e.object for e in scene.events if e.type == "appear"}
     disappears = {e.object for e in scene.events if e.type == "disappear"}
     for i, o in enumerate(scene.objects):
         clean = np.nonzero(truth.clean[i])[0]
-        if not len(clean):
+        if not truth.readable[i]:
             continue
         ch = chains.get(i)
         if ch is None or not len(ch.frames):
             negative.append(0.0)
             continue
         frames = ch.frames
-        if o.id not in recoloured:
-            _, counts = np.unique([ch.dets[t].color for t in frames], return_counts=True)
-            negative.append(float(counts.max() >= 0.8 * len(frames)))
+        if o.id not in recoloured:  # while the truth shows it
+            seen = [t for t in frames if truth.traj.visible[i, t]] or list(frames)
+            _, counts = np.unique([ch.dets[t].color for t in seen], return_counts=True)
+            negative.append(float(counts.max() >= 0.8 * len(seen)))
         if o.id not in appears:
             negative.append(float(frames[0] <= clean[0] + tol))
         if o.id not in disappears:
@@ -674,25 +720,28 @@ def event(truth: Truth, reading: Reading, match: dict[int, int], chains: dict[in
     return pos * neg
 
 
-def _stop_fit(truth: Truth, i: int, ch: Chain) -> tuple[bool, int]:
+def _stop_fit(truth: Truth, i: int, ch: Chain, f: int) -> tuple[bool, int]:
     """Change point of a stop: the frame τ that best splits the chain's per-frame velocities into the true
-    velocity before the event and the true velocity after it; ok when those after τ fit within 0.5 k."""
+    velocity before the event and the true velocity after it; ok when those after τ fit within 0.5 k. Only
+    velocities between clean frames count; among equally good τ (an unseen gap) the one nearest ``f``."""
     p = truth.position(i)
     v_true = p[1:] - p[:-1]  # [T−1]
     c = ch.centroids
     v_det = c[1:] - c[:-1]
-    have = ~np.isnan(v_det[:, 0])
+    # only velocities between frames where the truth shows the object clean: elsewhere it is occluded or
+    # merged with a neighbour, and the chain's centroid is not the object's
+    clean = truth.clean[i]
+    have = ~np.isnan(v_det[:, 0]) & clean[:-1] & clean[1:]
     if have.sum() < 2:
         return False, -100
     t0 = np.nonzero(have)[0]  # velocity from t0 to t0 + 1
     v = v_det[have]
     err_b = np.linalg.norm(v - v_true[0], axis=1)
     err_a = np.linalg.norm(v - v_true[-1], axis=1)
-    best, best_cost = 0, np.inf
-    for tau in range(truth.traj.num_frames):
-        cost = float(err_b[t0 < tau].sum() + err_a[t0 >= tau].sum())
-        if cost < best_cost:
-            best, best_cost = tau, cost
+    costs = np.array([float(err_b[t0 < tau].sum() + err_a[t0 >= tau].sum()) for tau in range(truth.traj.num_frames)])
+    # change frames the chain cannot tell apart (an unseen gap) tie: the one nearest the true frame counts
+    ties = np.nonzero(costs <= costs.min() + 1e-9)[0]
+    best = int(ties[np.argmin(np.abs(ties - f))])
     fit_after = err_a[t0 >= best]
     ok = len(fit_after) > 0 and float(fit_after.mean()) <= 0.5 * truth.k
     return ok, int(best)
@@ -916,10 +965,8 @@ def edit_accuracy(
     for o in source.objects:
         if o.id not in kept:
             change.append(_removed_absent(o, reading, match))
-    if source.style != target.style:
-        change.append(float(style == target.style))
-    else:
-        preserve.append(float(style == target.style))
+    if truth.style_legible:
+        (change if source.style != target.style else preserve).append(float(style == target.style))
     if count_score is not None:
         preserve.append(count_score)
     c = float(np.mean(change)) if change else 1.0
@@ -1021,7 +1068,7 @@ def score_clip(
         elif key == "mask_iou":
             out[key] = None if masks is None else mask_iou(truth, masks)
         elif key == "style":
-            out[key] = float(style_pred() == scene.style)
+            out[key] = float(style_pred() == scene.style) if truth.style_legible else None
         elif key == "edit_accuracy":
             out[key] = (
                 None if edit_source is None
