@@ -357,13 +357,14 @@ def world_render(
     fps: float = typer.Option(8.0, "--fps", help="Frame rate of the written video."),
     force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
 ) -> None:
-    """Render one scene: video.mp4, filmstrip.png, masks.npz + masks.png, scene.json, captions.json."""
+    """Render one scene: video.mp4, filmstrip.png, frames/frame_NNNN.png, masks.npz + masks.png, scene.json,
+    captions.json."""
     import shutil
     import tempfile
 
     import numpy as np
 
-    from anyframe.io import default_permissions, write_filmstrip, write_mp4
+    from anyframe.io import default_permissions, write_filmstrip, write_mp4, write_png_frames
     from anyframe.world import SPLITS, caption, frame_captions, regional_captions, render, scene_for_seed
 
     if split not in SPLITS:
@@ -383,6 +384,7 @@ def world_render(
     try:
         write_mp4(clip.frames, tmp / "video.mp4", fps=fps)
         write_filmstrip(clip.frames, tmp / "filmstrip.png")
+        write_png_frames(clip.frames, tmp / "frames")  # keyframe images for `anyframe generate --image`
         masks = np.clip(clip.masks * 255 + 0.5, 0, 255).astype(np.uint8)  # [N, T, H, W]
         np.savez_compressed(tmp / "masks.npz", masks=masks, object_ids=np.array([o.id for o in scene.objects]))
         union = masks.max(axis=0) if len(masks) else np.zeros(clip.frames.shape[:3], np.uint8)

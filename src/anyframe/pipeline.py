@@ -11,8 +11,6 @@ sample (guidance over a batched multi-branch velocity) → ``finalize`` → deco
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from anyframe.conditioning.frame_replacement import FrameReplacement
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance
 from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
-from anyframe.io import default_permissions, fit_image, image_to_array, load_image, to_uint8
+from anyframe.io import atomic_dir, fit_image, image_to_array, load_image, to_uint8
 from anyframe.models.autoencoder import build_world_autoencoder, decode_video, encode_video, spatial_compression
 from anyframe.models.dit import STIVTransformer, build_stiv
 from anyframe.models.text_encoder import TextCondition, build_t5_encoder, build_word_tokenizer, encode_prompts
@@ -114,22 +112,8 @@ class AnyFramePipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """Save atomically: into a temporary folder beside the target, then renamed onto it."""
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        default_permissions(tmp, directory=True)
-        try:
+        with atomic_dir(save_directory) as tmp:
             super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------ sizes
 

@@ -102,6 +102,10 @@ def test_world_render_writes_the_ground_truth(tmp_path, capsys):
     captions = json.loads((folder / "captions.json").read_text())
     assert parse(captions["caption"]) == semantics(scene) and len(captions["frame_captions"]) == 12
     assert (folder / "filmstrip.png").is_file() and (folder / "masks.png").is_file()
+    from anyframe.io import load_image  # the frames are exact (PNG): keyframe images for `generate --image`
+
+    assert sorted(p.name for p in (folder / "frames").iterdir())[-1] == "frame_0011.png"
+    assert np.array_equal(np.asarray(load_image(folder / "frames" / "frame_0005.png")), clip.frames[5])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     code, _, err = _run(capsys, "world", "render", "--seed", 3, "--out", folder)
     assert code == 2 and "exists" in err

@@ -95,10 +95,11 @@ class PipelineModel:
     """An anyframe pipeline folder. ``steps``/``guidance``/``seed`` are the sampling settings of the run."""
 
     def __init__(self, path: str, steps: int = 25, guidance: float = 7.5, guidance_mode: str = "jit", seed: int = 0,
-                 device: str = "cpu"):
+                 device: str = "cpu", renorm: str | None = "full", name: str | None = None):
         from anyframe.pipeline import AnyFramePipeline
 
-        self.name = str(path)
+        self.name = name or str(path)
+        self.renorm = renorm
         self.pipe = AnyFramePipeline.from_pretrained(path).to(device)
         self.pipe.set_progress_bar_config(disable=True)
         self.steps, self.guidance, self.guidance_mode, self.seed = steps, guidance, guidance_mode, seed
@@ -118,6 +119,7 @@ class PipelineModel:
         out = self.pipe(
             case.conditions["prompt"], keyframes=keyframes, num_frames=t, height=h, width=w,
             num_inference_steps=self.steps, guidance_scale=self.guidance, guidance_mode=self.guidance_mode,
+            renorm=self.renorm,
             seed=self.seed + case.seed,
         )
         frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)

@@ -226,8 +226,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RecipeConfig:
-    """Read a YAML recipe (or defaults), apply ``--set`` overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema: type[BaseModel] | None = None):
+    """Read a YAML recipe (or defaults), apply ``--set`` overrides, validate against ``schema`` (default
+    :class:`RecipeConfig`)."""
     data: dict = {}
     source = "config"
     if path is not None:
@@ -243,7 +244,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise AnyframeInputError(f"{path}: the top level must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
     try:
-        return RecipeConfig.model_validate(data)
+        return (schema or RecipeConfig).model_validate(data)
     except ValidationError as exc:
         raise AnyframeInputError(_format_error(exc, source)) from None
 
