@@ -210,3 +210,17 @@ def test_pipeline_moves_between_devices(pipe):
     moved = pipe.to("cpu")
     assert moved.conditioning.device.type == "cpu" and moved.conditioning.dtype == torch.float32
     assert moved.device.type == "cpu"
+
+
+def test_trimming_text_padding_changes_nothing(pipe, monkeypatch):
+    """The pipeline drops padding past the last real token before the backbone (a speed-up): the video is
+    the same as with the full padded length."""
+    from anyframe.models.text_encoder import TextCondition
+
+    kwargs = dict(num_frames=4, height=16, width=16, num_inference_steps=3, guidance_scale=4.0, seed=5, output_type="np")
+    trimmed = pipe(["a red circle moves right", "a blue square"], **kwargs).frames
+    lengths = []
+    monkeypatch.setattr(TextCondition, "trim", lambda self, n: lengths.append(n) or self)
+    padded = pipe(["a red circle moves right", "a blue square"], **kwargs).frames
+    assert lengths and lengths[0] < pipe.tokenizer.model_max_length
+    np.testing.assert_allclose(trimmed, padded, atol=1e-5)

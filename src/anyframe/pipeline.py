@@ -262,6 +262,8 @@ class AnyFramePipeline(DiffusionPipeline):
         # 1. Encode: text, keyframes, micro conditions, starting noise (CPU generator).
         text = self.encode_text(prompts).to(device)
         null_text = self.encode_text(negatives).to(device)
+        used = max(text.used_length(), null_text.used_length())  # padding costs cross-attention time only
+        text, null_text = text.trim(used), null_text.trim(used)
         keyframe_latents = None
         if keyframes:
             keyframe_latents = self.encode_keyframes(keyframes, height, width).to(device, torch.float32)

@@ -197,6 +197,8 @@ DROPS = [
     ("shuffle", "motion_direction", 0.6, 0.34),
     ("reverse", "motion_direction", 0.5, 0.22),
     ("reverse", "event", 0.3, 0.0),
+    ("reverse", "trajectory_monotone", 0.4, 0.22),
+    ("shuffle", "trajectory_monotone", 0.6, 0.35),
     ("freeze", "dynamic_degree", 0.1, 0.0),
     ("freeze", "dynamic_degree_flow_ratio", 0.1, 0.0),
     ("freeze", "motion_direction", 0.5, 0.18),

@@ -25,7 +25,7 @@ from anyframe.world.suite import Case
 # Keys on a 0..1 scale (higher is better); the others are reported in their own units.
 UNIT_KEYS = ("presence", "color_binding", "count", "motion_direction", "spatial_relation", "event",
              "identity_persistence", "keyframe_ssim", "dynamic_degree", "motion_smoothness", "temporal_flicker",
-             "mask_iou", "style", "edit_accuracy")
+             "mask_iou", "style", "edit_accuracy", "trajectory_monotone")
 WORST_CASES = 4
 
 

@@ -83,6 +83,16 @@ class TextCondition:
     def repeat(self, n: int) -> TextCondition:
         return TextCondition(self.embeds.repeat_interleave(n, 0), self.mask.repeat_interleave(n, 0))
 
+    def trim(self, length: int) -> TextCondition:
+        """The first ``length`` token positions: padding past every real token is masked out of
+        cross-attention anyway, so dropping it changes nothing but the cost."""
+        return TextCondition(self.embeds[:, :length], self.mask[:, :length])
+
+    def used_length(self) -> int:
+        """One past the last real token of any prompt (≥ 1)."""
+        real = self.mask.any(0).nonzero()
+        return int(real[-1]) + 1 if len(real) else 1
+
     def to(self, device=None, dtype=None) -> TextCondition:
         return TextCondition(self.embeds.to(device=device, dtype=dtype), self.mask.to(device))
 

@@ -93,6 +93,12 @@ Keys (in [0, 1], higher is better, unless stated; ``None`` when not applicable)
     median ``|c(t+1) − 2c(t) + c(t−1)|`` over consecutive triples of confident detections. Motion in the
     world is piecewise linear: the median ignores the few bounce frames, 0.5 k px is above the centroid
     noise of true renders; shuffled frames or a ±2k-px shake score ≈ 0.
+``trajectory_monotone`` (scenes where something moves)
+    per matched object, over consecutive frames (t, t + 1) where it is clean in the truth, moves at least
+    0.3 k px/frame there, and its chain has a confident centroid at both: the step must not go back along
+    the true direction of motion, ``(ĉ(t+1) − ĉ(t)) · v̂ ≥ −MONOTONE_SLACK·k``; mean over objects of the
+    passing fraction (an unmatched object with such frames: 0). Interpolation's "the path between the
+    endpoints is monotone": a clip that goes back and forth, or reverses, fails.
 ``temporal_flicker``
     VBench's ``(255 − MAD) / 255`` on static regions — pixels no true object and no detection covers
     (dilated by 2k px) in either of two consecutive frames — with MAD taken as the *excess* of the clip's
@@ -135,7 +141,7 @@ from anyframe.world.scene import Scene, Trajectory
 KEYS: tuple[str, ...] = (
     "presence", "color_binding", "count", "motion_direction", "spatial_relation", "event",
     "identity_persistence", "keyframe_psnr", "keyframe_ssim", "dynamic_degree", "motion_smoothness",
-    "temporal_flicker", "mask_iou", "style", "edit_accuracy",
+    "temporal_flicker", "mask_iou", "style", "edit_accuracy", "trajectory_monotone",
 )  # fmt: skip
 EXTRA_KEYS: dict[str, str] = {
     "dynamic_degree": ("dynamic_degree_px", "dynamic_degree_flow", "dynamic_degree_flow_ratio"),
@@ -153,6 +159,7 @@ MIN_READABLE_PX = 4.0  # analytic area (px at the analysed resolution) below whi
 EVENT_TOLERANCE = 2  # frames
 ANGLE_TOLERANCE = 22.5  # degrees: half the angle between neighbouring directions
 CHAIN_CONFIDENCE = 0.3  # detections below are merged / half-hidden: their centroids are not the object's
+MONOTONE_SLACK = 0.3  # px at 32: a step may go back this far along the motion (centroid noise)
 SMOOTH_FLOOR, SMOOTH_SCALE = 0.5, 1.5  # px at 32: acceleration noise floor of true renders; range to 0
 
 
@@ -854,6 +861,30 @@ def flow_magnitude(frames: np.ndarray) -> float:
     return float(np.mean(mags)) if mags else 0.0
 
 
+def trajectory_monotone(truth: Truth, match: dict[int, int], chains: dict[int, Chain]) -> float | None:
+    """See the module docstring."""
+    k = truth.k
+    vals = []
+    for i in range(truth.n):
+        p = truth.position(i)
+        v = p[1:] - p[:-1]
+        speed = np.linalg.norm(v, axis=1)
+        pairs = np.nonzero(truth.clean[i, :-1] & truth.clean[i, 1:] & (speed >= 0.3 * k))[0]
+        if not truth.readable[i] or not len(pairs):
+            continue
+        ch = chains.get(i)
+        if match.get(i) is None or ch is None:
+            vals.append(0.0)
+            continue
+        sure = [d is not None and d.confidence >= CHAIN_CONFIDENCE for d in ch.dets]
+        c = ch.centroids
+        hits = [float(np.dot(c[t + 1] - c[t], v[t] / speed[t]) >= -MONOTONE_SLACK * k)
+                for t in pairs if sure[t] and sure[t + 1]]
+        if hits:
+            vals.append(float(np.mean(hits)))
+    return _mean(vals)
+
+
 def motion_smoothness(chains: dict[int, Chain], k: float) -> float | None:
     """``1 − clip((R − SMOOTH_FLOOR·k) / (SMOOTH_SCALE·k), 0, 1)``, R = mean over objects (weighted by their
     number of triples) of the median ``|c(t+1) − 2c(t) + c(t−1)|`` over the chain's consecutive triples of
@@ -1063,6 +1094,8 @@ def score_clip(
             out["dynamic_degree_flow_ratio"] = min(1.0, flow / flow_true) if moving_flow else None
         elif key == "motion_smoothness":
             out[key] = motion_smoothness(chains(), truth.k)
+        elif key == "trajectory_monotone":
+            out[key] = trajectory_monotone(truth, match, chains())
         elif key == "temporal_flicker":
             out[key], out["temporal_flicker_raw"] = temporal_flicker(truth, reading)
         elif key == "mask_iou":

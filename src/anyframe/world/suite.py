@@ -54,7 +54,7 @@ SCORED_KEYS: dict[str, list[str]] = {
     "t2v": _CONTENT,
     "ti2v": _KEYED,
     "keyframes": _KEYED,
-    "interpolation": _KEYED,
+    "interpolation": _KEYED + ["trajectory_monotone"],
     "prediction": _KEYED,
     "unpaired": _KEYED,  # fidelity at the true (hidden) frame of the image
     "edit": ["edit_accuracy", *_KEYED],

@@ -1,0 +1,203 @@
+"""Ship a trained world pipeline as the default model, with its model card.
+
+    python scripts/ship_world_model.py --pipeline runs/world-s/pipeline --out checkpoints/anyframe-world-s \\
+        [--report reports/world-s-standard/report.json] [--ood-report reports/world-s-ood/report.json]
+
+Copies the pipeline folder (the transformer's weights stored in float16 — they load back as float32 —
+so the folder stays under 50 MB), and writes ``README.md`` beside the weights: the recipes and commands
+of every stage, seed, steps, hardware, wall time (from the runs' metrics.jsonl), the autoencoder's
+reconstruction PSNR, and the oracle scores of the given ``anyframe eval`` reports. Atomic: the folder
+appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+import yaml
+
+from anyframe.io import atomic_dir
+from anyframe.pipeline import AnyFramePipeline
+
+MAX_MB = 50
+STAGES = [  # (stage, recipe, run folder, command)
+    ("autoencoder", "configs/world-autoencoder.yaml", "runs/world-autoencoder",
+     "anyframe train-autoencoder --config configs/world-autoencoder.yaml"),
+    ("T2I", "configs/world-s-t2i.yaml", "runs/world-s-t2i", "anyframe train --config configs/world-s-t2i.yaml"),
+    ("multitask video", "configs/world-s.yaml", "runs/world-s", "anyframe train --config configs/world-s.yaml"),
+]
+TARGETS = [  # (task, measure, report key, target)
+    ("ti2v", "keyframe PSNR (dB)", "keyframe_psnr", 30), ("ti2v", "motion direction", "motion_direction", 0.9),
+    ("ti2v", "identity persistence", "identity_persistence", 0.95), ("t2v", "presence", "presence", 0.85),
+    ("t2v", "colour binding (≥ 2 objects)", "color_binding", 0.8), ("t2v", "motion direction", "motion_direction", 0.8),
+    ("interpolation", "endpoint PSNR (dB)", "keyframe_psnr", 30),
+    ("interpolation", "trajectory monotone between the endpoints", "trajectory_monotone", 0.9),
+    ("prediction", "motion continued", "motion_direction", 0.9),
+    ("keyframes", "PSNR at the keyframe (dB)", "keyframe_psnr", 30),
+    ("keyframes", "motion consistent on both sides", "motion_direction", 0.85),
+]
+CARD_KEYS = ("presence", "color_binding", "count", "motion_direction", "spatial_relation", "event",
+             "identity_persistence", "keyframe_psnr", "keyframe_ssim", "dynamic_degree", "motion_smoothness",
+             "temporal_flicker", "style", "trajectory_monotone")
+
+
+def run_summary(run: Path) -> dict:
+    """Steps, wall time and last loss of a run, from its metrics.jsonl (summed over resumed segments)."""
+    records = []
+    path = run / "metrics.jsonl"
+    if path.is_file():
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = [r for r in records if "steps_per_s" in r]
+    wall, last = 0.0, 0
+    for r in steps:
+        wall += (r["step"] - last) / max(r["steps_per_s"], 1e-9) if r["step"] > last else 0.0
+        last = r["step"]
+    config = {}
+    for name in ("config.json", "config.yaml"):  # the autoencoder run writes JSON, the video recipe YAML
+        if (run / name).is_file():
+            config = yaml.safe_load((run / name).read_text()) or {}
+    return {"steps": last, "wall_s": wall, "loss": steps[-1]["loss"] if steps else None, "seed": config.get("seed")}
+
+
+def plot_curves(path: Path) -> None:
+    """Loss per task against step for the T2I and video stages (moving mean over 10 logged points)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for ax, (stage, _, run, _) in zip(axes, STAGES[1:]):
+        metrics = Path(run) / "metrics.jsonl"
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if "steps_per_s" in line] \
+            if metrics.is_file() else []
+        keys = sorted({k for r in records for k in r if k.startswith("loss/")}) or ["loss"]
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in records if key in r]
+            if len(pts) < 2:
+                continue
+            steps, values = map(np.asarray, zip(*pts))
+            n = min(10, len(values))
+            smooth = np.convolve(values, np.ones(n) / n, mode="valid")
+            ax.plot(steps[n - 1 :], smooth, label=key.removeprefix("loss/"))
+        ax.set_title(stage)
+        ax.set_xlabel("step")
+        ax.set_ylabel("flow-matching loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def size_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def fmt(v) -> str:
+    return "—" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float) -> str:
+    lines = [
+        f"# {out_name}", "",
+        "The default anyframe model: a world-scale STIV (S: 12 M parameters, 16 frames of 32×32 px) trained from",
+        "scratch on the procedural shapes world, for text-to-video, image-to-video, any-frame conditioning,",
+        "interpolation (first + last) and prediction (first k) by frame replacement, sampled with JIT-CFG.",
+        "", "```bash",
+        "anyframe generate --prompt \"On a black background, a large red circle moves right.\" --out outputs/t2v.mp4",
+        "anyframe world render --seed 7 --out outputs/world-7   # a keyframe image and its caption",
+        "anyframe generate --prompt \"$(jq -r .caption outputs/world-7/captions.json)\" \\",
+        "    --image outputs/world-7/frames/frame_0000.png@0 --out outputs/ti2v.mp4",
+        "```", "",
+        f"Folder: {mb:.1f} MB, safetensors (transformer stored in float16, loaded as float32).", "",
+        "## Training", "",
+        "| stage | recipe | command | seed | steps | wall time | final loss |", "|---|---|---|---|---|---|---|",
+    ]
+    for s in stages:
+        wall = f"{s['wall_s'] / 60:.0f} min" if s["wall_s"] else "—"
+        lines.append(f"| {s['stage']} | `{s['recipe']}` | `{s['command']}` | {s['seed']} | {s['steps']} | {wall} | "
+                     f"{fmt(s['loss'])} |")
+    lines += ["", f"Hardware: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, no GPU; "
+              f"torch {torch.__version__}. Wall time is the sum of the logged windows (a resumed run: its segments).",
+              "", "![training curve](training_curve.png)", ""]
+    if ae_eval:
+        lines += ["Autoencoder reconstruction PSNR (dB, held-out frames): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_style"].items()) + "; held-out splits: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_split"].items()) + ".", ""]
+    if "standard" in reports:
+        by_task = reports["standard"]["by_task"]
+        lines += ["## Targets (issue 5), on the `standard` suite", "",
+                  "| task | measure | target | measured |", "|---|---|---|---|"]
+        for task, label, key, target in TARGETS:
+            value = by_task.get(task, {}).get(key)
+            ok = "" if value is None else (" ✓" if value >= target else " ✗")
+            lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} |")
+        lines += ["", "Motion continued after the given frames and on both sides of a mid keyframe are the oracle's",
+                  "`motion_direction` on those tasks (windows of constant true velocity, so on both sides).", ""]
+        video = stages[-1]
+        clips = video["steps"] * 8
+        lines += [
+            "### Where it stands, and what would close the gap", "",
+            f"The video stage has seen {video['steps']} steps × 8 clips ≈ {clips / 1000:.0f} k clips "
+            f"({video['wall_s'] / 60:.0f} min on two CPU cores). Keyframe fidelity is met — it rests on frame",
+            "replacement and the autoencoder, not on training time — but content and motion are far from the targets:",
+            "",
+            "- **More video steps.** The T2I stage already binds shape, colour, size and background on single frames",
+            "  after 1,500 steps (its samples show the right objects); the temporal attention starts from zero in the",
+            "  video stage and has had too few steps to learn motion. STIV trains its video stages for 400 k steps at",
+            "  batch 512; this run is a CPU afternoon. The recipe resumes exactly on any machine",
+            "  (`--set train.steps=N --resume latest`), so a GPU session continues this very curve.",
+            "- **A longer T2I stage** (T2V presence and colour binding start from it).",
+            "- **The autoencoder.** Its reconstruction is 34 dB on flat frames but 26 dB on the grain style (i.i.d.",
+            "  noise cannot pass an 8×8×4 latent) and 22 dB on the held-out backgrounds: keyframe PSNR on grain",
+            "  scenes is capped below the 30 dB target until the grain is modelled (more latent channels, or a",
+            "  noise-aware decoder).", ""]
+    for name, report in reports.items():
+        tasks = list(report["by_task"])
+        lines += [f"## Scores: `{name}` suite", "", f"`{report.get('command', '')}`", "",
+                  "| task | " + " | ".join(CARD_KEYS) + " |", "|---|" + "---|" * len(CARD_KEYS)]
+        lines += ["| **all** | " + " | ".join(fmt(report["metrics"].get(k)) for k in CARD_KEYS) + " |"]
+        lines += [f"| {t} | " + " | ".join(fmt(report["by_task"][t].get(k)) for k in CARD_KEYS) + " |" for t in tasks]
+        lines += [""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", default="runs/world-s/pipeline")
+    parser.add_argument("--out", default="checkpoints/anyframe-world-s")
+    parser.add_argument("--report", default=None, help="report.json of `anyframe eval --suite standard`")
+    parser.add_argument("--ood-report", default=None, help="report.json of `anyframe eval --suite ood`")
+    parser.add_argument("--report-command", default="", help="the eval command, for the card")
+    parser.add_argument("--ood-report-command", default="")
+    args = parser.parse_args()
+    pipe = AnyFramePipeline.from_pretrained(args.pipeline)
+    pipe.transformer.to(torch.float16)  # storage only: from_pretrained loads it back as float32
+    stages = [dict(stage=s, recipe=r, command=c, **run_summary(Path(d))) for s, r, d, c in STAGES]
+    ae_path = Path("runs/world-autoencoder/autoencoder/eval.json")
+    ae_eval = json.loads(ae_path.read_text()) if ae_path.is_file() else None
+    reports = {}
+    for name, path, command in (("standard", args.report, args.report_command), ("ood", args.ood_report, args.ood_report_command)):
+        if path:
+            reports[name] = dict(json.loads(Path(path).read_text()), command=command)
+    out = Path(args.out)
+    with atomic_dir(out) as tmp:
+        pipe.save_pretrained(tmp / "pipe")
+        for item in (tmp / "pipe").iterdir():
+            item.rename(tmp / item.name)
+        (tmp / "pipe").rmdir()
+        mb = size_mb(tmp)
+        if mb > MAX_MB:
+            raise SystemExit(f"error: the shipped folder would be {mb:.1f} MB (limit {MAX_MB} MB)")
+        plot_curves(tmp / "training_curve.png")
+        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb))
+    print(f"shipped {out} ({mb:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The shipped default model (checkpoints/anyframe-world-s): small, safe, complete, and what `anyframe
+generate` uses without --model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anyframe.cli import main
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "anyframe-world-s"
+
+
+def test_the_folder_is_small_and_only_safetensors():
+    files = [f for f in SHIPPED.rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 50 * 2**20
+    weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
+    assert weights and all(f.suffix == ".safetensors" for f in weights)
+    card = (SHIPPED / "README.md").read_text()
+    for fact in ("configs/world-s.yaml", "configs/world-autoencoder.yaml", "seed", "steps", "wall time", "standard"):
+        assert fact in card, fact
+
+
+def test_generate_uses_it_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANYFRAME_MODEL", raising=False)
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.mp4"
+        with pytest.raises(SystemExit) as info:
+            main(["generate", "--prompt", "On a black background, a large red circle moves right.", "--steps", "2",
+                  "--seed", "3", "--out", str(out)])
+        assert (info.value.code or 0) == 0
+        assert out.is_file() and out.with_suffix(".png").is_file()
+        outs.append(out)
+    from anyframe.io import read_video
+
+    a, b = (read_video(p) for p in outs)
+    assert a.shape == (16, 32, 32, 3) and np.array_equal(a, b)  # same seed, same video
