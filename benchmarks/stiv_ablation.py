@@ -83,27 +83,20 @@ def main() -> None:
     out["a"] = {name: scores(PipelineModel(args.model, **common, **kw), cases) for name, kw in settings.items()}
     lines += table("(a) Guidance (STIV Table 5)", out["a"], tasks_a)
 
-    # (b) image-condition dropout
-    tasks_b = ("t2v", "ti2v")
-    if args.no_image_dropout:
-        cases = cases_for(args.suite, tasks_b, args.n)
-        out["b"] = {"image dropout 0.08": scores(PipelineModel(args.model, **common), cases),
-                    "no image dropout": scores(PipelineModel(args.no_image_dropout, **common), cases)}
-        lines += table("(b) Image-condition dropout (STIV Table 6)", out["b"], tasks_b)
-    else:
-        lines += ["### (b) Image-condition dropout (STIV Table 6)", "",
-                  "Not run: needs the recipe trained without image dropout (`--no-image-dropout`).", ""]
-
-    # (c) frame replacement timestep
-    tasks_c = ("ti2v", "keyframes", "interpolation")
-    if args.clean_timestep:
-        cases = cases_for(args.suite, tasks_c, args.n)
-        out["c"] = {"shared σ": scores(PipelineModel(args.model, **common), cases),
-                    "σ = 0 at condition frames": scores(PipelineModel(args.clean_timestep, **common), cases)}
-        lines += table("(c) Frame replacement timestep (STIV Table 7)", out["c"], tasks_c)
-    else:
-        lines += ["### (c) Frame replacement timestep (STIV Table 7)", "",
-                  "Not run: needs the recipe trained with `conditioning.clean_timestep=true` (`--clean-timestep`).", ""]
+    # (b) image-condition dropout; (c) frame replacement timestep: the base model against a second one
+    for part, title, tasks, other, flag, labels in (
+        ("b", "(b) Image-condition dropout (STIV Table 6)", ("t2v", "ti2v"), args.no_image_dropout,
+         "--no-image-dropout", ("image dropout 0.08", "no image dropout")),
+        ("c", "(c) Frame replacement timestep (STIV Table 7)", ("ti2v", "keyframes", "interpolation"),
+         args.clean_timestep, "--clean-timestep", ("shared σ", "σ = 0 at condition frames")),
+    ):
+        if other is None:
+            lines += [f"### {title}", "", f"Not run: needs the second trained model (`{flag}`).", ""]
+            continue
+        cases = cases_for(args.suite, tasks, args.n)
+        out[part] = {labels[0]: scores(PipelineModel(args.model, **common), cases),
+                     labels[1]: scores(PipelineModel(other, **common), cases)}
+        lines += table(title, out[part], tasks)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stiv_ablation.json").write_text(json.dumps(out, indent=1))

@@ -46,7 +46,7 @@ from anyframe.errors import AnyframeInputError
 from anyframe.world import vocab
 from anyframe.world.grammar import ObjectSemantics, SceneSemantics, parse
 from anyframe.world.oracle import Track, classify_style
-from anyframe.world.scoring import ANGLE_TOLERANCE, EVENT_TOLERANCE, MIN_TRACK, Reading, read_clip
+from anyframe.world.scoring import ANGLE_TOLERANCE, EVENT_TOLERANCE, MIN_TRACK, Reading, _change_frame, read_clip
 
 PROMPT_KEYS: tuple[str, ...] = ("presence", "color_binding", "count", "motion_direction", "event", "style")
 MAX_PROMPT_MATCH_COST = 2.0  # above: no match (wrong colour and a poor shape)
@@ -166,13 +166,8 @@ def _event(meaning: SceneSemantics, tracks: list[Track], match: dict[int, int], 
         tr = tracks[j]
         if e.type == "collision" and e.effect == "change_color":
             cols = np.array(tr.colors)
-            old = meaning.objects[i].color
-            before, after = cols != old, cols != e.color
-            cb = np.concatenate([[0], np.cumsum(before)])
-            ca = np.concatenate([np.cumsum(after[::-1])[::-1], [0]])
-            errors = cb + ca
-            tau = int(np.argmin(errors))
-            vals.append(float(0 < tau < len(cols) and errors[tau] <= 0.25 * len(cols)))
+            tau, errors = _change_frame(cols != meaning.objects[i].color, cols != e.color)
+            vals.append(float(0 < tau < len(cols) and errors <= 0.25 * len(cols)))
         elif e.type == "collision":  # stop: moving at first, (almost) still over the last two frames
             first, last = _window(tr, w), _window(tr, 2, last=True)
             ok = first is not None and last is not None

@@ -455,21 +455,10 @@ def presence(truth: Truth, reading: Reading, match: dict[int, int]) -> float | N
 
 
 def color_binding(truth: Truth, reading: Reading) -> float | None:
+    """Presence's test (right shape, colour and coverage) under the shape-first matching."""
     if truth.n < 2:
         return None
-    match = match_by_shape(truth, reading)
-    vals = []
-    for i in range(truth.n):
-        if not truth.readable[i]:
-            continue
-        j = match.get(i)
-        if j is None:
-            vals.append(0.0)
-            continue
-        tr = reading.tracks[j]
-        shaped = tr.shape == truth.scene.objects[i].shape and _coverage(truth, i, tr) >= 0.5
-        vals.append(float(shaped and _colour_agreement(truth, i, tr) >= 0.5))
-    return _mean(vals)
+    return _mean(list(presence_per_object(truth, reading, match_by_shape(truth, reading)).values()))
 
 
 def count(truth: Truth, reading: Reading) -> float | None:
