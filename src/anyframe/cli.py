@@ -130,6 +130,9 @@ def generate(
     renorm: str = typer.Option("full", "--renorm", help="CFG renormalisation: full | clamp | none."),
     sampler: str | None = typer.Option(None, "--sampler", help="euler | unipc (default: the model's scheduler)."),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Random seed (default: a random one, reported)."),
+    detail: float | None = typer.Option(
+        None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1]; lower keeps more of the image's fine detail (default 0.1)."
+    ),
     fps: float = typer.Option(8.0, "--fps", help="Frame rate of the written video."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .mp4 (or .gif); a <out>.png filmstrip is written beside it."),
@@ -155,6 +158,8 @@ def generate(
         raise AnyframeInputError(f"--num-frames must be at least 1, got {num_frames}")
     if fps <= 0:
         raise AnyframeInputError(f"--fps must be positive, got {fps}")
+    if detail is not None and not 0.0 <= detail <= 1.0:
+        raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise AnyframeInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
@@ -204,6 +209,7 @@ def generate(
         renorm=None if renorm == "none" else renorm,
         sampler=sampler,
         seed=seed,
+        detail=detail,
         output_type="np",
     )
     seconds = time.perf_counter() - start
@@ -311,6 +317,7 @@ def eval_command(
     guidance: float = typer.Option(7.5, "--guidance", "-g", help="Guidance scale (pipeline models)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
     against: str = typer.Option("program", "--against", help="Score against the scene program, or the prompt alone."),
+    detail: float | None = typer.Option(None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1] (default: the model's)."),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
@@ -329,6 +336,8 @@ def eval_command(
         raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
+    if detail is not None and not 0.0 <= detail <= 1.0:
+        raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
     for spec in model:
         if spec not in ("truth", "random") and not (Path(spec) / "model_index.json").is_file():
             raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random")
@@ -337,7 +346,7 @@ def eval_command(
     from anyframe.evaluation.harness import load_model
     from anyframe.evaluation.report import evaluate
 
-    models = [load_model(spec, steps=steps, guidance=guidance, seed=seed, device=device)
+    models = [load_model(spec, steps=steps, guidance=guidance, seed=seed, device=device, detail=detail)
               if spec not in ("truth", "random") else load_model(spec) for spec in model]
     reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against)
     for report in reports:
@@ -438,11 +447,18 @@ def model_init(
     size: str = typer.Option("S", "--size", help="World preset: tiny | S."),
     seed: int = typer.Option(0, "--seed", help="Initialisation seed."),
     shift: float = typer.Option(1.0, "--shift", help="Timestep shift of the sampler."),
-    clean_timestep: bool = typer.Option(False, "--clean-timestep", help="Conditioned frames carry σ = 0."),
+    clean_timestep: bool = typer.Option(False, "--clean-timestep", help="Conditioned frames carry σ = 0 (frame replacement)."),
+    method: str = typer.Option("frame_replacement", "--method", help="Conditioning: frame_replacement | channel_concat | flashi2v."),
     force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
 ) -> None:
     """Create an untrained (randomly initialised) world-scale pipeline folder."""
+    from anyframe.conditioning import METHODS
     from anyframe.pipeline import WORLD_PRESETS, build_world_pipeline
+
+    if method not in METHODS:
+        raise AnyframeInputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if clean_timestep and method != "frame_replacement":
+        raise AnyframeInputError("--clean-timestep applies to the frame_replacement method")
 
     if size not in WORLD_PRESETS:
         raise AnyframeInputError(f"--size must be one of {', '.join(WORLD_PRESETS)}, got {size!r}")
@@ -451,7 +467,7 @@ def model_init(
     if out.exists() and not force:
         raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
     _silence_libraries()
-    pipe = build_world_pipeline(size, seed=seed, shift=shift, clean_timestep=clean_timestep)
+    pipe = build_world_pipeline(size, seed=seed, shift=shift, clean_timestep=clean_timestep, method=method)
     pipe.save_pretrained(out)
     params = sum(p.numel() for p in pipe.transformer.parameters())
     typer.echo(f"wrote an untrained {size} pipeline ({params / 1e6:.1f}M backbone parameters) to {out}")

@@ -24,7 +24,6 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerFast, T5EncoderModel
 
 from anyframe.conditioning.base import ConditionInputs, ConditioningMethod, ConditionState, ModelInputs
-from anyframe.conditioning.frame_replacement import FrameReplacement
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance
 from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
@@ -168,11 +167,7 @@ class AnyFramePipeline(DiffusionPipeline):
             canonical = [method.canonical_branch(b, state) for b in branches]
             unique = list(dict.fromkeys(canonical))
             inputs = ModelInputs.cat([method.model_inputs(x, sigma, state, b) for b in unique])
-            kwargs = {
-                k: (v.to(model.device, model.dtype) if torch.is_floating_point(v) and k != "timestep" else v.to(model.device))
-                for k, v in inputs.as_kwargs().items()
-            }
-            out = model(**kwargs).sample.to(x.dtype)
+            out = method(model, inputs.to(model.device, model.dtype)).sample.to(x.dtype)
             by_branch = dict(zip(unique, out.chunk(len(unique))))
             return [by_branch[c] for c in canonical]
 
@@ -199,6 +194,7 @@ class AnyFramePipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         frame_stride: float = 1.0,
+        detail: float | None = None,
         latents: Tensor | None = None,
         output_type: str = "np",
         return_latents: bool = False,
@@ -221,6 +217,8 @@ class AnyFramePipeline(DiffusionPipeline):
             generator / seed: a CPU generator, or a seed for one (the noise is always drawn on the CPU,
                 so a seed gives the same video on any device). Neither: a random seed, reported.
             frame_stride: the stride micro condition (1 = consecutive frames).
+            detail: FlashI2V's Fourier cutoff ratio in [0, 1] (lower = more of the image's high-frequency
+                detail; default: the model's, 0.1). Only for methods with Fourier guidance.
             output_type: ``np`` | ``pt`` | ``pil`` | ``latent``.
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": x}) -> dict``; a returned
                 ``latents`` replaces the state.
@@ -244,6 +242,15 @@ class AnyFramePipeline(DiffusionPipeline):
         indices = tuple(resolve_frame_index(k.frame_index, num_frames) for k in keyframes)
         if len(set(indices)) != len(indices):
             raise AnyframeInputError(f"two keyframes at the same frame: {list(indices)}")
+        reason = self.conditioning.check_keyframes(indices, num_frames)
+        if reason:
+            raise AnyframeInputError(reason)
+        if detail is not None:
+            if not self.conditioning.supports_detail:
+                method = type(self.conditioning).__name__
+                raise AnyframeInputError(f"detail applies to models with Fourier guidance (FlashI2V); this model uses {method}")
+            if not 0.0 <= detail <= 1.0:
+                raise AnyframeInputError(f"detail must be in [0, 1], got {detail}")
         if output_type not in ("np", "pt", "pil", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}")
         if generator is not None and seed is not None:
@@ -286,6 +293,7 @@ class AnyFramePipeline(DiffusionPipeline):
                 micro_conditions=micro,
                 keyframe_latents=keyframe_latents,
                 keyframe_indices=indices,
+                detail=detail,
             )
         )
         velocity = guided_velocity(self.branch_velocity(state), guidance, state.generated_mask())
@@ -343,9 +351,17 @@ WORLD_PRESETS = {
 
 
 def build_world_pipeline(
-    size: str = "S", seed: int = 0, shift: float = 1.0, clean_timestep: bool = False, **backbone_kwargs
+    size: str = "S",
+    seed: int = 0,
+    shift: float = 1.0,
+    clean_timestep: bool = False,
+    method: str = "frame_replacement",
+    method_options: dict | None = None,
+    **backbone_kwargs,
 ) -> AnyFramePipeline:
-    """A randomly initialised world-scale pipeline (the starting point of training, and of tests)."""
+    """A randomly initialised world-scale pipeline (the starting point of training, and of tests).
+    ``method`` names the conditioning method (``anyframe.conditioning.METHODS``); ``method_options`` its
+    arguments (``clean_timestep`` is frame replacement's)."""
     if size not in WORLD_PRESETS:
         raise ValueError(f"unknown world preset {size!r} ({', '.join(WORLD_PRESETS)})")
     p = WORLD_PRESETS[size]
@@ -365,11 +381,18 @@ def build_world_pipeline(
             **backbone_kwargs,
         },
     )
+    from anyframe.conditioning import build_method
+
+    options = dict(method_options or {})
+    if method == "frame_replacement":
+        options.setdefault("clean_timestep", clean_timestep)
+    conditioning = build_method(method, transformer, **options)
+    transformer = conditioning.adapt_backbone(transformer)
     return AnyFramePipeline(
         transformer=transformer.eval(),  # eval, like diffusers' loader: train mode changes attention kernels
         vae=vae.eval(),
         text_encoder=text_encoder.eval(),
         tokenizer=tokenizer,
         scheduler=make_scheduler("euler", shift),
-        conditioning=FrameReplacement(clean_timestep=clean_timestep).eval(),
+        conditioning=conditioning.eval(),
     )

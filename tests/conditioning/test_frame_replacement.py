@@ -215,3 +215,10 @@ def test_training_step_through_the_backbone():
     assert flow_matching_loss(tampered, out.target, out.loss_mask).item() == pytest.approx(
         flow_matching_loss(pred.detach(), out.target, out.loss_mask).item()
     )
+
+
+def test_task_weights_name_the_tasks_trained_and_the_others_get_zero():
+    assert FrameReplacement(task_weights={"ti2v": 1}).mixture.weights().tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert FrameReplacement().mixture.weights().tolist() == [0.2] * 5  # none named: every task
+    with pytest.raises(ValueError, match="unknown tasks"):
+        FrameReplacement(task_weights={"walk": 1})

@@ -88,7 +88,8 @@ def test_export_is_a_pipeline_the_cli_generates_from(tmp_path):
     ema = ckpt.ema["shadow_params"]
     params = [k for k, _ in AnyFramePipeline.from_pretrained(result.pipeline_dir).transformer.named_parameters()]
     assert all(torch.equal(exported[name], e) for name, e in zip(params, ema))
-    assert any(not torch.equal(exported[name], ckpt.model[name]) for name in params)
+    # checkpoints name the trained denoiser's parameters: transformer.* (and conditioning.*)
+    assert any(not torch.equal(exported[name], ckpt.model[f"transformer.{name}"]) for name in params)
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ Inference (the sampler loop is the same for every method)::
     state = method.prepare(ConditionInputs(...))            # once per request
     for σ in schedule:
         inputs = method.model_inputs(x, σ, state, branch)   # per guidance branch, batched
-        v = backbone(**inputs.as_kwargs()).sample
+        v = method(backbone, inputs).sample                  # the method's layers, then the backbone
         x = scheduler.step(guidance(v...), σ, x)
         x = method.after_step(x, σ_next, state)
     latents = method.finalize(x, state)
@@ -15,7 +15,8 @@ Inference (the sampler loop is the same for every method)::
 Training::
 
     out = method.training_inputs(TrainingBatch(...), sigma, noise, generator)
-    loss = flow_matching_loss(backbone(**out.model_inputs.as_kwargs()).sample, out.target, out.loss_mask, out.loss_weight)
+    denoiser = Denoiser(backbone, method)                    # the trained module
+    loss = flow_matching_loss(denoiser(**out.model_inputs.denoiser_kwargs()).sample, out.target, out.loss_mask, out.loss_weight)
 
 Methods may hold trainable parameters (FlashI2V's φ, adapters), so the base class is a diffusers
 ``ModelMixin`` + ``ConfigMixin``: a method saves and loads inside a pipeline folder like any model. (Each
@@ -43,7 +44,9 @@ from anyframe.models.text_encoder import TextCondition
 
 @dataclass
 class ModelInputs:
-    """Keyword arguments of a backbone's ``forward`` (see ``STIVTransformer.forward``)."""
+    """Keyword arguments of a backbone's ``forward`` (see ``STIVTransformer.forward``), plus the inputs of
+    the method's own trainable layers (``method_inputs``, consumed by :meth:`ConditioningMethod.forward`
+    before the backbone runs — e.g. FlashI2V's condition latent, for φ and the Fourier embedding)."""
 
     hidden_states: Tensor  # [B, C, T, H, W]
     timestep: Tensor  # [B] or [B, T], σ·1000
@@ -51,9 +54,44 @@ class ModelInputs:
     encoder_attention_mask: Tensor | None = None  # [B, L]
     micro_conditions: Tensor | None = None  # [B, 5]
     extra_channels: Tensor | None = None  # [B, C_extra, T, H, W]
+    method_inputs: dict[str, Tensor] = field(default_factory=dict)  # each [B, ...]
+
+    @classmethod
+    def of(cls, hidden_states: Tensor, timestep: Tensor, text: TextCondition, micro_conditions: Tensor | None = None,
+           **rest) -> ModelInputs:
+        """Inputs with the text condition's tokens and mask (``rest``: the other fields)."""
+        return cls(hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=text.embeds,
+                   encoder_attention_mask=text.mask, micro_conditions=micro_conditions, **rest)
 
     def as_kwargs(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        """The backbone's keyword arguments."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "method_inputs" and getattr(self, f.name) is not None
+        }
+
+    def denoiser_kwargs(self) -> dict:
+        """The keyword arguments of :class:`Denoiser` (the backbone's, plus ``method_inputs`` if any)."""
+        kwargs = self.as_kwargs()
+        if self.method_inputs:
+            kwargs["method_inputs"] = dict(self.method_inputs)
+        return kwargs
+
+    def to(self, device, dtype: torch.dtype | None = None) -> ModelInputs:
+        """Moved to ``device``; floating-point tensors other than the timestep cast to ``dtype``."""
+
+        def move(name: str, v: Tensor) -> Tensor:
+            if dtype is not None and torch.is_floating_point(v) and name != "timestep":
+                return v.to(device, dtype)
+            return v.to(device)
+
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in out.items():
+            if isinstance(value, Tensor):
+                out[name] = move(name, value)
+        out["method_inputs"] = {k: move(k, v) for k, v in self.method_inputs.items()}
+        return ModelInputs(**out)
 
     @staticmethod
     def cat(inputs: list[ModelInputs]) -> ModelInputs:
@@ -66,6 +104,12 @@ class ModelInputs:
         out = {}
         for f in fields(ModelInputs):
             values = [getattr(i, f.name) for i in inputs]
+            if f.name == "method_inputs":
+                keys = set(values[0])
+                if any(set(v) != keys for v in values):
+                    raise ValueError("cannot batch branches with different method inputs")
+                out[f.name] = {k: torch.cat([v[k] for v in values]) for k in values[0]}
+                continue
             if all(v is None for v in values):
                 out[f.name] = None
                 continue
@@ -87,6 +131,7 @@ class ConditionInputs:
     micro_conditions: Tensor | None = None  # [B, 5]
     keyframe_latents: Tensor | None = None  # [B, C, K, H, W], one latent frame per keyframe
     keyframe_indices: tuple[int, ...] = ()  # K non-negative latent frame indices
+    detail: float | None = None  # FlashI2V's Fourier cutoff ratio (lower = more high-frequency detail)
 
 
 @dataclass
@@ -159,6 +204,29 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
         if not any(Path(save_directory).glob("*.safetensors")):
             save_file({}, str(weights), metadata={"format": "pt"})
 
+    supports_detail = False  # whether ``ConditionInputs.detail`` means anything to this method
+
+    def check_keyframes(self, indices: tuple[int, ...], num_frames: int) -> str | None:
+        """Why this method cannot condition on keyframes at ``indices`` (None: it can)."""
+        return None
+
+    def draw_dropout(self, batch_size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Training: which examples drop the image condition and which the text (``[B]`` bool each, drawn
+        independently, in that order, at the method's ``image_dropout`` / ``text_dropout`` rates)."""
+        drop_image = torch.rand(batch_size, generator=generator) < self.config.image_dropout
+        drop_text = torch.rand(batch_size, generator=generator) < self.config.text_dropout
+        return drop_image, drop_text
+
+    def adapt_backbone(self, backbone: ModelMixin) -> ModelMixin:
+        """The backbone this method needs (e.g. with condition channels added, zero-initialised so it
+        computes what ``backbone`` does); called once when a recipe builds a model."""
+        return backbone
+
+    def forward(self, backbone: ModelMixin, inputs: ModelInputs):
+        """One denoiser evaluation: the method's own layers (if any) on ``inputs.method_inputs``, then
+        the backbone. Runs inside the trained module, so its parameters train (and sync) with it."""
+        return backbone(**inputs.as_kwargs())
+
     @abstractmethod
     def prepare(self, inputs: ConditionInputs) -> ConditionState: ...
 
@@ -181,3 +249,18 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
     def training_inputs(
         self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
     ) -> TrainingInputs: ...
+
+
+class Denoiser(torch.nn.Module):
+    """The trained module: a backbone and its conditioning method's layers, called as one
+    (``Denoiser(**model_inputs.denoiser_kwargs()).sample``). Training wraps this, not the bare backbone,
+    so that DDP/FSDP, the optimizer and EMA see a method's parameters (FlashI2V's φ, adapters) too.
+    Parameter names are ``transformer.*`` and ``conditioning.*``."""
+
+    def __init__(self, transformer: ModelMixin, conditioning: ConditioningMethod):
+        super().__init__()
+        self.transformer = transformer
+        self.conditioning = conditioning
+
+    def forward(self, method_inputs: dict[str, Tensor] | None = None, **backbone_kwargs):
+        return self.conditioning(self.transformer, ModelInputs(**backbone_kwargs, method_inputs=method_inputs or {}))

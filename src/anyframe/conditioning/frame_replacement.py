@@ -55,6 +55,20 @@ class FrameReplacementState(ConditionState):
         return (~self.frame_mask)[:, None, :, None, None]
 
 
+def keyframe_clip(like: Tensor, keyframe_latents: Tensor, indices) -> tuple[Tensor, Tensor]:
+    """The keyframe latents ``[B, C, K, H, W]`` placed at their frames of a clip shaped like ``like``
+    (zeros elsewhere), and the ``[B, T]`` frame mask."""
+    b, _, t = like.shape[:3]
+    indices = list(indices)
+    if len(set(indices)) != len(indices) or not all(0 <= i < t for i in indices):
+        raise ValueError(f"keyframe indices {indices} must be distinct and in [0, {t})")
+    clean = torch.zeros_like(like)
+    clean[:, :, indices] = keyframe_latents.to(like.dtype)
+    mask = torch.zeros(b, t, dtype=torch.bool, device=like.device)
+    mask[:, indices] = True
+    return clean, mask
+
+
 def _frames(mask: Tensor) -> Tensor:
     return mask[:, None, :, None, None]  # [B, T] → [B, 1, T, 1, 1]
 
@@ -65,7 +79,8 @@ class FrameReplacement(ConditioningMethod):
     Args:
         clean_timestep: conditioned frames carry σ = 0 instead of the shared σ.
         text_dropout, image_dropout: training dropout probabilities (STIV: 0.10 and 0.08).
-        task_weights: the :class:`TaskMixture` weights, ``{"t2v": 1, "ti2v": 1, ...}``.
+        task_weights: the :class:`TaskMixture` weights, ``{"t2v": 1, "ti2v": 1, ...}``; tasks not named
+            get weight 0 (default: every task at weight 1).
         max_k: the largest k of the ``first_k`` (prediction) task; default T // 2.
     """
 
@@ -79,25 +94,17 @@ class FrameReplacement(ConditioningMethod):
         max_k: int | None = None,
     ):
         super().__init__()
-        self.mixture = TaskMixture(**(task_weights or {}), max_k=max_k)
+        self.mixture = TaskMixture.named(task_weights, max_k)
         self.mixture.weights()  # validate now, not at the first training step
 
     # ---------------------------------------------------------------- inference
 
     def prepare(self, inputs: ConditionInputs) -> FrameReplacementState:
         noise = inputs.noise
-        b, _, t = noise.shape[:3]
         state = FrameReplacementState(inputs.text, inputs.null_text, inputs.micro_conditions, noise=noise)
         if inputs.keyframe_latents is None or not inputs.keyframe_indices:
             return state
-        indices = list(inputs.keyframe_indices)
-        if len(set(indices)) != len(indices) or not all(0 <= i < t for i in indices):
-            raise ValueError(f"keyframe indices {indices} must be distinct and in [0, {t})")
-        clean = torch.zeros_like(noise)
-        clean[:, :, indices] = inputs.keyframe_latents.to(noise.dtype)
-        mask = torch.zeros(b, t, dtype=torch.bool, device=noise.device)
-        mask[:, indices] = True
-        state.clean, state.frame_mask = clean, mask
+        state.clean, state.frame_mask = keyframe_clip(noise, inputs.keyframe_latents, inputs.keyframe_indices)
         return state
 
     def _timestep(self, sigma: Tensor, frame_mask: Tensor | None) -> Tensor:
@@ -111,13 +118,7 @@ class FrameReplacement(ConditioningMethod):
         text = state.text if branch.text else state.null_text
         frame_mask = state.frame_mask if (branch.image and state.has_image) else None
         hidden = x if frame_mask is None else torch.where(_frames(frame_mask), state.clean, x)
-        return ModelInputs(
-            hidden_states=hidden,
-            timestep=self._timestep(sigma, frame_mask),
-            encoder_hidden_states=text.embeds,
-            encoder_attention_mask=text.mask,
-            micro_conditions=state.micro_conditions,
-        )
+        return ModelInputs.of(hidden, self._timestep(sigma, frame_mask), text, state.micro_conditions)
 
     def after_step(self, x: Tensor, sigma_next: Tensor, state: FrameReplacementState) -> Tensor:
         if not state.has_image:
@@ -138,20 +139,15 @@ class FrameReplacement(ConditioningMethod):
         x0 = batch.latents
         b, _, t = x0.shape[:3]
         frame_mask, tasks = self.mixture.sample(b, t, generator)
-        drop_image = torch.rand(b, generator=generator) < self.config.image_dropout
-        drop_text = torch.rand(b, generator=generator) < self.config.text_dropout
+        drop_image, drop_text = self.draw_dropout(b, generator)
         frame_mask = (frame_mask & ~drop_image[:, None]).to(x0.device)
 
         x_sigma = add_noise(x0, noise, sigma)
         hidden = torch.where(_frames(frame_mask), x0, x_sigma)
         text = batch.text.select(~drop_text, batch.null_text)
         return TrainingInputs(
-            model_inputs=ModelInputs(
-                hidden_states=hidden,
-                timestep=self._timestep(sigma, frame_mask if frame_mask.any() else None),
-                encoder_hidden_states=text.embeds,
-                encoder_attention_mask=text.mask,
-                micro_conditions=batch.micro_conditions,
+            model_inputs=ModelInputs.of(
+                hidden, self._timestep(sigma, frame_mask if frame_mask.any() else None), text, batch.micro_conditions
             ),
             target=velocity_target(x0, noise),
             loss_mask=(~_frames(frame_mask)).to(x0.dtype),

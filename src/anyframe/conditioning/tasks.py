@@ -26,6 +26,18 @@ class TaskMixture:
     first_k: float = 1.0
     max_k: int | None = None
 
+    @classmethod
+    def named(cls, weights: dict | None, max_k: int | None = None, default: dict | None = None) -> TaskMixture:
+        """The tasks named in ``weights`` at their weights and every other task at 0; ``weights=None``
+        gives ``default`` (the same rule), or, without one, every task at weight 1."""
+        chosen = weights if weights is not None else default
+        if chosen is None:
+            return cls(max_k=max_k)
+        unknown = set(chosen) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown tasks {sorted(unknown)} ({', '.join(TASKS)})")
+        return cls(**{name: float(chosen.get(name, 0.0)) for name in TASKS}, max_k=max_k)
+
     def weights(self) -> Tensor:
         w = torch.tensor([self.t2v, self.ti2v, self.any_frame, self.first_last, self.first_k], dtype=torch.float64)
         if (w < 0).any() or w.sum() <= 0:

@@ -12,7 +12,8 @@ How a pipeline meets each task (documented choices):
 - ``t2v``/``masks``: the prompt; ``ti2v``/``keyframes``/``interpolation``/``prediction``: the prompt and the
   true renders at the case's keyframe indices;
 - ``unpaired``: the text and the image; a model without a narrator places the image at frame 0;
-- ``edit``: a model that cannot edit is *unsupported*: the case is recorded, not scored.
+- ``edit``: a model that cannot edit is *unsupported*: the case is recorded, not scored; likewise a case
+  whose keyframes the model's method cannot take (FlashI2V: one image, at frame 0).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class PipelineModel:
     """An anyframe pipeline folder. ``steps``/``guidance``/``seed`` are the sampling settings of the run."""
 
     def __init__(self, path: str, steps: int = 25, guidance: float = 7.5, guidance_mode: str = "jit", seed: int = 0,
-                 device: str = "cpu", renorm: str | None = "full", name: str | None = None):
+                 device: str = "cpu", renorm: str | None = "full", name: str | None = None, detail: float | None = None):
+        from anyframe.errors import AnyframeInputError
         from anyframe.pipeline import AnyFramePipeline
 
         self.name = name or str(path)
@@ -103,6 +105,9 @@ class PipelineModel:
         self.pipe = AnyFramePipeline.from_pretrained(path).to(device)
         self.pipe.set_progress_bar_config(disable=True)
         self.steps, self.guidance, self.guidance_mode, self.seed = steps, guidance, guidance_mode, seed
+        if detail is not None and not self.pipe.conditioning.supports_detail:
+            raise AnyframeInputError(f"{self.name}: detail applies to models with Fourier guidance (FlashI2V)")
+        self.detail = detail
 
     def generate(self, case: Case, cond: Conditioning) -> Generation:
         from anyframe.pipeline import Keyframe
@@ -115,11 +120,16 @@ class PipelineModel:
             keyframes = [Keyframe(cond.clip[int(case.unpaired["image_frame"])], 0)]
         else:
             keyframes = [Keyframe(cond.clip[i], i) for i in case.conditions.get("keyframes", [])]
+        # a method that cannot take these keyframes (FlashI2V: one image, at frame 0) skips the case
+        reason = self.pipe.conditioning.check_keyframes(tuple(k.frame_index for k in keyframes), t)
+        if reason:
+            return Generation(None, unsupported=reason)
         start = time.perf_counter()
         out = self.pipe(
             case.conditions["prompt"], keyframes=keyframes, num_frames=t, height=h, width=w,
             num_inference_steps=self.steps, guidance_scale=self.guidance, guidance_mode=self.guidance_mode,
             renorm=self.renorm,
+            detail=self.detail,
             seed=self.seed + case.seed,
         )
         frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)

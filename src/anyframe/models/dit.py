@@ -344,6 +344,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         encoder_attention_mask: Tensor | None = None,
         micro_conditions: Tensor | None = None,
         extra_channels: Tensor | None = None,
+        added_embeddings: Tensor | None = None,
         pooled_text: Tensor | None = None,
         return_dict: bool = True,
     ) -> Transformer2DModelOutput | tuple[Tensor]:
@@ -356,6 +357,8 @@ class STIVTransformer(ModelMixin, ConfigMixin):
             encoder_attention_mask: ``[B, L]``, 1 for real tokens, 0 for padding.
             micro_conditions: ``[B, 5]`` in :data:`MICRO_CONDITIONS` order; ``None`` leaves them out.
             extra_channels: ``[B, extra_in_channels, T, H, W]`` concatenated to the input.
+            added_embeddings: ``[B, D, T', H', W']`` added to the patch embedding (a conditioning
+                method's own embedding of its condition, e.g. FlashI2V's Fourier features).
             pooled_text: ``[B, text_dim]``; default: the masked mean of ``encoder_hidden_states``.
 
         Returns:
@@ -390,6 +393,10 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         modulation = self.adaln(cond).unflatten(-1, (STIVBlock.NUM_MODULATIONS, -1))  # (B, T'|1, 9, D)
 
         x = self.patch_embed(hidden_states)  # (B, D, T', H', W')
+        if added_embeddings is not None:
+            if added_embeddings.shape != x.shape:
+                raise ValueError(f"added_embeddings must be {tuple(x.shape)}, got {tuple(added_embeddings.shape)}")
+            x = x + added_embeddings.to(x.dtype)
         x = x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
 
         head_dim = cfg.hidden_size // cfg.num_heads

@@ -52,12 +52,52 @@ class InitConfig(_Strict):
 
 
 class ConditioningConfig(_Strict):
-    method: Literal["frame_replacement"] = "frame_replacement"
+    """The conditioning method and its options (``anyframe.conditioning.METHODS``). Options belong to
+    methods: ``clean_timestep`` to frame replacement; ``task_weights``/``max_k`` to frame replacement and
+    channel concat (tasks not named in ``task_weights`` get weight 0); ``latent_shift``/``fourier``/``detail_range`` to FlashI2V."""
+
+    method: Literal["frame_replacement", "channel_concat", "flashi2v"] = "frame_replacement"
     clean_timestep: bool = False
     text_dropout: float = Field(0.10, ge=0, le=1)
     image_dropout: float = Field(0.08, ge=0, le=1)
     task_weights: dict[Literal["t2v", "ti2v", "any_frame", "first_last", "first_k"], float] = Field(default_factory=dict)
     max_k: int | None = Field(None, ge=1)
+    latent_shift: bool = True
+    fourier: bool = True
+    detail_range: tuple[float, float] = (0.05, 0.95)
+
+    @model_validator(mode="after")
+    def _options_of_the_method(self):
+        owners = {
+            "clean_timestep": ("frame_replacement",),
+            "task_weights": ("frame_replacement", "channel_concat"),
+            "max_k": ("frame_replacement", "channel_concat"),
+            "latent_shift": ("flashi2v",),
+            "fourier": ("flashi2v",),
+            "detail_range": ("flashi2v",),
+        }
+        for option in sorted(owners):
+            default = type(self).model_fields[option].get_default(call_default_factory=True)
+            if getattr(self, option) != default and self.method not in owners[option]:
+                raise ValueError(f"{option} does not apply to the {self.method} method")
+        if self.method == "flashi2v":
+            if not (self.latent_shift or self.fourier):
+                raise ValueError("flashi2v needs latent_shift, fourier or both")
+            lo, hi = self.detail_range
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {list(self.detail_range)}")
+        return self
+
+    def method_options(self) -> dict:
+        """Keyword arguments of the method's constructor (``anyframe.conditioning.build_method``)."""
+        options = {"text_dropout": self.text_dropout, "image_dropout": self.image_dropout}
+        if self.method == "frame_replacement":
+            options["clean_timestep"] = self.clean_timestep
+        if self.method in ("frame_replacement", "channel_concat"):
+            options.update(task_weights=dict(self.task_weights) or None, max_k=self.max_k)
+        if self.method == "flashi2v":
+            options.update(latent_shift=self.latent_shift, fourier=self.fourier, detail_range=tuple(self.detail_range))
+        return options
 
     @field_validator("task_weights")
     @classmethod

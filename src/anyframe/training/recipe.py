@@ -40,8 +40,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from anyframe.conditioning.base import TrainingBatch
-from anyframe.conditioning.frame_replacement import FrameReplacement
+from anyframe.conditioning import build_method
+from anyframe.conditioning.base import Denoiser, TrainingBatch
 from anyframe.data.base import LatentBatch, VideoBatch, collate
 from anyframe.data.sampler import EpochIndexBatches, EpochIndexedDataset, ShardedBucketSampler
 from anyframe.errors import AnyframeInputError
@@ -87,18 +87,19 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
         from diffusers import AutoencoderKL
 
         pipe.vae = AutoencoderKL.from_pretrained(m.vae).eval()
-    c = cfg.conditioning
-    pipe.conditioning = FrameReplacement(
-        clean_timestep=c.clean_timestep,
-        text_dropout=c.text_dropout,
-        image_dropout=c.image_dropout,
-        task_weights=dict(c.task_weights) or None,
-        max_k=c.max_k,
-    )
     if cfg.init.from_image_model:
         init_from_image_model(pipe.transformer, STIVTransformer.from_pretrained(cfg.init.from_image_model))
     if small is not None:
         init_from_smaller_model(pipe.transformer, small)
+    # The method last: it may add (zero-initialised) input channels to the initialised backbone.
+    method = build_method(cfg.conditioning.method, pipe.transformer, **cfg.conditioning.method_options())
+    if m.pretrained and type(pipe.conditioning) is type(method):
+        try:  # continue the pretrained method's own layers (φ, embeddings) too
+            method.load_state_dict(pipe.conditioning.state_dict())
+        except RuntimeError as exc:
+            raise AnyframeInputError(f"the pretrained {cfg.conditioning.method} layers do not fit this recipe: {exc}") from None
+    pipe.transformer = method.adapt_backbone(pipe.transformer)
+    pipe.conditioning = method
     return pipe
 
 
@@ -219,14 +220,15 @@ def train(
     np.random.seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)  # σ, noise, tasks, dropout
 
-    # 1. Components: the trained backbone; the frozen autoencoder and text encoder.
+    # 1. Components: the trained denoiser (backbone + the method's own layers, if any); the frozen
+    #    autoencoder and text encoder.
     pipe = build_components(cfg)
-    model = pipe.transformer.train()
+    method = pipe.conditioning
+    model = Denoiser(pipe.transformer, method).train()
     if cfg.train.gradient_checkpointing:
-        model.enable_gradient_checkpointing()
+        pipe.transformer.enable_gradient_checkpointing()
     for frozen in (pipe.vae, pipe.text_encoder):
         frozen.requires_grad_(False).eval().to(accelerator.device)
-    method = pipe.conditioning
 
     # 2. Data: this rank's shard, in a deterministic order.
     dataset = build_dataset(cfg, pipe, accelerator)
@@ -242,11 +244,11 @@ def train(
     # 4. Resume: weights, optimizer, schedule, EMA, RNG, data position.
     start_step, consumed = 0, 0
     if resume is not None:
-        ckpt = load_checkpoint(resolve_checkpoint(resume, out / "checkpoints"))
+        ckpt = with_denoiser_names(load_checkpoint(resolve_checkpoint(resume, out / "checkpoints")))
         allowed = set(RESUMABLE_DIFFERENCES)
         if cfg.optim.schedule == "cosine":
             allowed.discard("train.steps")  # the cosine schedule spans train.steps
-        changed = [k for k in config_differences(ckpt.state["config"], cfg.to_dict()) if k not in allowed]
+        changed = [k for k in config_differences(with_current_defaults(ckpt.state["config"]), cfg.to_dict()) if k not in allowed]
         if changed:
             warnings.warn(f"resuming with a different recipe ({', '.join(changed)}): the curve will not be the same")
         schedule.load_state_dict(ckpt.state["lr_schedule"])
@@ -331,7 +333,7 @@ def train(
                     noise,
                     generator,
                 )
-                kwargs = {k: v.to(device) for k, v in inputs.model_inputs.as_kwargs().items()}
+                kwargs = inputs.model_inputs.to(device).denoiser_kwargs()
                 with accelerator.autocast():
                     prediction = model(**kwargs).sample
                 mask = None if inputs.loss_mask is None else inputs.loss_mask.to(device)
@@ -446,23 +448,56 @@ def accelerator_free_named_parameters(model: torch.nn.Module):
     return inner.named_parameters()
 
 
-def unsharded_copy(pipe: AnyFramePipeline, state: dict[str, torch.Tensor]) -> STIVTransformer:
-    """A fresh, unwrapped backbone holding ``state`` (for sampling and export on one process)."""
-    config = {k: v for k, v in pipe.transformer.config.items() if not k.startswith("_")}
-    copy = type(pipe.transformer)(**config)
-    copy.load_state_dict(state)
-    return copy.eval()
+def with_current_defaults(config: dict) -> dict:
+    """A checkpoint's recipe read by the current schema: options added since it was written take their
+    defaults, so they do not count as changes on resume (an unreadable one is compared as it is)."""
+    try:
+        return RecipeConfig.model_validate(config).to_dict()
+    except ValueError:
+        return config
 
 
-def _pipeline_with(pipe: AnyFramePipeline, transformer: STIVTransformer) -> AnyFramePipeline:
+def with_denoiser_names(ckpt: Checkpoint) -> Checkpoint:
+    """A checkpoint written when the trained module was the bare backbone (before :class:`Denoiser`),
+    renamed to the denoiser's parameter names (``transformer.*``); newer checkpoints pass unchanged."""
+    if any(name.startswith("transformer.") for name in ckpt.model):
+        return ckpt
+    ckpt.model = {f"transformer.{k}": v for k, v in ckpt.model.items()}
+    if ckpt.optimizer is not None:
+        opt = dict(ckpt.optimizer)
+        opt["state"] = {f"transformer.{k}": v for k, v in opt.get("state", {}).items()}
+        opt["param_groups"] = [
+            {**g, "params": [f"transformer.{p}" for p in g["params"]]} for g in opt.get("param_groups", [])
+        ]
+        ckpt.optimizer = opt
+    return ckpt
+
+
+def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def unsharded_copy(pipe: AnyFramePipeline, state: dict[str, torch.Tensor]) -> tuple[STIVTransformer, torch.nn.Module]:
+    """A fresh, unwrapped backbone and conditioning method holding the denoiser ``state``
+    (``transformer.*``, ``conditioning.*``), for sampling and export on one process."""
+    copies = []
+    for module, prefix in ((pipe.transformer, "transformer."), (pipe.conditioning, "conditioning.")):
+        config = {k: v for k, v in module.config.items() if not k.startswith("_")}
+        copy = type(module)(**config)
+        copy.load_state_dict(_sub_state(state, prefix))
+        copies.append(copy.eval())
+    return copies[0], copies[1]
+
+
+def _pipeline_with(pipe: AnyFramePipeline, transformer: STIVTransformer, conditioning) -> AnyFramePipeline:
     return AnyFramePipeline(transformer=transformer, vae=pipe.vae, text_encoder=pipe.text_encoder,
-                            tokenizer=pipe.tokenizer, scheduler=pipe.scheduler, conditioning=pipe.conditioning)
+                            tokenizer=pipe.tokenizer, scheduler=pipe.scheduler, conditioning=conditioning)
 
 
 @torch.no_grad()
 def write_samples(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], cfg: RecipeConfig, path: Path) -> None:
     """A filmstrip per sample prompt, stacked vertically, from the given (EMA) weights."""
-    sampler = _pipeline_with(pipe, unsharded_copy(pipe, state))
+    sampler = _pipeline_with(pipe, *unsharded_copy(pipe, state))
     sampler.set_progress_bar_config(disable=True)
     out = sampler(list(cfg.sample.prompts), num_inference_steps=cfg.sample.steps,
                   guidance_scale=cfg.sample.guidance_scale, seed=cfg.seed)
@@ -476,5 +511,5 @@ def write_samples(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], cfg: R
 
 def export_pipeline(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path: Path) -> Path:
     """Save the pipeline folder (EMA weights) that ``anyframe generate --model`` loads."""
-    _pipeline_with(pipe, unsharded_copy(pipe, state)).save_pretrained(path)
+    _pipeline_with(pipe, *unsharded_copy(pipe, state)).save_pretrained(path)
     return path

@@ -1,0 +1,173 @@
+"""FlashI2V: image-to-video by latent shifting and Fourier guidance (uniworld-osp2-flashi2v.txt §4).
+
+The condition image never enters the backbone as a frame or a channel, so the denoiser has no copy of
+it to lean on (the paper's "conditional image leakage"). Instead:
+
+- **Latent shifting** (§4.2). With ``s`` the condition latent ``[B, C, 1, H, W]`` and φ a learned
+  projection, the flow runs between shifted endpoints: ``z_σ = (1 − σ)·x + σ·ε − φ(s)`` (φ(s) broadcast
+  over frames), with the *unchanged* target ``ε − x``. The sampler state here is the unshifted
+  ``(1 − σ)·x + σ·ε`` — it starts as ε and ends as the video latent — and the backbone sees it minus
+  φ(s); the paper's shifted state differs by the constant φ(s), so the trajectories are the same.
+- **Fourier guidance** (§4.3). The high-frequency magnitudes of ``s`` (:func:`fourier_high_frequency`,
+  cutoff ratio ~ U[0.05, 0.95] in training, ``detail`` at inference: lower = more detail), repeated over
+  frames, go through their own zero-initialised patch embedding, added to the backbone's.
+
+φ's last conv and the Fourier embedding's last conv start at zero: an untrained FlashI2V model computes
+its base model's velocity. ``latent_shift`` / ``fourier`` switch either part off (the paper's ablation).
+
+The image is the clip's first frame. Text is dropped 10% of the time (the paper) and, so that STIV's
+JIT-CFG has an unconditional branch to contrast with, the image 8% (STIV's rate; 0 switches it off):
+a dropped image means no shift and no Fourier features — a T2V example on the same backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from diffusers.configuration_utils import register_to_config
+
+# diffusers' pipeline loader looks up a component's base class in the module that defines it.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
+from torch import Tensor
+
+from anyframe.conditioning.base import (
+    ConditionInputs,
+    ConditioningMethod,
+    ConditionState,
+    ModelInputs,
+    TrainingBatch,
+    TrainingInputs,
+)
+from anyframe.flow.guidance import Branch
+from anyframe.flow.path import add_noise, velocity_target
+from anyframe.flow.timesteps import TIMESTEP_SCALE
+from anyframe.models.latent_shift import FourierEmbedding, LatentShiftProjection, fourier_high_frequency
+
+DEFAULT_DETAIL = 0.1  # the paper's inference cutoff percentile
+
+
+@dataclass
+class FlashI2VState(ConditionState):
+    image: Tensor | None = None  # [B, C, 1, H, W], the condition latent s
+    detail: float = DEFAULT_DETAIL
+
+    @property
+    def has_image(self) -> bool:
+        return self.image is not None
+
+
+class FlashI2V(ConditioningMethod):
+    """Latent shifting (φ) and Fourier guidance on any backbone whose forward takes ``added_embeddings``.
+
+    Args:
+        latent_channels: C of the latents.
+        hidden_size, patch_size: the backbone's token width and patch (for the Fourier patch embedding).
+        latent_shift, fourier: the two parts (both = FlashI2V; one = the paper's ablations).
+        text_dropout, image_dropout: training dropout probabilities.
+        detail_range: the training range of the Fourier cutoff ratio (paper: U[0.05, 0.95]).
+        default_detail: the inference ratio when a request gives none (paper: 0.1).
+    """
+
+    supports_detail = True
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_channels: int = 4,
+        hidden_size: int = 64,
+        patch_size: tuple[int, int, int] = (1, 2, 2),
+        latent_shift: bool = True,
+        fourier: bool = True,
+        text_dropout: float = 0.10,
+        image_dropout: float = 0.08,
+        detail_range: tuple[float, float] = (0.05, 0.95),
+        default_detail: float = DEFAULT_DETAIL,
+    ):
+        super().__init__()
+        if not (latent_shift or fourier):
+            raise ValueError("FlashI2V needs latent_shift, fourier or both")
+        lo, hi = detail_range
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {detail_range}")
+        self.shift = LatentShiftProjection(latent_channels) if latent_shift else None
+        self.fourier_embed = FourierEmbedding(latent_channels, hidden_size, tuple(patch_size)) if fourier else None
+
+    def check_keyframes(self, indices: tuple[int, ...], num_frames: int) -> str | None:
+        if indices and tuple(indices) != (0,):
+            return f"FlashI2V conditions on one image at frame 0; got keyframes at {list(indices)}"
+        return None
+
+    # ------------------------------------------------------------------------------- the layers
+
+    def forward(self, backbone, inputs: ModelInputs):
+        mi = inputs.method_inputs
+        if not mi:
+            return backbone(**inputs.as_kwargs())
+        image, present = mi["image"], mi["present"].view(-1, 1, 1, 1, 1)
+        hidden = inputs.hidden_states
+        kwargs = {}
+        if self.shift is not None:
+            hidden = hidden - present.to(hidden.dtype) * self.shift(image.to(hidden.dtype))  # φ(s) over all frames
+        if self.fourier_embed is not None:
+            features = fourier_high_frequency(image, mi["ratio"])
+            embed_dtype = self.fourier_embed.proj.weight.dtype
+            added = self.fourier_embed(features.to(embed_dtype), hidden.shape[2])
+            kwargs["added_embeddings"] = present.to(added.dtype) * added
+        return backbone(**replace(inputs, hidden_states=hidden).as_kwargs(), **kwargs)
+
+    def _method_inputs(self, image: Tensor, present: Tensor, ratio: Tensor) -> dict[str, Tensor]:
+        return {"image": image, "present": present.float(), "ratio": ratio.float()}
+
+    # ---------------------------------------------------------------------------------- inference
+
+    def prepare(self, inputs: ConditionInputs) -> FlashI2VState:
+        detail = self.config.default_detail if inputs.detail is None else float(inputs.detail)
+        if not 0.0 <= detail <= 1.0:
+            raise ValueError(f"detail must be in [0, 1], got {detail}")
+        state = FlashI2VState(inputs.text, inputs.null_text, inputs.micro_conditions, detail=detail)
+        if inputs.keyframe_latents is None or not inputs.keyframe_indices:
+            return state
+        reason = self.check_keyframes(tuple(inputs.keyframe_indices), inputs.noise.shape[2])
+        if reason:
+            raise ValueError(reason)
+        state.image = inputs.keyframe_latents[:, :, :1].to(inputs.noise.dtype)
+        return state
+
+    def model_inputs(self, x: Tensor, sigma: Tensor, state: FlashI2VState, branch: Branch) -> ModelInputs:
+        text = state.text if branch.text else state.null_text
+        b = x.shape[0]
+        with_image = branch.image and state.has_image
+        image = state.image if state.has_image else torch.zeros_like(x[:, :, :1])
+        present = torch.full((b,), float(with_image), device=x.device)
+        ratio = torch.full((b,), state.detail, device=x.device)
+        return ModelInputs.of(x, sigma * TIMESTEP_SCALE, text, state.micro_conditions,
+                              method_inputs=self._method_inputs(image, present, ratio))
+
+    # ---------------------------------------------------------------------------------- training
+
+    def training_inputs(
+        self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
+    ) -> TrainingInputs:
+        x0 = batch.latents
+        b = x0.shape[0]
+        drop_image, drop_text = self.draw_dropout(b, generator)
+        lo, hi = self.config.detail_range
+        ratio = lo + (hi - lo) * torch.rand(b, generator=generator)
+        text = batch.text.select(~drop_text, batch.null_text)
+        present = (~drop_image).to(x0.device)
+        return TrainingInputs(
+            model_inputs=ModelInputs.of(
+                add_noise(x0, noise, sigma),
+                sigma * TIMESTEP_SCALE,
+                text,
+                batch.micro_conditions,
+                method_inputs=self._method_inputs(x0[:, :, :1], present, ratio.to(x0.device)),
+            ),
+            target=velocity_target(x0, noise),  # unchanged by the shift (φ does not depend on σ)
+            info={
+                "tasks": ["t2v" if d else "ti2v" for d in drop_image.tolist()],
+                "drop_image": drop_image,
+                "drop_text": drop_text,
+            },
+        )
