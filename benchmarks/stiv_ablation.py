@@ -12,7 +12,10 @@
 (c) frame replacement with a per-frame σ = 0 at the condition frames vs the shared σ (Table 7;
     ``--clean-timestep``: ``--set conditioning.clean_timestep=true``), on TI2V, any-frame and interpolation.
 
-(b) and (c) need the second model; without it their rows say so. Writes
+(b) and (c) need the second model; without it their rows say so. Their baseline is ``--model``, or
+``--control DIR`` when the variants were trained as fine-tunes from a shared checkpoint: then the control
+is the same checkpoint trained on for the same steps with the unchanged recipe, so that only the one
+recipe change differs (see benchmarks/results/stiv_ablation.md for the protocol used). Writes
 ``benchmarks/results/stiv_ablation.{json,md}`` with the command line.
 """
 
@@ -62,6 +65,8 @@ def main() -> None:
     parser.add_argument("--model", default="checkpoints/anyframe-world-s")
     parser.add_argument("--no-image-dropout", default=None, help="the same recipe trained without image dropout")
     parser.add_argument("--clean-timestep", default=None, help="the same recipe trained with σ = 0 at condition frames")
+    parser.add_argument("--control", default=None, help="the baseline of (b) and (c) (default: --model)")
+    parser.add_argument("--note", default="", help="how the models were trained (written into the results)")
     parser.add_argument("--suite", default="standard")
     parser.add_argument("--n", type=int, default=40, help="cases per task")
     parser.add_argument("--steps", type=int, default=25)
@@ -69,10 +74,12 @@ def main() -> None:
     args = parser.parse_args()
     command = "python benchmarks/stiv_ablation.py " + shlex.join(sys.argv[1:])
     common = dict(steps=args.steps, guidance=args.guidance)
-    out: dict = {"command": command, "model": args.model}
+    out: dict = {"command": command, "model": args.model, "control": args.control or args.model}
     lines = ["# STIV ablations at world scale", "", f"Command: `{command}`", "",
              f"Oracle scores on the first {args.n} cases per task of `{args.suite}`; {args.steps} Euler steps, "
              f"guidance scale {args.guidance}. PSNR in dB; dynamic_degree_px in px/frame.", ""]
+    if args.note:
+        lines += [args.note, ""]
 
     # (a) guidance
     tasks_a = ("t2v", "ti2v")
@@ -94,7 +101,7 @@ def main() -> None:
             lines += [f"### {title}", "", f"Not run: needs the second trained model (`{flag}`).", ""]
             continue
         cases = cases_for(args.suite, tasks, args.n)
-        out[part] = {labels[0]: scores(PipelineModel(args.model, **common), cases),
+        out[part] = {labels[0]: scores(PipelineModel(args.control or args.model, **common), cases),
                      labels[1]: scores(PipelineModel(other, **common), cases)}
         lines += table(title, out[part], tasks)
 

@@ -292,3 +292,61 @@ def test_cli_generates_with_detail_and_rejects_bad_detail_cleanly(tmp_path, caps
         main(late)
     err = capsys.readouterr().err
     assert info.value.code == 2 and "frame 0" in err and not (tmp_path / "c.mp4").exists()
+
+
+# ---------------------------------------------------------------------------------------- learning
+
+
+def _train_and_sample(method, steps=150, seed=0):
+    """Train a tiny denoiser on clips of a random latent image — a random colour per channel and a random
+    horizontal ramp, drifting one pixel per frame — unpredictable without the condition; then sample clips
+    of held-out images and return their mean squared error."""
+    from anyframe.flow.path import flow_matching_loss
+
+    torch.manual_seed(seed)
+    backbone = stiv_tiny(in_channels=C, text_dim=5, sample_size=(4, H, W), hidden_size=64, num_heads=4)
+    backbone = method.adapt_backbone(backbone)
+    denoiser = Denoiser(backbone, method).train()
+    optimizer = torch.optim.AdamW(denoiser.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(seed)
+
+    def clips(n, gen):
+        colour, slope = torch.randn(n, C, 1, 1, 1, generator=gen), torch.randn(n, C, 1, 1, 1, generator=gen)
+        image = (colour + 0.5 * slope * torch.linspace(-1, 1, W).view(1, 1, 1, 1, W)).expand(-1, -1, -1, H, -1)
+        return torch.cat([torch.roll(image, shifts=t, dims=-1) for t in range(4)], dim=2)  # [n, C, 4, H, W]
+
+    for _ in range(steps):
+        x0 = clips(16, g)
+        batch = TrainingBatch(latents=x0, text=_text(1, 16), null_text=_text(-1, 16))
+        sigma = torch.rand(16, generator=g)
+        out = method.training_inputs(batch, sigma, torch.randn(x0.shape, generator=g), g)
+        loss = flow_matching_loss(denoiser(**out.model_inputs.denoiser_kwargs()).sample, out.target, out.loss_mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    denoiser.eval()
+    test = clips(8, torch.Generator().manual_seed(123))
+    noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(7))
+    state = method.prepare(ConditionInputs(noise=noise, text=_text(1, 8), null_text=_text(-1, 8),
+                                           keyframe_latents=test[:, :, :1], keyframe_indices=(0,)))
+    with torch.no_grad():
+        velocity = lambda z, s: method(backbone, method.model_inputs(z, s, state, FULL)).sample  # noqa: E731
+        final = method.finalize(sample(velocity, noise, make_scheduler("euler", 1.0), 20), state)
+    return float(((final - test) ** 2).mean())
+
+
+@pytest.mark.parametrize("method", ["flashi2v", "channel_concat"])
+def test_a_trained_model_follows_the_condition_image(method):
+    # Learning test: the same architecture and budget with the image always dropped cannot know the
+    # random image; the conditioned model must recover it.
+    def make(image_dropout):
+        if method == "flashi2v":
+            return FlashI2V(latent_channels=C, hidden_size=64, patch_size=(1, 2, 2), image_dropout=image_dropout,
+                            text_dropout=0.0)
+        return ChannelConcat(latent_channels=C, image_dropout=image_dropout, text_dropout=0.0)
+
+    blind = _train_and_sample(make(1.0))
+    seen = _train_and_sample(make(0.0))
+    assert blind > 0.8, blind  # measured: 1.9 (concat), 2.2 (FlashI2V): draws from the prior
+    assert seen < 0.5 * blind, (seen, blind)  # measured: ≈ 0.43 (FlashI2V), ≈ 0.43 (concat) at 150 steps

@@ -107,3 +107,4 @@ def test_a_checkpoint_from_before_the_denoiser_wrapper_resumes_exactly(tmp_path)
     a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000004" / "model.safetensors")
     b = load_file(tmp_path / "legacy" / "checkpoints" / "step-00000004" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
