@@ -164,6 +164,9 @@ def main() -> None:
     parser.add_argument("--detail-sweep", default=None, metavar="NAME",
                         help="also sample this (Fourier) model at several detail ratios on the train split")
     parser.add_argument("--out", default=str(RESULTS / "flashi2v_ablation"), help="path prefix of the results")
+    parser.add_argument("--note", default="", help="how the models were trained (written into the results)")
+    parser.add_argument("--only-measure", action="store_true",
+                        help="measure the models into the cache (<out>_cache/) and stop: no tables or plots")
     args = parser.parse_args()
     command = "python benchmarks/flashi2v_ablation.py " + shlex.join(sys.argv[1:])
     specs = dict(spec.split("=", 1) for spec in args.model)
@@ -173,7 +176,15 @@ def main() -> None:
 
     results: dict = {}
     start = time.perf_counter()
+    out = Path(args.out)
+    cache = out.with_name(out.name + "_cache")  # per-model results: models can be measured as they finish
     for name in models:
+        key = {"model": str(Path(specs[name]).resolve()), "n": args.n, "steps": args.steps, "guidance": args.guidance}
+        cached = cache / f"{name.replace(' ', '_').replace('/', '_')}.json"
+        if cached.is_file() and json.loads(cached.read_text()).get("key") == key:
+            results[name] = json.loads(cached.read_text())["results"]
+            print(f"{name}: from {cached}", flush=True)
+            continue
         model = PipelineModel(specs[name], steps=args.steps, guidance=args.guidance, name=name)
         results[name] = {}
         for split in SPLITS:
@@ -182,7 +193,11 @@ def main() -> None:
                 gen = model.generate(case, conds[case.id])
                 rows.append(measure(gen.frames, conds[case.id], case))
             results[name][split] = aggregate(rows)
+        cache.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps({"key": key, "results": results[name]}))
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+    if args.only_measure:
+        return
 
     sweep = {}
     if args.detail_sweep:
@@ -193,11 +208,10 @@ def main() -> None:
             sweep[str(detail)] = {k: agg[k] for k in ("first_frame_psnr", "dynamic_degree", "dynamic_degree_px",
                                                        "color_consistency")}
 
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     chunks_png, metrics_png = out.with_name(out.name + "_chunks.png"), out.with_name(out.name + "_metrics.png")
     plots(results, models, chunks_png, metrics_png)
-    payload = {"command": command, "models": specs, "n_per_split": args.n, "steps": args.steps,
+    payload = {"command": command, "note": args.note, "models": specs, "n_per_split": args.n, "steps": args.steps,
                "guidance": args.guidance, "results": results, "detail_sweep": sweep,
                "seconds": time.perf_counter() - start}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
@@ -205,6 +219,8 @@ def main() -> None:
     lines = ["# FlashI2V leakage ablation at world scale", "", f"Command: `{command}`", "",
              f"{args.n} TI2V cases per split (scene seeds {CASE_SEED}+), {args.steps} Euler steps, JIT-CFG scale "
              f"{args.guidance} + renorm. PSNR in dB; speeds in px/frame; colour error in 0–255 units.", ""]
+    if args.note:
+        lines += [args.note, ""]
     for split in SPLITS:
         lines += [f"### {split}", "", "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
         for name in models:

@@ -319,7 +319,21 @@ def test_model_init_existing_needs_force(capsys, tmp_path):
     assert (target / "model_index.json").is_file() and not (target / "keep.txt").exists()
 
 
-@pytest.mark.parametrize("args", [["--size", "bogus"], ["--size", "tiny", "--shift", "0"]], ids=["size", "shift"])
+@pytest.mark.parametrize("method, cls", [("flashi2v", "FlashI2V"), ("channel_concat", "ChannelConcat")])
+def test_model_init_with_a_conditioning_method(capsys, tmp_path, method, cls):
+    from anyframe.pipeline import AnyFramePipeline
+
+    code, out, err = run(capsys, "model", "init", "--size", "tiny", "--method", method, "--out", tmp_path / "m")
+    assert code == 0, err
+    assert type(AnyFramePipeline.from_pretrained(tmp_path / "m").conditioning).__name__ == cls
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--size", "bogus"], ["--size", "tiny", "--shift", "0"], ["--size", "tiny", "--method", "wan"],
+     ["--size", "tiny", "--method", "flashi2v", "--clean-timestep"]],
+    ids=["size", "shift", "method", "clean-timestep-of-flashi2v"],
+)
 def test_model_init_bad_options(capsys, tmp_path, args):
     target = tmp_path / "m"
     code, out, err = run(capsys, "model", "init", *args, "--out", target)

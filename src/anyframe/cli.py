@@ -473,6 +473,23 @@ def model_init(
     typer.echo(f"wrote an untrained {size} pipeline ({params / 1e6:.1f}M backbone parameters) to {out}")
 
 
+@model_app.command("export")
+def model_export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint folder (<run>/checkpoints/step-N)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Pipeline folder to create."),
+    raw: bool = typer.Option(False, "--raw", help="The raw weights instead of the EMA ones."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
+) -> None:
+    """Export a training checkpoint as a pipeline folder (EMA weights), by the recipe it records."""
+    if out.exists() and not force:
+        raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
+    _silence_libraries()
+    from anyframe.training.recipe import export_checkpoint
+
+    path = export_checkpoint(checkpoint, out, ema=not raw)
+    typer.echo(f"wrote {'raw' if raw else 'EMA'} weights of {checkpoint} to {path}")
+
+
 def _click_exceptions() -> list:
     """Click's exception modules: recent typer vendors click as ``typer._click``, older typer uses click."""
     modules = []

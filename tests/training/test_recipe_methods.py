@@ -12,7 +12,7 @@ from anyframe.errors import AnyframeInputError
 from anyframe.training.checkpoint import load_checkpoint, save_checkpoint
 from anyframe.training.config import load_config
 from anyframe.training.logging import read_metrics
-from anyframe.training.recipe import train
+from anyframe.training.recipe import export_checkpoint, train
 
 CONFIG = Path(__file__).parents[2] / "configs" / "toy.yaml"
 SMALL = ["data.toy.num_clips=16", "data.batch_size=4", "train.log_every=2", "train.export=false",
@@ -108,3 +108,32 @@ def test_a_checkpoint_from_before_the_denoiser_wrapper_resumes_exactly(tmp_path)
     b = load_file(tmp_path / "legacy" / "checkpoints" / "step-00000004" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
+
+
+@pytest.mark.parametrize("method", ["frame_replacement", "flashi2v"])
+def test_export_a_checkpoint_equals_the_recipe_export(tmp_path, method, capsys):
+    from anyframe.cli import main
+    from anyframe.pipeline import AnyFramePipeline
+
+    result = train(_cfg(tmp_path / "run", f"conditioning.method={method}", "train.steps=4", "train.checkpoint_every=4",
+                        "train.export=true"), progress=False)
+    ckpt = tmp_path / "run" / "checkpoints" / "step-00000004"
+    with pytest.raises(SystemExit) as info:
+        main(["model", "export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "exported")])
+    assert info.value.code in (0, None)
+    a = AnyFramePipeline.from_pretrained(result.pipeline_dir)
+    b = AnyFramePipeline.from_pretrained(tmp_path / "exported")
+    for part in ("transformer", "conditioning"):
+        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), part
+    raw = AnyFramePipeline.from_pretrained(export_checkpoint(ckpt, tmp_path / "raw", ema=False)).transformer.state_dict()
+    ema = b.transformer.state_dict()
+    assert any(not torch.equal(raw[k], ema[k]) for k in ema)  # --raw gives the raw weights, not the EMA
+    capsys.readouterr()
+    # an existing folder, or a folder that is not a checkpoint: one error line, exit code 2
+    for args in (["--checkpoint", str(ckpt), "--out", str(tmp_path / "exported")],
+                 ["--checkpoint", str(tmp_path), "--out", str(tmp_path / "x")]):
+        with pytest.raises(SystemExit) as info:
+            main(["model", "export", *args])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.startswith("error:") and "Traceback" not in err

@@ -509,6 +509,32 @@ def write_samples(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], cfg: R
         Image.fromarray(np.concatenate(strips, axis=0)).save(tmp, format="PNG")
 
 
+def export_checkpoint(checkpoint: str | Path, out: str | Path, ema: bool = True) -> Path:
+    """The pipeline folder of a checkpoint (its EMA weights, or the raw ones with ``ema=False``), built by
+    the recipe the checkpoint records — for a run stopped at a checkpoint, or any step of one. The
+    recipe's ``init`` is skipped (the checkpoint holds every weight); its ``model.pretrained`` / ``model.vae``
+    folders must exist (they give the frozen encoders)."""
+    ckpt = with_denoiser_names(load_checkpoint(resolve_checkpoint(str(checkpoint), Path(checkpoint).parent)))
+    try:
+        cfg = RecipeConfig.model_validate(ckpt.state["config"])
+    except ValueError as exc:
+        raise AnyframeInputError(f"{checkpoint}: its recorded recipe is not valid: {' '.join(str(exc).split())}") from None
+    pipe = build_components(cfg.model_copy(update={"init": type(cfg.init)()}))
+    state = dict(ckpt.model)
+    if ema:
+        if ckpt.ema is None:
+            raise AnyframeInputError(f"{checkpoint} holds no EMA weights (export the raw ones with ema=False / --raw)")
+        names = [name for name, _ in Denoiser(pipe.transformer, pipe.conditioning).named_parameters()]
+        shadow = ckpt.ema["shadow_params"]
+        if len(shadow) != len(names):
+            raise AnyframeInputError(f"{checkpoint}: {len(shadow)} EMA tensors for {len(names)} parameters")
+        state.update(zip(names, shadow))
+    try:
+        return export_pipeline(pipe, state, Path(out))
+    except RuntimeError as exc:  # load_state_dict: the recipe does not build this checkpoint's model
+        raise AnyframeInputError(f"{checkpoint} does not fit its recorded recipe: {' '.join(str(exc).split())[:300]}") from None
+
+
 def export_pipeline(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path: Path) -> Path:
     """Save the pipeline folder (EMA weights) that ``anyframe generate --model`` loads."""
     _pipeline_with(pipe, *unsharded_copy(pipe, state)).save_pretrained(path)
