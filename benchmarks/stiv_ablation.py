@@ -1,22 +1,22 @@
 """STIV's ablations at world scale, measured by the shapes-world oracle.
 
-    python benchmarks/stiv_ablation.py --model checkpoints/anyframe-world-s \\
-        [--no-image-dropout runs/world-s-no-image-dropout/pipeline] [--clean-timestep runs/world-s-clean-t/pipeline] \\
+    python benchmarks/stiv_ablation.py --parts a --model checkpoints/anyframe-world-s
+    python benchmarks/stiv_ablation.py --parts b --image-dropout DIR --no-image-dropout DIR --protocol "..."
+    python benchmarks/stiv_ablation.py --parts c --control DIR --clean-timestep DIR --protocol "..."
         [--suite standard] [--n 40] [--steps 25]
 
 (a) guidance, on one model (the paper's Table 5): CFG on text only vs JIT-CFG vs JIT-CFG + renormalisation,
     on T2V and TI2V cases;
-(b) image-condition dropout (Table 6): the same recipe trained with and without it (``--no-image-dropout``,
-    configs/world-s.yaml with ``--set conditioning.image_dropout=0``) — its T2V ability, and dynamic degree
-    in TI2V (the paper: dropout keeps TI2V from copying the frame);
-(c) frame replacement with a per-frame σ = 0 at the condition frames vs the shared σ (Table 7;
-    ``--clean-timestep``: ``--set conditioning.clean_timestep=true``), on TI2V, any-frame and interpolation.
+(b) image-condition dropout (Table 6): a TI2V recipe trained with and without it — its T2V ability (no
+    image given), and dynamic degree in TI2V (the paper: dropout keeps TI2V from copying the frame). In a
+    multitask mixture with a T2V task the image-dropped state is already trained by that task, so (b) needs
+    TI2V-only models (configs/world-s-i2v.yaml with ``conditioning.method=frame_replacement``,
+    ``task_weights.ti2v=1`` and ``image_dropout`` 0.08 / 0);
+(c) frame replacement with a per-frame σ = 0 at the condition frames vs the shared σ (Table 7), on TI2V,
+    any-frame and interpolation: the same recipe with ``conditioning.clean_timestep`` false / true.
 
-(b) and (c) need the second model; without it their rows say so. Their baseline is ``--model``, or
-``--control DIR`` when the variants were trained as fine-tunes from a shared checkpoint: then the control
-is the same checkpoint trained on for the same steps with the unchanged recipe, so that only the one
-recipe change differs (see benchmarks/results/stiv_ablation.md for the protocol used). Writes
-``benchmarks/results/stiv_ablation.{json,md}`` with the command line.
+Each part is measured on its own (``--parts``) and keeps its command and ``--protocol`` (how its models
+were trained); the other parts' results are kept. Writes ``benchmarks/results/stiv_ablation.{json,md}``.
 """
 
 from __future__ import annotations
@@ -60,13 +60,40 @@ def table(title: str, rows: dict[str, dict], tasks: tuple[str, ...]) -> list[str
     return lines + [""]
 
 
+PARTS = {
+    "a": ("(a) Guidance (STIV Table 5)", ("t2v", "ti2v")),
+    "b": ("(b) Image-condition dropout (STIV Table 6)", ("t2v", "ti2v")),
+    "c": ("(c) Frame replacement timestep (STIV Table 7)", ("ti2v", "keyframes", "interpolation")),
+}
+
+
+def render(out: dict) -> str:
+    lines = ["# STIV ablations at world scale", "",
+             "Oracle scores (shapes-world oracle) on the first n cases per task of the suite; PSNR in dB; "
+             "dynamic_degree_px in px/frame. Each part records the command and the training protocol that "
+             "produced it (parts are measured separately: `--parts`).", ""]
+    for part, (title, tasks) in PARTS.items():
+        lines += [f"### {title}", ""]
+        if part not in out:
+            lines += ["Not run: needs its trained models (see the script's help).", ""]
+            continue
+        entry = out[part]
+        lines += [f"Command: `{entry['command']}`", ""]
+        if entry.get("protocol"):
+            lines += [entry["protocol"], ""]
+        lines += table(title, entry["rows"], tasks)[2:]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="checkpoints/anyframe-world-s")
-    parser.add_argument("--no-image-dropout", default=None, help="the same recipe trained without image dropout")
-    parser.add_argument("--clean-timestep", default=None, help="the same recipe trained with σ = 0 at condition frames")
-    parser.add_argument("--control", default=None, help="the baseline of (b) and (c) (default: --model)")
-    parser.add_argument("--note", default="", help="how the models were trained (written into the results)")
+    parser.add_argument("--parts", default="a,b,c", help="which parts to measure (the others keep their results)")
+    parser.add_argument("--model", default="checkpoints/anyframe-world-s", help="(a): the model")
+    parser.add_argument("--image-dropout", default=None, help="(b): the model trained with image dropout (default --model)")
+    parser.add_argument("--no-image-dropout", default=None, help="(b): the same recipe trained without image dropout")
+    parser.add_argument("--control", default=None, help="(c): the model trained with the shared σ (default --model)")
+    parser.add_argument("--clean-timestep", default=None, help="(c): the same recipe trained with σ = 0 at condition frames")
+    parser.add_argument("--protocol", default="", help="how the measured part's models were trained (into the results)")
     parser.add_argument("--suite", default="standard")
     parser.add_argument("--n", type=int, default=40, help="cases per task")
     parser.add_argument("--steps", type=int, default=25)
@@ -74,41 +101,36 @@ def main() -> None:
     args = parser.parse_args()
     command = "python benchmarks/stiv_ablation.py " + shlex.join(sys.argv[1:])
     common = dict(steps=args.steps, guidance=args.guidance)
-    out: dict = {"command": command, "model": args.model, "control": args.control or args.model}
-    lines = ["# STIV ablations at world scale", "", f"Command: `{command}`", "",
-             f"Oracle scores on the first {args.n} cases per task of `{args.suite}`; {args.steps} Euler steps, "
-             f"guidance scale {args.guidance}. PSNR in dB; dynamic_degree_px in px/frame.", ""]
-    if args.note:
-        lines += [args.note, ""]
+    results = RESULTS / "stiv_ablation.json"
+    out: dict = json.loads(results.read_text()) if results.is_file() else {}
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown parts {unknown} (a, b, c)")
 
-    # (a) guidance
-    tasks_a = ("t2v", "ti2v")
-    cases = cases_for(args.suite, tasks_a, args.n)
-    settings = {"CFG (text only)": dict(guidance_mode="cfg", renorm=None),
-                "JIT-CFG": dict(guidance_mode="jit", renorm=None),
-                "JIT-CFG + renorm": dict(guidance_mode="jit", renorm="full")}
-    out["a"] = {name: scores(PipelineModel(args.model, **common, **kw), cases) for name, kw in settings.items()}
-    lines += table("(a) Guidance (STIV Table 5)", out["a"], tasks_a)
-
-    # (b) image-condition dropout; (c) frame replacement timestep: the base model against a second one
-    for part, title, tasks, other, flag, labels in (
-        ("b", "(b) Image-condition dropout (STIV Table 6)", ("t2v", "ti2v"), args.no_image_dropout,
-         "--no-image-dropout", ("image dropout 0.08", "no image dropout")),
-        ("c", "(c) Frame replacement timestep (STIV Table 7)", ("ti2v", "keyframes", "interpolation"),
-         args.clean_timestep, "--clean-timestep", ("shared σ", "σ = 0 at condition frames")),
-    ):
-        if other is None:
-            lines += [f"### {title}", "", f"Not run: needs the second trained model (`{flag}`).", ""]
-            continue
+    for part in parts:
+        title, tasks = PARTS[part]
         cases = cases_for(args.suite, tasks, args.n)
-        out[part] = {labels[0]: scores(PipelineModel(args.control or args.model, **common), cases),
-                     labels[1]: scores(PipelineModel(other, **common), cases)}
-        lines += table(title, out[part], tasks)
+        if part == "a":
+            settings = {"CFG (text only)": dict(guidance_mode="cfg", renorm=None),
+                        "JIT-CFG": dict(guidance_mode="jit", renorm=None),
+                        "JIT-CFG + renorm": dict(guidance_mode="jit", renorm="full")}
+            rows = {name: scores(PipelineModel(args.model, **common, **kw), cases) for name, kw in settings.items()}
+        else:
+            base, other, flag, labels = (
+                (args.image_dropout, args.no_image_dropout, "--no-image-dropout", ("image dropout 0.08", "no image dropout"))
+                if part == "b" else
+                (args.control, args.clean_timestep, "--clean-timestep", ("shared σ", "σ = 0 at condition frames")))
+            if other is None:
+                parser.error(f"part ({part}) needs {flag}")
+            rows = {labels[0]: scores(PipelineModel(base or args.model, **common), cases),
+                    labels[1]: scores(PipelineModel(other, **common), cases)}
+        out[part] = {"command": command, "protocol": args.protocol, "n": args.n, "suite": args.suite, "rows": rows}
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "stiv_ablation.json").write_text(json.dumps(out, indent=1))
-    (RESULTS / "stiv_ablation.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    results.write_text(json.dumps(out, indent=1))
+    (RESULTS / "stiv_ablation.md").write_text(render(out))
+    print(render(out))
 
 
 if __name__ == "__main__":

@@ -101,22 +101,31 @@ def _free_port() -> int:
 
 
 def _launch_two_ranks(out, timeout=150):
-    """``accelerate launch`` 2 CPU ranks; the whole process group is killed on a timeout (no orphans)."""
+    """``accelerate launch`` 2 CPU ranks. Output goes to files, not pipes: a rank orphaned by a kill would
+    hold a pipe open and block the reader forever. On a timeout the launcher's process group and any rank
+    of this run (found by its unique output folder) are killed."""
     import signal
 
+    out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
            "-m", "anyframe.cli", "train", "--config", str(CONFIG), "--quiet",
            *[f"--set={o}" for o in [*SMALL, "train.steps=4", "train.log_every=2", f"output_dir={out}"]]]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return None, "timed out"
-    return proc.returncode, err
+    log = out / "launch.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            try:  # ranks that torch's launcher started in their own sessions
+                subprocess.run(["pkill", "-9", "-f", f"output_dir={out}"], check=False)
+            except FileNotFoundError:
+                pass
+            proc.wait()
+            return None, "timed out"
+    return proc.returncode, log.read_text()
 
 
 def test_two_processes_stay_in_sync(tmp_path):
