@@ -9,8 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class MetricsLogger:
-    """Writes ``metrics.jsonl`` (one JSON object per log step, appended across resumes) and shows
-    loss, steps/s and ETA. Inactive on non-main processes."""
+    """Writes ``metrics.jsonl`` (one JSON object per log step, appended across resumes — records past the
+    resumed step are dropped first) and shows loss, steps/s and ETA. Inactive on non-main processes."""
 
     def __init__(self, output_dir: Path, enabled: bool = True, total: int = 0, start: int = 0, progress: bool = True):
         self.enabled = enabled
@@ -19,6 +19,15 @@ class MetricsLogger:
         self._progress = None
         if not enabled:
             return
+        if self.path.is_file():
+            # A run killed after its last checkpoint logged steps that the resumed run logs again: keep the
+            # curve single-valued by dropping records past the step this run starts from (0: a fresh run).
+            lines = self.path.read_text().splitlines()
+            kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= start]
+            if len(kept) != len(lines):
+                tmp = self.path.with_suffix(".jsonl.tmp")
+                tmp.write_text("".join(line + "\n" for line in kept))
+                tmp.replace(self.path)
         try:  # optional dependency
             from torch.utils.tensorboard import SummaryWriter
 
