@@ -100,6 +100,23 @@ def measure(frames: np.ndarray, cond: Conditioning, case) -> dict:
     }
 
 
+def shift_scale(path: str, conds: list[Conditioning]) -> float | None:
+    """How far latent shifting has grown from its zero init: std of φ(s) over std of s, for the condition
+    latents ``s`` of the given cases (None for a model without φ)."""
+    import torch
+
+    from anyframe.pipeline import AnyFramePipeline, Keyframe
+
+    pipe = AnyFramePipeline.from_pretrained(path)
+    phi = getattr(pipe.conditioning, "shift", None)
+    if phi is None:
+        return None
+    height, width = conds[0].clip.shape[1:3]
+    s = pipe.encode_keyframes([Keyframe(c.clip[0], 0) for c in conds], height, width)  # [1, C, K, h, w]
+    with torch.no_grad():
+        return float(phi(s).std() / s.std())
+
+
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.mean(values)) if values else None
@@ -198,6 +215,10 @@ def main() -> None:
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.only_measure:
         return
+    for name in models:  # cheap, not cached: the trained φ's scale on the train split's condition images
+        scale = shift_scale(specs[name], [conds[c.id] for c in cases["train"]])
+        for split in SPLITS:
+            results[name][split]["shift_scale"] = scale
 
     sweep = {}
     if args.detail_sweep:
@@ -228,7 +249,10 @@ def main() -> None:
             lines.append(f"| {name} | " + " | ".join(_fmt(agg[k], 2 if "psnr" in k or "error" in k else 3)
                                                      for k in METRICS) + " |")
         lines.append("")
-    lines += ["### Chunk-wise error growth (RMSE to the true clip, chunks 1→4)", "",
+    lines += ["### Latent shift's scale (std φ(s) / std s on the train split's condition images; φ starts at 0)", "",
+              "| model | shift_scale |", "|---|---|"]
+    lines += [f"| {name} | {_fmt(results[name]['train']['shift_scale'])} |" for name in models]
+    lines += ["", "### Chunk-wise error growth (RMSE to the true clip, chunks 1→4)", "",
               "| model | " + " | ".join(SPLITS) + " |", "|---|" + "---|" * len(SPLITS)]
     for name in models:
         lines.append(f"| {name} | " + " | ".join(

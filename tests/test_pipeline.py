@@ -19,7 +19,7 @@ def _randomise(pipe, seed=0):
 
 
 def _make(clean_timestep=False):
-    pipe = _randomise(build_world_pipeline("tiny", seed=0, clean_timestep=clean_timestep))
+    pipe = _randomise(build_world_pipeline("tiny", seed=0, method_options={"clean_timestep": clean_timestep}))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

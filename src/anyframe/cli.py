@@ -454,11 +454,15 @@ def model_init(
     """Create an untrained (randomly initialised) world-scale pipeline folder."""
     from anyframe.conditioning import METHODS
     from anyframe.pipeline import WORLD_PRESETS, build_world_pipeline
+    from anyframe.training.config import ConditioningConfig
 
     if method not in METHODS:
         raise AnyframeInputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if clean_timestep and method != "frame_replacement":
-        raise AnyframeInputError("--clean-timestep applies to the frame_replacement method")
+    try:  # the recipe's rules: an option the method does not take is an error
+        conditioning = ConditioningConfig(method=method, clean_timestep=clean_timestep)
+    except ValueError as exc:
+        message = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
+        raise AnyframeInputError(f"--method {method}: {message.removeprefix('Value error, ')}") from None
 
     if size not in WORLD_PRESETS:
         raise AnyframeInputError(f"--size must be one of {', '.join(WORLD_PRESETS)}, got {size!r}")
@@ -467,7 +471,7 @@ def model_init(
     if out.exists() and not force:
         raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
     _silence_libraries()
-    pipe = build_world_pipeline(size, seed=seed, shift=shift, clean_timestep=clean_timestep, method=method)
+    pipe = build_world_pipeline(size, seed=seed, shift=shift, method=method, method_options=conditioning.method_options())
     pipe.save_pretrained(out)
     params = sum(p.numel() for p in pipe.transformer.parameters())
     typer.echo(f"wrote an untrained {size} pipeline ({params / 1e6:.1f}M backbone parameters) to {out}")

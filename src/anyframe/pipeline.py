@@ -354,14 +354,13 @@ def build_world_pipeline(
     size: str = "S",
     seed: int = 0,
     shift: float = 1.0,
-    clean_timestep: bool = False,
     method: str = "frame_replacement",
     method_options: dict | None = None,
     **backbone_kwargs,
 ) -> AnyFramePipeline:
     """A randomly initialised world-scale pipeline (the starting point of training, and of tests).
-    ``method`` names the conditioning method (``anyframe.conditioning.METHODS``); ``method_options`` its
-    arguments (``clean_timestep`` is frame replacement's)."""
+    ``method`` names the conditioning method (``anyframe.conditioning.METHODS``); ``method_options`` are
+    its constructor's arguments (e.g. ``{"clean_timestep": True}`` for frame replacement)."""
     if size not in WORLD_PRESETS:
         raise ValueError(f"unknown world preset {size!r} ({', '.join(WORLD_PRESETS)})")
     p = WORLD_PRESETS[size]
@@ -383,10 +382,7 @@ def build_world_pipeline(
     )
     from anyframe.conditioning import build_method
 
-    options = dict(method_options or {})
-    if method == "frame_replacement":
-        options.setdefault("clean_timestep", clean_timestep)
-    conditioning = build_method(method, transformer, **options)
+    conditioning = build_method(method, transformer, **(method_options or {}))
     transformer = conditioning.adapt_backbone(transformer)
     return AnyFramePipeline(
         transformer=transformer.eval(),  # eval, like diffusers' loader: train mode changes attention kernels

@@ -95,7 +95,6 @@ def test_the_shifted_path_recovers_x_exactly_with_the_exact_velocity():
     assert (unshifted - x_true).abs().max() > 0.1
 
     # training: the same oracle predicts the training target exactly (target unchanged by the shift)
-    method.config.image_dropout  # noqa: B018 — read, not changed: dropout below is off
     train_method = _flash(fourier=False, image_dropout=0.0)
     train_method.load_state_dict(method.state_dict())
     batch = TrainingBatch(latents=x_true, text=_text(1, 1), null_text=_text(-1, 1))

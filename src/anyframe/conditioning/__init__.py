@@ -21,13 +21,7 @@ def build_method(name: str, backbone, **options) -> ConditioningMethod:
     """A conditioning method by name, sized for ``backbone`` (latent channels, token width, patch)."""
     if name not in METHODS:
         raise ValueError(f"unknown conditioning method {name!r} ({', '.join(METHODS)})")
-    cfg = backbone.config
-    if name == "channel_concat":
-        options = {"latent_channels": cfg.in_channels, **options}
-    elif name == "flashi2v":
-        options = {"latent_channels": cfg.in_channels, "hidden_size": cfg.hidden_size,
-                   "patch_size": tuple(cfg.patch_size), **options}
-    return METHODS[name](**options)
+    return METHODS[name].for_backbone(backbone, **options)
 
 
 __all__ = [

@@ -206,6 +206,12 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
 
     supports_detail = False  # whether ``ConditionInputs.detail`` means anything to this method
 
+    @classmethod
+    def for_backbone(cls, backbone: ModelMixin, **options) -> ConditioningMethod:
+        """The method sized for ``backbone`` (methods with their own layers read its channels, width or
+        patch from its config); ``options`` are the constructor's other arguments."""
+        return cls(**options)
+
     def check_keyframes(self, indices: tuple[int, ...], num_frames: int) -> str | None:
         """Why this method cannot condition on keyframes at ``indices`` (None: it can)."""
         return None

@@ -77,6 +77,10 @@ class ChannelConcat(ConditioningMethod):
         self.mixture = TaskMixture.named(task_weights, max_k, default={"ti2v": 1.0})
         self.mixture.weights()  # validate now
 
+    @classmethod
+    def for_backbone(cls, backbone, **options) -> ChannelConcat:
+        return cls(latent_channels=backbone.config.in_channels, **options)
+
     @property
     def extra_in_channels(self) -> int:
         return self.config.latent_channels + 1

@@ -93,6 +93,12 @@ class FlashI2V(ConditioningMethod):
         self.shift = LatentShiftProjection(latent_channels) if latent_shift else None
         self.fourier_embed = FourierEmbedding(latent_channels, hidden_size, tuple(patch_size)) if fourier else None
 
+    @classmethod
+    def for_backbone(cls, backbone, **options) -> FlashI2V:
+        cfg = backbone.config
+        return cls(latent_channels=cfg.in_channels, hidden_size=cfg.hidden_size, patch_size=tuple(cfg.patch_size),
+                   **options)
+
     def check_keyframes(self, indices: tuple[int, ...], num_frames: int) -> str | None:
         if indices and tuple(indices) != (0,):
             return f"FlashI2V conditions on one image at frame 0; got keyframes at {list(indices)}"

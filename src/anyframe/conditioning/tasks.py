@@ -28,9 +28,9 @@ class TaskMixture:
 
     @classmethod
     def named(cls, weights: dict | None, max_k: int | None = None, default: dict | None = None) -> TaskMixture:
-        """The tasks named in ``weights`` at their weights and every other task at 0; ``weights=None``
-        gives ``default`` (the same rule), or, without one, every task at weight 1."""
-        chosen = weights if weights is not None else default
+        """The tasks named in ``weights`` at their weights and every other task at 0; no weights (None or
+        empty) gives ``default`` (the same rule), or, without one, every task at weight 1."""
+        chosen = weights or default
         if chosen is None:
             return cls(max_k=max_k)
         unknown = set(chosen) - set(TASKS)

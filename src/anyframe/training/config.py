@@ -52,9 +52,11 @@ class InitConfig(_Strict):
 
 
 class ConditioningConfig(_Strict):
-    """The conditioning method and its options (``anyframe.conditioning.METHODS``). Options belong to
-    methods: ``clean_timestep`` to frame replacement; ``task_weights``/``max_k`` to frame replacement and
-    channel concat (tasks not named in ``task_weights`` get weight 0); ``latent_shift``/``fourier``/``detail_range`` to FlashI2V."""
+    """The conditioning method (``anyframe.conditioning.METHODS``) and the options of all methods. Which
+    option belongs to which method is read from the method's constructor: setting an option the chosen
+    method does not take is an error (frame replacement: ``clean_timestep``, ``task_weights``, ``max_k``;
+    channel concat: ``task_weights``, ``max_k`` — tasks not named in ``task_weights`` get weight 0;
+    FlashI2V: ``latent_shift``, ``fourier``, ``detail_range``; all: the two dropout rates)."""
 
     method: Literal["frame_replacement", "channel_concat", "flashi2v"] = "frame_replacement"
     clean_timestep: bool = False
@@ -66,38 +68,30 @@ class ConditioningConfig(_Strict):
     fourier: bool = True
     detail_range: tuple[float, float] = (0.05, 0.95)
 
+    def _taken(self) -> set[str]:
+        """The options the chosen method's constructor takes."""
+        import inspect
+
+        from anyframe.conditioning import METHODS
+
+        return set(inspect.signature(METHODS[self.method].__init__).parameters) & (set(type(self).model_fields) - {"method"})
+
     @model_validator(mode="after")
     def _options_of_the_method(self):
-        owners = {
-            "clean_timestep": ("frame_replacement",),
-            "task_weights": ("frame_replacement", "channel_concat"),
-            "max_k": ("frame_replacement", "channel_concat"),
-            "latent_shift": ("flashi2v",),
-            "fourier": ("flashi2v",),
-            "detail_range": ("flashi2v",),
-        }
-        for option in sorted(owners):
-            default = type(self).model_fields[option].get_default(call_default_factory=True)
-            if getattr(self, option) != default and self.method not in owners[option]:
+        taken = self._taken()
+        for option in sorted(set(type(self).model_fields) - {"method"} - taken):
+            if getattr(self, option) != type(self).model_fields[option].get_default(call_default_factory=True):
                 raise ValueError(f"{option} does not apply to the {self.method} method")
-        if self.method == "flashi2v":
-            if not (self.latent_shift or self.fourier):
-                raise ValueError("flashi2v needs latent_shift, fourier or both")
-            lo, hi = self.detail_range
-            if not 0 <= lo <= hi <= 1:
-                raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {list(self.detail_range)}")
+        if "latent_shift" in taken and not (self.latent_shift or self.fourier):
+            raise ValueError(f"{self.method} needs latent_shift, fourier or both")
+        lo, hi = self.detail_range
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {list(self.detail_range)}")
         return self
 
     def method_options(self) -> dict:
         """Keyword arguments of the method's constructor (``anyframe.conditioning.build_method``)."""
-        options = {"text_dropout": self.text_dropout, "image_dropout": self.image_dropout}
-        if self.method == "frame_replacement":
-            options["clean_timestep"] = self.clean_timestep
-        if self.method in ("frame_replacement", "channel_concat"):
-            options.update(task_weights=dict(self.task_weights) or None, max_k=self.max_k)
-        if self.method == "flashi2v":
-            options.update(latent_shift=self.latent_shift, fourier=self.fourier, detail_range=tuple(self.detail_range))
-        return options
+        return {name: getattr(self, name) for name in sorted(self._taken())}
 
     @field_validator("task_weights")
     @classmethod
