@@ -21,16 +21,25 @@ from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput
 from PIL import Image
 from torch import Tensor
-from transformers import PreTrainedTokenizerFast, T5EncoderModel
+from transformers import CLIPVisionModel, PreTrainedTokenizerFast, T5EncoderModel
+from transformers.image_processing_utils import BaseImageProcessor
 
 from anyframe.conditioning.base import ConditionInputs, ConditioningMethod, ConditionState, ModelInputs
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance
 from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
 from anyframe.io import atomic_dir, fit_image, image_to_array, load_image, to_uint8
-from anyframe.models.autoencoder import build_world_autoencoder, decode_video, encode_video, spatial_compression
+from anyframe.models.autoencoder import (
+    build_world_autoencoder,
+    decode_video,
+    encode_video,
+    latent_channels,
+    spatial_compression,
+    temporal_compression,
+)
 from anyframe.models.dit import STIVTransformer, build_stiv
 from anyframe.models.text_encoder import TextCondition, build_t5_encoder, build_word_tokenizer, encode_prompts
+from anyframe.models.wan import latent_frame_index, num_latent_frames
 
 
 @dataclass
@@ -66,12 +75,18 @@ def resolve_frame_index(index: int, num_frames: int) -> int:
 class AnyFramePipeline(DiffusionPipeline):
     """Video generation from a prompt and keyframes at any frames.
 
-    Components: ``transformer`` (the backbone), ``vae`` (a per-frame ``AutoencoderKL``), ``text_encoder``
-    (``T5EncoderModel``) and ``tokenizer``, ``scheduler`` (a flow-matching diffusers scheduler) and
-    ``conditioning`` (a :class:`~anyframe.conditioning.base.ConditioningMethod`).
+    Components: ``transformer`` (the backbone: :class:`~anyframe.models.dit.STIVTransformer`, or Wan's
+    :class:`~anyframe.models.wan.WanBackbone`), ``vae`` (a per-frame ``AutoencoderKL``, or Wan's causal
+    ``AutoencoderKLWan``), ``text_encoder`` (T5 / UMT5) and ``tokenizer``, ``scheduler`` (a flow-matching
+    diffusers scheduler), ``conditioning`` (a :class:`~anyframe.conditioning.base.ConditioningMethod`), and
+    optionally ``image_encoder`` + ``image_processor`` (CLIP, for Wan I2V / FLF2V).
+
+    ``from_pretrained`` also loads a Wan2.1 diffusers folder (``WanPipeline`` / ``WanImageToVideoPipeline``),
+    see :func:`anyframe.models.wan_loading.load_wan_pipeline`.
     """
 
-    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    model_cpu_offload_seq = "text_encoder->image_encoder->transformer->vae"
+    _optional_components = ["image_encoder", "image_processor"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
@@ -82,6 +97,8 @@ class AnyFramePipeline(DiffusionPipeline):
         tokenizer: PreTrainedTokenizerFast,
         scheduler: SchedulerMixin,
         conditioning: ConditioningMethod,
+        image_encoder: CLIPVisionModel | None = None,
+        image_processor: BaseImageProcessor | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -91,6 +108,8 @@ class AnyFramePipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             scheduler=scheduler,
             conditioning=conditioning,
+            image_encoder=image_encoder,
+            image_processor=image_processor,
         )
 
     @classmethod
@@ -101,6 +120,10 @@ class AnyFramePipeline(DiffusionPipeline):
             raise AnyframeInputError(f"model folder not found: {path}")
         if not (path / "model_index.json").is_file():
             raise AnyframeInputError(f"not a pipeline folder (no model_index.json): {path}")
+        from anyframe.models.wan_loading import is_wan_folder, load_wan_pipeline
+
+        if is_wan_folder(path):
+            return load_wan_pipeline(path, pipeline_class=cls, **kwargs)
         try:
             pipe = super().from_pretrained(str(path), local_files_only=True, use_safetensors=True, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
@@ -121,36 +144,107 @@ class AnyFramePipeline(DiffusionPipeline):
         return spatial_compression(self.vae)
 
     @property
+    def vae_temporal_compression(self) -> int:
+        """Pixel frames per latent frame (1: a per-frame autoencoder; 4: Wan's causal VAE)."""
+        return temporal_compression(self.vae)
+
+    @property
+    def default_video_size(self) -> tuple[int, int, int]:
+        """(frames, height, width): the backbone's own default (Wan: 81×480×832), else its training size."""
+        size = getattr(self.transformer, "default_video_size", None)
+        if size is not None:
+            return tuple(size)
+        t, h, w = self.transformer.config.sample_size
+        return int(t), int(h) * self.vae_scale_factor, int(w) * self.vae_scale_factor
+
+    @property
     def default_num_frames(self) -> int:
-        return int(self.transformer.config.sample_size[0])
+        return self.default_video_size[0]
 
     @property
     def default_height(self) -> int:
-        return int(self.transformer.config.sample_size[1]) * self.vae_scale_factor
+        return self.default_video_size[1]
 
     @property
     def default_width(self) -> int:
-        return int(self.transformer.config.sample_size[2]) * self.vae_scale_factor
+        return self.default_video_size[2]
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:
         pt, ph, pw = self.transformer.config.patch_size
-        f = self.vae_scale_factor
-        if num_frames < 1 or num_frames % pt:
-            raise AnyframeInputError(f"num_frames must be a positive multiple of {pt}, got {num_frames}")
+        f, r = self.vae_scale_factor, self.vae_temporal_compression
+        if r > 1 and (num_frames < 1 or (num_frames - 1) % r):
+            raise AnyframeInputError(f"num_frames must be 1 + {r}·k for this model's causal VAE (e.g. 81), got {num_frames}")
+        latent_frames = num_latent_frames(num_frames, r) if num_frames >= 1 else 0
+        if num_frames < 1 or latent_frames % pt:
+            raise AnyframeInputError(f"num_frames must give a positive multiple of {pt} latent frames, got {num_frames}")
         if height <= 0 or width <= 0 or height % (f * ph) or width % (f * pw):
             raise AnyframeInputError(f"height and width must be positive multiples of {f * ph}×{f * pw}, got {height}×{width}")
 
     # ---------------------------------------------------------------------------------- encoding
 
-    def encode_text(self, prompts: Sequence[str]) -> TextCondition:
-        return encode_prompts(self.tokenizer, self.text_encoder, prompts)
+    def encode_text(self, prompts: Sequence[str], max_length: int | None = None) -> TextCondition:
+        """Prompts → tokens, in the backbone's convention (masked padding, or Wan's zero padding)."""
+        padding = getattr(self.transformer, "text_padding", "masked")
+        length = max_length or getattr(self.transformer, "text_max_length", None)
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts, max_length=length, padding=padding)
+
+    def _images(self, keyframes: Sequence[Keyframe], height: int, width: int) -> Tensor:
+        """Keyframe images → ``[3, K, H, W]`` in [−1, 1]."""
+        frames = [image_to_array(fit_image(load_image(k.image), height, width)) for k in keyframes]
+        return torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)
 
     @torch.no_grad()
-    def encode_keyframes(self, keyframes: Sequence[Keyframe], height: int, width: int) -> Tensor:
-        """Keyframe images → latents ``[1, C, K, h, w]`` (posterior mode)."""
-        frames = [image_to_array(fit_image(load_image(k.image), height, width)) for k in keyframes]
-        video = torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)[None]  # [1, 3, K, H, W]
-        return encode_video(self.vae, video.to(self.vae.device))
+    def encode_keyframes(self, keyframes: Sequence[Keyframe], height: int, width: int,
+                         pixel_indices: Sequence[int] | None = None) -> Tensor:
+        """Keyframe images → latents ``[1, C, K, h, w]`` (posterior mode), one latent frame each.
+
+        With a causal video VAE (r pixel frames per latent frame) a keyframe at pixel frame 0 is encoded
+        alone — exactly the first latent frame of any clip starting with it — and one at a later frame as
+        a still clip of 1 + r frames, whose second latent frame is what the VAE gives a chunk of r frames
+        of that image: the keyframe conditions the whole latent frame holding its pixel frame.
+        """
+        images = self._images(keyframes, height, width).to(self.vae.device)
+        r = self.vae_temporal_compression
+        if r == 1:
+            return encode_video(self.vae, images[None])
+        pixel_indices = list(pixel_indices) if pixel_indices is not None else [k.frame_index for k in keyframes]
+        latents = []
+        for i, index in enumerate(pixel_indices):
+            image = images[:, i : i + 1][None]  # [1, 3, 1, H, W]
+            if latent_frame_index(index, r) == 0:
+                latents.append(encode_video(self.vae, image))
+            else:
+                latents.append(encode_video(self.vae, image.expand(-1, -1, 1 + r, -1, -1))[:, :, 1:2])
+        return torch.cat(latents, dim=2)
+
+    @torch.no_grad()
+    def encode_condition_video(self, keyframes: Sequence[Keyframe], pixel_indices: Sequence[int], num_frames: int,
+                               height: int, width: int) -> tuple[Tensor, Tensor]:
+        """The pixel clip with the keyframes at their frames and zeros elsewhere (Wan I2V's condition) →
+        its latents ``[1, C, T_lat, h, w]`` and the ``[1, T]`` keyframe mask."""
+        images = self._images(keyframes, height, width)
+        clip = torch.zeros(1, 3, num_frames, height, width)
+        mask = torch.zeros(1, num_frames, dtype=torch.bool)
+        for i, index in enumerate(pixel_indices):
+            clip[0, :, index] = images[:, i]
+            mask[0, index] = True
+        return encode_video(self.vae, clip.to(self.vae.device)), mask
+
+    @torch.no_grad()
+    def encode_image_embeds(self, keyframes: Sequence[Keyframe], pixel_indices: Sequence[int]) -> Tensor | None:
+        """CLIP tokens of the keyframe images, for backbones with an image input (Wan I2V: ``image_dim``):
+        the penultimate hidden states, as diffusers' Wan I2V takes them. An FLF2V model (positional
+        embeddings for two images) takes the first and the last keyframe; an I2V model the first."""
+        if self.image_encoder is None or not getattr(self.transformer.config, "image_dim", None):
+            return None
+        order = sorted(range(len(keyframes)), key=lambda i: pixel_indices[i])
+        two = bool(getattr(self.transformer.config, "pos_embed_seq_len", None))
+        if two and len(order) < 2:
+            raise AnyframeInputError("this first-last-frame (FLF2V) model needs two keyframes: a first and a last")
+        chosen = [order[0], order[-1]] if two else [order[0]]
+        images = [load_image(keyframes[i].image) for i in chosen]
+        pixels = self.image_processor(images=images, return_tensors="pt").to(self.image_encoder.device)
+        return self.image_encoder(**pixels, output_hidden_states=True).hidden_states[-2]
 
     @torch.no_grad()
     def decode_latents(self, latents: Tensor) -> Tensor:
@@ -195,6 +289,7 @@ class AnyFramePipeline(DiffusionPipeline):
         seed: int | None = None,
         frame_stride: float = 1.0,
         detail: float | None = None,
+        max_sequence_length: int | None = None,
         latents: Tensor | None = None,
         output_type: str = "np",
         return_latents: bool = False,
@@ -219,6 +314,7 @@ class AnyFramePipeline(DiffusionPipeline):
             frame_stride: the stride micro condition (1 = consecutive frames).
             detail: FlashI2V's Fourier cutoff ratio in [0, 1] (lower = more of the image's high-frequency
                 detail; default: the model's, 0.1). Only for methods with Fourier guidance.
+            max_sequence_length: text tokens (default: the tokenizer's length; Wan: 512, as diffusers).
             output_type: ``np`` | ``pt`` | ``pil`` | ``latent``.
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": x}) -> dict``; a returned
                 ``latents`` replaces the state.
@@ -242,6 +338,13 @@ class AnyFramePipeline(DiffusionPipeline):
         indices = tuple(resolve_frame_index(k.frame_index, num_frames) for k in keyframes)
         if len(set(indices)) != len(indices):
             raise AnyframeInputError(f"two keyframes at the same frame: {list(indices)}")
+        r = self.vae_temporal_compression
+        latent_indices = tuple(latent_frame_index(i, r) for i in indices)
+        if self.conditioning.uses_keyframe_latents and len(set(latent_indices)) != len(latent_indices):
+            raise AnyframeInputError(
+                f"keyframes at frames {list(indices)} fall into the same latent frame of this model's causal VAE "
+                f"(latent frames {list(latent_indices)}; {r} pixel frames each after frame 0)"
+            )
         reason = self.conditioning.check_keyframes(indices, num_frames)
         if reason:
             raise AnyframeInputError(reason)
@@ -264,19 +367,28 @@ class AnyFramePipeline(DiffusionPipeline):
         device = self.transformer.device
         batch = len(prompts)
         f = self.vae_scale_factor
-        shape = (batch, self.transformer.config.in_channels, num_frames, height // f, width // f)
+        shape = (batch, self.transformer.latent_channels, num_latent_frames(num_frames, r), height // f, width // f)
 
         # 1. Encode: text, keyframes, micro conditions, starting noise (CPU generator).
-        text = self.encode_text(prompts).to(device)
-        null_text = self.encode_text(negatives).to(device)
-        used = max(text.used_length(), null_text.used_length())  # padding costs cross-attention time only
+        text = self.encode_text(prompts, max_sequence_length).to(device)
+        null_text = self.encode_text(negatives, max_sequence_length).to(device)
+        used = max(text.used_length(), null_text.used_length())  # masked padding costs cross-attention time only
         text, null_text = text.trim(used), null_text.trim(used)
-        keyframe_latents = None
-        if keyframes:
-            keyframe_latents = self.encode_keyframes(keyframes, height, width).to(device, torch.float32)
+        method = self.conditioning
+        keyframe_latents = condition_latents = pixel_frame_mask = image_embeds = None
+        if keyframes and method.uses_keyframe_latents:
+            keyframe_latents = self.encode_keyframes(keyframes, height, width, indices).to(device, torch.float32)
             keyframe_latents = keyframe_latents.expand(batch, -1, -1, -1, -1)
+        if keyframes and method.uses_condition_video:
+            condition_latents, pixel_frame_mask = self.encode_condition_video(keyframes, indices, num_frames, height, width)
+            condition_latents = condition_latents.to(device, torch.float32).expand(batch, -1, -1, -1, -1)
+            pixel_frame_mask = pixel_frame_mask.to(device).expand(batch, -1)
+        if keyframes and method.uses_image_embeds:
+            image_embeds = self.encode_image_embeds(keyframes, indices)
+            if image_embeds is not None:
+                image_embeds = image_embeds.to(device).repeat(batch, 1, 1)
         micro = None
-        if self.transformer.config.use_micro_conditions:
+        if getattr(self.transformer.config, "use_micro_conditions", False):
             micro = torch.tensor([[frame_stride, height, width, 0.0, 0.0]], device=device).expand(batch, -1)
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
@@ -292,8 +404,11 @@ class AnyFramePipeline(DiffusionPipeline):
                 null_text=null_text,
                 micro_conditions=micro,
                 keyframe_latents=keyframe_latents,
-                keyframe_indices=indices,
+                keyframe_indices=latent_indices,
                 detail=detail,
+                condition_latents=condition_latents,
+                pixel_frame_mask=pixel_frame_mask,
+                image_embeds=image_embeds,
             )
         )
         velocity = guided_velocity(self.branch_velocity(state), guidance, state.generated_mask())
@@ -325,7 +440,7 @@ class AnyFramePipeline(DiffusionPipeline):
         if output_type == "latent":
             frames = final
         else:
-            video = self.decode_latents(final[:, : self.vae.config.latent_channels])
+            video = self.decode_latents(final[:, : latent_channels(self.vae)])
             if output_type == "pt":
                 frames = video
             elif output_type == "np":

@@ -13,8 +13,10 @@ from anyframe.conditioning.channel_concat import ChannelConcat
 from anyframe.conditioning.flashi2v import FlashI2V
 from anyframe.conditioning.frame_replacement import FrameReplacement, FrameReplacementState
 from anyframe.conditioning.tasks import TASKS, TaskMixture
+from anyframe.conditioning.wan_i2v import WanI2V
 
-METHODS = {"frame_replacement": FrameReplacement, "channel_concat": ChannelConcat, "flashi2v": FlashI2V}
+METHODS = {"frame_replacement": FrameReplacement, "channel_concat": ChannelConcat, "flashi2v": FlashI2V,
+           "wan_i2v": WanI2V}
 
 
 def build_method(name: str, backbone, **options) -> ConditioningMethod:
@@ -27,5 +29,5 @@ def build_method(name: str, backbone, **options) -> ConditioningMethod:
 __all__ = [
     "METHODS", "build_method",
     "ConditioningMethod", "ConditionInputs", "ConditionState", "ModelInputs", "TrainingBatch", "TrainingInputs",
-    "Denoiser", "FrameReplacement", "FrameReplacementState", "ChannelConcat", "FlashI2V", "TaskMixture", "TASKS",
+    "Denoiser", "FrameReplacement", "FrameReplacementState", "ChannelConcat", "FlashI2V", "WanI2V", "TaskMixture", "TASKS",
 ]

@@ -54,6 +54,7 @@ class ModelInputs:
     encoder_attention_mask: Tensor | None = None  # [B, L]
     micro_conditions: Tensor | None = None  # [B, 5]
     extra_channels: Tensor | None = None  # [B, C_extra, T, H, W]
+    encoder_hidden_states_image: Tensor | None = None  # [B·K, N, D] CLIP tokens (Wan I2V); K images per sample
     method_inputs: dict[str, Tensor] = field(default_factory=dict)  # each [B, ...]
 
     @classmethod
@@ -132,6 +133,10 @@ class ConditionInputs:
     keyframe_latents: Tensor | None = None  # [B, C, K, H, W], one latent frame per keyframe
     keyframe_indices: tuple[int, ...] = ()  # K non-negative latent frame indices
     detail: float | None = None  # FlashI2V's Fourier cutoff ratio (lower = more high-frequency detail)
+    # For methods that condition on the whole pixel clip (``uses_condition_video``, Wan I2V):
+    condition_latents: Tensor | None = None  # [B, C, T_lat, H, W]: the clip with the keyframes, zeros elsewhere
+    pixel_frame_mask: Tensor | None = None  # [B, T_pixels] bool, True at keyframe pixel frames
+    image_embeds: Tensor | None = None  # [B·K, N, D] image-encoder tokens of the keyframes (``uses_image_embeds``)
 
 
 @dataclass
@@ -205,6 +210,10 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
             save_file({}, str(weights), metadata={"format": "pt"})
 
     supports_detail = False  # whether ``ConditionInputs.detail`` means anything to this method
+    # Which encodings of the keyframes the pipeline computes for this method (``ConditionInputs``):
+    uses_keyframe_latents = True  # each keyframe as one latent frame (``keyframe_latents``)
+    uses_condition_video = False  # the pixel clip with the keyframes in place (``condition_latents``, ``pixel_frame_mask``)
+    uses_image_embeds = False  # image-encoder tokens (``image_embeds``), when the pipeline has an image encoder
 
     @classmethod
     def for_backbone(cls, backbone: ModelMixin, **options) -> ConditioningMethod:

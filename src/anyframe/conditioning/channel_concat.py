@@ -79,7 +79,7 @@ class ChannelConcat(ConditioningMethod):
 
     @classmethod
     def for_backbone(cls, backbone, **options) -> ChannelConcat:
-        return cls(latent_channels=backbone.config.in_channels, **options)
+        return cls(latent_channels=backbone.latent_channels, **options)
 
     @property
     def extra_in_channels(self) -> int:

@@ -95,9 +95,8 @@ class FlashI2V(ConditioningMethod):
 
     @classmethod
     def for_backbone(cls, backbone, **options) -> FlashI2V:
-        cfg = backbone.config
-        return cls(latent_channels=cfg.in_channels, hidden_size=cfg.hidden_size, patch_size=tuple(cfg.patch_size),
-                   **options)
+        return cls(latent_channels=backbone.latent_channels, hidden_size=backbone.token_dim,
+                   patch_size=tuple(backbone.config.patch_size), **options)
 
     def check_keyframes(self, indices: tuple[int, ...], num_frames: int) -> str | None:
         if indices and tuple(indices) != (0,):

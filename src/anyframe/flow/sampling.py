@@ -44,7 +44,8 @@ def sample(
     """Integrate σ from 1 to 0.
 
     Args:
-        velocity: ``v(x [B, ...], sigma [B]) -> [B, ...]`` (already guided).
+        velocity: ``v(x [B, ...], sigma [B]) -> [B, ...]`` (already guided); ``sigma`` is the scheduler's
+            timestep over ``num_train_timesteps``.
         latents: the starting noise ``x_1``.
         scheduler: a diffusers flow scheduler (``sigmas`` has ``num_inference_steps + 1`` entries ending at 0).
         after_step: ``f(x, sigma_next [B]) -> x``: the conditioning method's hook (e.g. re-imposing frames).
@@ -55,7 +56,9 @@ def sample(
     batch = latents.shape[0]
     x = latents
     for i, t in enumerate(scheduler.timesteps):
-        sigma = sigmas[i].expand(batch)
+        # The model sees the scheduler's timestep t (as diffusers' pipelines pass it — UniPC rounds it to an
+        # integer), as σ = t / num_train_timesteps; the step itself uses the scheduler's exact σ.
+        sigma = (t.to(torch.float32) / scheduler.config.num_train_timesteps).expand(batch)
         v = velocity(x, sigma)
         x = scheduler.step(v, t, x, return_dict=False)[0]
         if after_step is not None:

@@ -216,6 +216,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["STIVBlock"]
+    text_padding = "masked"  # padding tokens are masked out of cross-attention (so pipelines may trim them)
 
     @register_to_config
     def __init__(
@@ -297,6 +298,15 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         # Zero output layer: an untrained model predicts 0.
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
+
+    @property
+    def latent_channels(self) -> int:
+        """C of the video latents (``in_channels``; condition channels come on top)."""
+        return int(self.config.in_channels)
+
+    @property
+    def token_dim(self) -> int:
+        return int(self.config.hidden_size)
 
     # --------------------------------------------------------------------------------------------
 

@@ -103,18 +103,40 @@ class TextCondition:
 
 @torch.no_grad()
 def encode_prompts(
-    tokenizer: PreTrainedTokenizerFast, text_encoder: T5EncoderModel, prompts: Sequence[str]
+    tokenizer: PreTrainedTokenizerFast,
+    text_encoder: T5EncoderModel,
+    prompts: Sequence[str],
+    max_length: int | None = None,
+    padding: str = "masked",
 ) -> TextCondition:
-    """Tokenise to the tokenizer's fixed ``model_max_length`` (so prompts and negative prompts batch
-    together) and encode. An empty prompt is just ``</s>``: it always has one valid token."""
+    """Tokenise to a fixed length (default: the tokenizer's ``model_max_length``, so prompts and negative
+    prompts batch together) and encode. An empty prompt is just ``</s>``: it always has one valid token.
+
+    ``padding="masked"`` (anyframe's backbones): padding positions carry the encoder's output and are
+    masked out of cross-attention. ``padding="zeros"`` (Wan, as diffusers' Wan pipelines encode): prompts
+    are cleaned as Wan cleans them, embeddings past each prompt are zero, and the backbone attends to every
+    position — so the mask is all True and the padding is never trimmed.
+    """
+    if padding not in ("masked", "zeros"):
+        raise ValueError(f"unknown text padding {padding!r} (masked | zeros)")
+    length = max_length or tokenizer.model_max_length
+    if padding == "zeros":
+        from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+        prompts = [prompt_clean(p) for p in prompts]
     tokens = tokenizer(
         list(prompts),
         padding="max_length",
-        max_length=tokenizer.model_max_length,
+        max_length=length,
         truncation=True,
+        add_special_tokens=True,
+        return_attention_mask=True,
         return_tensors="pt",
     )
     device = text_encoder.device
     ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
     hidden = text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-    return TextCondition(hidden, mask.bool())
+    if padding == "masked":
+        return TextCondition(hidden, mask.bool())
+    hidden = hidden * mask.gt(0)[..., None].to(hidden.dtype)  # zero past each prompt's length
+    return TextCondition(hidden, torch.ones_like(mask, dtype=torch.bool))
