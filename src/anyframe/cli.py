@@ -76,6 +76,26 @@ def default_model_dir() -> Path | None:
     return shipped if shipped.is_dir() else None
 
 
+def load_pipeline(model_dir: Path, dtype: str = "auto", transformer_file: Path | None = None):
+    """A pipeline folder (anyframe's, or a diffusers Wan2.1 one) at ``dtype`` (the VAE stays float32)."""
+    import torch
+
+    from anyframe.models.wan_loading import is_wan_folder
+    from anyframe.pipeline import AnyFramePipeline
+
+    kwargs = {}
+    if transformer_file is not None:
+        if not is_wan_folder(model_dir):
+            raise AnyframeInputError("--transformer-file applies to a diffusers Wan2.1 folder given as --model")
+        kwargs["transformer_file"] = transformer_file
+    if dtype != "auto":
+        kwargs["torch_dtype"] = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    pipe = AnyFramePipeline.from_pretrained(model_dir, **kwargs)
+    if dtype != "auto":
+        pipe.vae.to(torch.float32)  # decoding in bf16 costs quality for little memory
+    return pipe
+
+
 def parse_image_spec(spec: str) -> tuple[Path, int]:
     """``PATH[@INDEX]`` → (path, index). A path that itself contains ``@`` is taken whole if it exists."""
     if Path(spec).is_file():
@@ -118,7 +138,15 @@ def generate(
     image: list[str] = typer.Option(
         [], "--image", "-i", metavar="PATH[@INDEX]", help="Keyframe image PATH[@INDEX]; INDEX defaults to 0, negative counts from the end. Repeatable."
     ),
-    model: Path | None = typer.Option(None, "--model", "-m", help="Pipeline folder (default: the shipped model)."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Pipeline folder: an anyframe one, or a diffusers Wan2.1 folder (default: the shipped model)."
+    ),
+    lora: Path | None = typer.Option(None, "--lora", help="A LoRA fine-tune folder (a recipe's <run>/lora) to load into the model."),
+    transformer_file: Path | None = typer.Option(
+        None, "--transformer-file", help="Wan: an original-layout Wan2.1 transformer .safetensors to use instead of the folder's."
+    ),
+    dtype: str = typer.Option("auto", "--dtype", help="Weights: auto (as saved) | float32 | bfloat16 (the VAE stays float32)."),
+    offload: bool = typer.Option(False, "--offload", help="Keep models on the CPU and move each to the GPU only while it runs (diffusers' model CPU offload)."),
     negative_prompt: str | None = typer.Option(None, "--negative-prompt", help="Replaces the empty prompt in guidance."),
     num_frames: int | None = typer.Option(None, "--num-frames", "-n", help="Frames (default: the model's)."),
     height: int | None = typer.Option(None, "--height", help="Pixels (default: the model's)."),
@@ -164,6 +192,10 @@ def generate(
         raise AnyframeInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
         raise AnyframeInputError(f"--out must end in .mp4 or .gif, got {out}")
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise AnyframeInputError(f"--dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    if lora is not None and not lora.is_dir():
+        raise AnyframeInputError(f"--lora: folder not found: {lora}")
     specs = [parse_image_spec(s) for s in image]
     images = [(load_image(path), index) for path, index in specs]  # missing / corrupt → input error
 
@@ -178,16 +210,23 @@ def generate(
 
     _silence_libraries()
     from anyframe.io import atomic_path, to_uint8, write_filmstrip, write_gif, write_mp4
-    from anyframe.pipeline import AnyFramePipeline, Keyframe, resolve_frame_index
+    from anyframe.pipeline import Keyframe, resolve_frame_index
 
-    pipe = AnyFramePipeline.from_pretrained(model_dir)
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise AnyframeInputError(f"--device {device}: no CUDA device is available")
-    pipe.to(device)  # the noise is drawn on the CPU either way, so a seed gives the same video
+    if offload and not device.startswith("cuda"):
+        raise AnyframeInputError("--offload moves models to a GPU while they run; it needs --device cuda")
+    pipe = load_pipeline(model_dir, dtype, transformer_file)
+    if lora is not None:
+        pipe.load_lora(lora)
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)  # the noise is drawn on the CPU either way, so a seed gives the same video
     frames_total = pipe.default_num_frames if num_frames is None else num_frames
     for _, index in images:
         resolve_frame_index(index, frames_total)  # out of range → input error, before sampling
@@ -275,7 +314,7 @@ def train_command(
     result = train(cfg, resume=resume, output_dir=str(output) if output else None, progress=not quiet, stop_after=stop_after)
     typer.echo(
         f"step {result.step}: loss {result.final_loss:.4f}; run folder {result.output_dir}"
-        + (f"; pipeline {result.pipeline_dir}" if result.pipeline_dir else "")
+        + (f"; {'LoRA' if cfg.lora.enabled else 'pipeline'} {result.pipeline_dir}" if result.pipeline_dir else "")
     )
 
 

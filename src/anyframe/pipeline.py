@@ -137,6 +137,25 @@ class AnyFramePipeline(DiffusionPipeline):
         with atomic_dir(save_directory) as tmp:
             super().save_pretrained(tmp, safe_serialization=True, **kwargs)
 
+    # ------------------------------------------------------------------------------------ LoRA
+
+    def load_lora(self, path: str | os.PathLike) -> None:
+        """Load a fine-tune saved by the training recipe's LoRA export (``runs/<name>/lora``): the adapter
+        (diffusers' LoRA format, ``pytorch_lora_weights.safetensors``, which diffusers' ``WanPipeline``
+        loads too) into the transformer, and the conditioning method's own trained layers if present."""
+        path = Path(path)
+        weights = path / "pytorch_lora_weights.safetensors"
+        if not weights.is_file():
+            raise AnyframeInputError(f"no LoRA weights in {path} (expected {weights.name})")
+        try:
+            self.transformer.load_lora_adapter(str(path), prefix="transformer", weight_name=weights.name)
+            if (path / "conditioning").is_dir():
+                method = type(self.conditioning).from_pretrained(path / "conditioning", local_files_only=True,
+                                                                 use_safetensors=True)
+                self.conditioning = method.to(self.transformer.device).eval()
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise AnyframeInputError(f"cannot load the LoRA in {path}: {' '.join(str(exc).split())[:300]}") from None
+
     # ------------------------------------------------------------------------------------ sizes
 
     @property
@@ -507,3 +526,26 @@ def build_world_pipeline(
         scheduler=make_scheduler("euler", shift),
         conditioning=conditioning.eval(),
     )
+
+
+def build_wan_pipeline(
+    size: str = "tiny",
+    kind: str = "t2v",
+    seed: int = 0,
+    method: str | None = None,
+    method_options: dict | None = None,
+    vocabulary=None,
+    **backbone_kwargs,
+) -> AnyFramePipeline:
+    """A randomly initialised tiny Wan pipeline (tests, CPU smoke runs of the recipe): ``kind`` t2v | i2v |
+    flf2v; ``method`` defaults to the backbone's (frame replacement on T2V, Wan I2V on I2V)."""
+    if size != "tiny":
+        raise ValueError("only the tiny Wan preset is built at random; load real weights with from_pretrained")
+    from anyframe.conditioning import build_method
+    from anyframe.models.wan import tiny_wan_components
+    from anyframe.models.wan_loading import default_method
+
+    components = tiny_wan_components(kind, seed=seed, vocabulary=vocabulary, **backbone_kwargs)
+    transformer = components["transformer"]
+    conditioning = default_method(transformer) if method is None else build_method(method, transformer, **(method_options or {}))
+    return AnyFramePipeline(**components, conditioning=conditioning.eval())

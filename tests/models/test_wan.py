@@ -333,3 +333,79 @@ def test_flashi2v_pipeline_on_wan(tmp_path):
     pipe.conditioning = FlashI2V.for_backbone(pipe.transformer).eval()
     i2v = pipe(PROMPT, keyframes=[Keyframe(image(0), 0)], detail=0.2, **kwargs).frames
     torch.testing.assert_close(i2v, t2v, atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def _cli(capsys, *args):
+    from anyframe.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code or 0, out, err
+
+
+def test_cli_generates_from_a_wan_folder(capsys, tmp_path):
+    _, ours = pipelines("i2v", tmp_path)
+    folder = tmp_path / "wan-i2v"
+    image(0).save(tmp_path / "first.png")
+    out = tmp_path / "out" / "clip.mp4"
+    size = ["--num-frames", "9", "--height", "32", "--width", "32", "--steps", "2"]
+    code, stdout, err = _cli(capsys, "generate", "--model", str(folder), "--prompt", PROMPT, "--image",
+                             f"{tmp_path / 'first.png'}@0", "--guidance-mode", "cfg", "--renorm", "none",
+                             "--dtype", "bfloat16", "--seed", "0", "--json", "--out", str(out), *size)
+    assert code == 0, err
+    assert out.is_file() and out.with_suffix(".png").is_file()
+    import json
+
+    record = json.loads(stdout.strip().splitlines()[-1])
+    assert (record["frames"], record["height"], record["width"]) == (9, 32, 32)
+
+    bad = [
+        (["--num-frames", "10"], "1 + 4·k"),
+        (["--image", f"{tmp_path / 'first.png'}@9"], "out of range"),
+        (["--dtype", "float16"], "--dtype"),
+        (["--transformer-file", str(tmp_path / "none.safetensors")], "not found"),
+        (["--lora", str(tmp_path / "nolora")], "--lora"),
+    ]
+    for extra, fragment in bad:
+        target = tmp_path / "bad" / "x.mp4"
+        args = ["generate", "--model", str(folder), "--prompt", PROMPT, "--out", str(target), *size, *extra]
+        if "--image" not in extra:
+            args += ["--image", str(tmp_path / "first.png")]
+        code, _, err = _cli(capsys, *args)
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and fragment in lines[0], (extra, err)
+        assert not target.exists()
+
+
+def test_vae_falls_back_to_tiling_on_out_of_memory(monkeypatch):
+    from anyframe.models.autoencoder import decode_video, encode_video
+
+    vae = tiny_wan_components("t2v")["vae"]
+    torch.manual_seed(0)
+    latents = encode_video(vae, torch.rand(1, 3, 9, 32, 32) * 2 - 1)
+    want = decode_video(vae, latents)
+    real_decode, calls = vae.decode, []
+
+    def decode_once_out_of_memory(z, *args, **kwargs):
+        calls.append(vae.use_tiling)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_decode(z, *args, **kwargs)
+
+    monkeypatch.setattr(vae, "decode", decode_once_out_of_memory)
+    with pytest.warns(UserWarning, match="tiling"):
+        got = decode_video(vae, latents)
+    assert calls == [False, True] and vae.use_tiling and vae.use_slicing
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)  # tiles cover a 32×32 clip in one piece
+
+
+def test_offload_needs_a_gpu(capsys, tmp_path):
+    pipelines("t2v", tmp_path)
+    code, _, err = _cli(capsys, "generate", "--model", str(tmp_path / "wan-t2v"), "--prompt", PROMPT, "--offload",
+                        "--device", "cpu", "--out", str(tmp_path / "x.mp4"))
+    assert code == 2 and "--offload" in err and not (tmp_path / "x.mp4").exists()

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 
 
@@ -20,18 +22,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(folder):
+def _run(folder, kind):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           str(WORKER), str(folder)]
+           str(WORKER), str(folder), kind]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_fsdp2_checkpoint_resume_is_exact(tmp_path):
-    proc = _run(tmp_path / "a")
+@pytest.mark.parametrize("kind", ["stiv", "wan", "wan-lora"])
+def test_fsdp2_checkpoint_resume_is_exact(tmp_path, kind):
+    proc = _run(tmp_path / "a", kind)
     if proc.returncode != 0 and "DIFFERENT" not in proc.stdout:
         # Seen once on a loaded 2-core machine: a gloo worker aborting ("terminate called without an
         # active exception"). A crash gets one more try; a wrong result never does.
-        proc = _run(tmp_path / "b")
+        proc = _run(tmp_path / "b", kind)
     assert "DIFFERENT" not in proc.stdout, proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "EXACT" in proc.stdout, proc.stdout + proc.stderr[-2000:]

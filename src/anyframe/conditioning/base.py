@@ -277,5 +277,11 @@ class Denoiser(torch.nn.Module):
         self.transformer = transformer
         self.conditioning = conditioning
 
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The backbone's blocks (``STIVBlock``, ``WanTransformerBlock``): accelerate's FSDP wraps one unit
+        per block when no ``--fsdp_transformer_layer_cls_to_wrap`` is given."""
+        return list(getattr(self.transformer, "_no_split_modules", None) or [])
+
     def forward(self, method_inputs: dict[str, Tensor] | None = None, **backbone_kwargs):
         return self.conditioning(self.transformer, ModelInputs(**backbone_kwargs, method_inputs=method_inputs or {}))

@@ -52,9 +52,11 @@ def _hash_module(digest: hashlib._Hash, module: nn.Module) -> None:
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def encoders_fingerprint(vae: nn.Module, tokenizer: PreTrainedTokenizerBase, text_encoder: nn.Module) -> str:
+def encoders_fingerprint(vae: nn.Module, tokenizer: PreTrainedTokenizerBase, text_encoder: nn.Module,
+                         text_padding: str = "masked", text_max_length: int | None = None) -> str:
     """sha256 over the autoencoder's and text encoder's weights (names, dtypes, shapes, bytes), the
-    autoencoder's latent normalisation, and the tokenizer's vocabulary and length.
+    autoencoder's latent normalisation, the tokenizer's vocabulary and length, and how prompts are padded
+    (a backbone's convention, see ``encode_prompts``).
 
     The latent normalisation (``scaling_factor``, ``shift_factor``) is config, not a weight, but it
     changes every cached latent, so it is hashed too.
@@ -64,12 +66,17 @@ def encoders_fingerprint(vae: nn.Module, tokenizer: PreTrainedTokenizerBase, tex
     _hash_module(digest, vae)
     config = getattr(vae, "config", {})
     norm = {k: config.get(k) for k in ("scaling_factor", "shift_factor")} if hasattr(config, "get") else {}
+    for k in ("latents_mean", "latents_std"):  # Wan's per-channel normalisation (absent: unhashed, as before)
+        if hasattr(config, "get") and config.get(k) is not None:
+            norm[k] = list(config.get(k))
     digest.update(json.dumps(norm, sort_keys=True).encode())
     digest.update(b"text_encoder;")
     _hash_module(digest, text_encoder)
     digest.update(b"tokenizer;")
     tok = {"vocab": sorted(tokenizer.get_vocab().items()), "max_length": tokenizer.model_max_length}
     digest.update(json.dumps(tok).encode())
+    if (text_padding, text_max_length) != ("masked", None):  # (older caches: the default, unhashed)
+        digest.update(json.dumps({"padding": text_padding, "length": text_max_length}).encode())
     return digest.hexdigest()
 
 
@@ -151,12 +158,13 @@ class _ShardWriter:
 
 @torch.no_grad()
 def _encode(
-    vae: nn.Module, tokenizer: PreTrainedTokenizerBase, text_encoder: nn.Module, samples: list[VideoSample]
+    vae: nn.Module, tokenizer: PreTrainedTokenizerBase, text_encoder: nn.Module, samples: list[VideoSample],
+    text: dict,
 ) -> tuple[Tensor, TextCondition]:
     """Samples → latents ``[B, C, T, h, w]`` float32 and their captions' encoding, on the CPU."""
     video = torch.stack([s.video for s in samples]).permute(0, 2, 1, 3, 4)  # [B, T, 3, H, W] → [B, 3, T, H, W]
     latents = encode_video(vae, video.to(vae.device)).float().cpu()
-    text = encode_prompts(tokenizer, text_encoder, [s.caption for s in samples])
+    text = encode_prompts(tokenizer, text_encoder, [s.caption for s in samples], **text)
     return latents, TextCondition(text.embeds.float().cpu(), text.mask.bool().cpu())
 
 
@@ -186,6 +194,8 @@ def build_latent_cache(
     shard_size: int = 256,
     batch_size: int = 8,
     overwrite: bool = False,
+    text_padding: str = "masked",
+    text_max_length: int | None = None,
 ) -> Path:
     """Encode every item of ``dataset`` (in index order) into a latent cache at ``out_dir``.
 
@@ -193,8 +203,10 @@ def build_latent_cache(
     bucket. The encoders should be in eval mode (the world's encoders have no dropout, but others
     may). The cache is built in a hidden sibling folder and moved onto ``out_dir`` only when complete,
     so a failure leaves neither a partial cache nor the temporary folder. An existing ``out_dir`` is
-    an error unless ``overwrite``.
+    an error unless ``overwrite``. ``text_padding`` / ``text_max_length``: the backbone's text convention
+    (``encode_prompts``).
     """
+    text = {"padding": text_padding, "max_length": text_max_length}
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be ≥ 1, got {shard_size}, {batch_size}")
     if len(dataset) == 0:
@@ -208,15 +220,15 @@ def build_latent_cache(
         default_permissions(tmp, directory=True)
         writer = _ShardWriter(tmp, shard_size)
         for key, samples in _batches(dataset, batch_size):
-            latents, text = _encode(vae, tokenizer, text_encoder, samples)
-            writer.add(key, latents, text, samples)
+            latents, captions = _encode(vae, tokenizer, text_encoder, samples, text)
+            writer.add(key, latents, captions, samples)
         writer.flush()
-        null = encode_prompts(tokenizer, text_encoder, [""])
+        null = encode_prompts(tokenizer, text_encoder, [""], **text)
         null_tensors = {"embeds": null.embeds.float().cpu().contiguous(), "mask": null.mask.bool().cpu()}
         save_file(null_tensors, tmp / NULL_TEXT_FILE)
         index = {
             "version": CACHE_VERSION,
-            "fingerprint": encoders_fingerprint(vae, tokenizer, text_encoder),
+            "fingerprint": encoders_fingerprint(vae, tokenizer, text_encoder, text_padding, text_max_length),
             "shards": writer.shards,
             "items": writer.items,
         }

@@ -182,9 +182,11 @@ def build_clip_vision(image_size: int = 32) -> tuple[CLIPVisionModel, CLIPImageP
     return CLIPVisionModel(config).eval(), CLIPImageProcessorPil(crop_size=image_size, size=image_size)
 
 
-def tiny_wan_components(kind: str = "t2v", seed: int = 0, image_size: int = 32, text_length: int = 16) -> dict:
+def tiny_wan_components(kind: str = "t2v", seed: int = 0, image_size: int = 32, text_length: int = 16,
+                        vocabulary=None, **backbone_overrides) -> dict:
     """The components of a tiny random Wan pipeline, as ``WanPipeline(**c)`` / ``WanImageToVideoPipeline(**c)``
-    take them (``kind``: ``t2v`` | ``i2v`` | ``flf2v``): for tests and smoke runs, built in code."""
+    take them (``kind``: ``t2v`` | ``i2v`` | ``flf2v``): for tests and smoke runs, built in code.
+    ``vocabulary``: the word tokenizer's (default: a small general one)."""
     if kind not in ("t2v", "i2v", "flf2v"):
         raise ValueError(f"unknown Wan pipeline kind {kind!r} (t2v | i2v | flf2v)")
     from diffusers import UniPCMultistepScheduler
@@ -192,7 +194,8 @@ def tiny_wan_components(kind: str = "t2v", seed: int = 0, image_size: int = 32, 
     from anyframe.models.text_encoder import build_word_tokenizer
 
     torch.manual_seed(seed)
-    tokenizer = build_word_tokenizer(max_length=text_length)
+    tokenizer = build_word_tokenizer(max_length=text_length) if vocabulary is None else \
+        build_word_tokenizer(vocabulary, max_length=text_length)
     text_encoder = build_umt5_encoder(len(tokenizer))
     vae = build_wan_vae("tiny")
     extra = {}
@@ -200,7 +203,7 @@ def tiny_wan_components(kind: str = "t2v", seed: int = 0, image_size: int = 32, 
         extra = dict(in_channels=2 * 16 + 4, image_dim=4)
         if kind == "flf2v":
             extra["pos_embed_seq_len"] = 2 * (image_size * image_size + 1)  # two images' CLIP tokens
-    transformer = build_wan("tiny", **extra).eval()
+    transformer = build_wan("tiny", **{**extra, **backbone_overrides}).eval()
     components = dict(
         transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
         scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),

@@ -23,10 +23,11 @@ class _Strict(BaseModel):
 class ComponentsConfig(_Strict):
     """Where the pipeline being trained comes from."""
 
-    preset: Literal["tiny", "S"] | None = "tiny"  # a randomly initialised world pipeline
-    pretrained: str | None = None  # or a pipeline folder to continue from
+    # a randomly initialised pipeline: a world preset (STIV), or a tiny random Wan (CPU smoke runs and tests)
+    preset: Literal["tiny", "S", "wan-tiny"] | None = "tiny"
+    pretrained: str | None = None  # or a pipeline folder to continue from (an anyframe folder, or a diffusers Wan2.1 one)
     vae: str | None = None  # replace the autoencoder (e.g. one trained first) by this folder
-    backbone: dict[str, Any] = Field(default_factory=dict)  # STIVTransformer config overrides (preset only)
+    backbone: dict[str, Any] = Field(default_factory=dict)  # backbone config overrides (preset only)
     shift: float = Field(1.0, gt=0)  # the sampler's timestep shift stored in the pipeline
 
     @model_validator(mode="after")
@@ -36,6 +37,22 @@ class ComponentsConfig(_Strict):
         if self.pretrained is not None and self.backbone:
             raise ValueError("model.backbone overrides apply to a preset, not to a pretrained pipeline")
         return self
+
+
+WAN_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+
+
+class LoraConfig(_Strict):
+    """LoRA fine-tuning (peft): the backbone is frozen and low-rank adapters on ``target_modules`` train
+    (with the conditioning method's own layers, if any). Default targets: attention q/k/v/o and the
+    feed-forward of every Wan block (self- and cross-attention). Checkpoints then hold only the trained
+    weights; the export is the adapter (``<output>/lora``, diffusers' LoRA format)."""
+
+    enabled: bool = False
+    rank: int = Field(16, ge=1)
+    alpha: float | None = Field(None, gt=0)  # default: the rank (scale 1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(WAN_LORA_TARGETS))
 
 
 class InitConfig(_Strict):
@@ -201,6 +218,7 @@ class RecipeConfig(_Strict):
     output_dir: str = "runs/run"
     model: ComponentsConfig = Field(default_factory=ComponentsConfig)
     init: InitConfig = Field(default_factory=InitConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
     conditioning: ConditioningConfig = Field(default_factory=ConditioningConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)

@@ -47,11 +47,11 @@ from anyframe.data.sampler import EpochIndexBatches, EpochIndexedDataset, Sharde
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.path import flow_matching_loss
 from anyframe.flow.timesteps import sample_training_sigmas
-from anyframe.io import atomic_path, filmstrip, to_uint8
-from anyframe.models.autoencoder import encode_video
+from anyframe.io import atomic_dir, atomic_path, filmstrip, to_uint8
+from anyframe.models.autoencoder import encode_video, spatial_compression
 from anyframe.models.dit import STIVTransformer
-from anyframe.models.text_encoder import TextCondition, encode_prompts
-from anyframe.pipeline import AnyFramePipeline, build_world_pipeline
+from anyframe.models.text_encoder import TextCondition
+from anyframe.pipeline import AnyFramePipeline, build_wan_pipeline, build_world_pipeline
 from anyframe.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from anyframe.training.config import RESUMABLE_DIFFERENCES, RecipeConfig, config_differences
 from anyframe.training.logging import MetricsLogger
@@ -81,6 +81,10 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
         backbone.update(smaller_model_overrides(small))
     if m.pretrained:
         pipe = AnyFramePipeline.from_pretrained(m.pretrained)
+    elif m.preset == "wan-tiny":
+        from anyframe.world import world_vocabulary
+
+        pipe = build_wan_pipeline("tiny", seed=cfg.seed, vocabulary=world_vocabulary(), **backbone)
     else:
         pipe = build_world_pipeline(m.preset, seed=cfg.seed, shift=m.shift, **backbone)
     if m.vae:
@@ -100,7 +104,22 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
             raise AnyframeInputError(f"the pretrained {cfg.conditioning.method} layers do not fit this recipe: {exc}") from None
     pipe.transformer = method.adapt_backbone(pipe.transformer)
     pipe.conditioning = method
+    if cfg.lora.enabled:
+        add_lora(pipe.transformer, cfg.lora)
     return pipe
+
+
+def add_lora(transformer: torch.nn.Module, lora) -> None:
+    """Freeze ``transformer`` and give it peft LoRA adapters (``lora``: a :class:`LoraConfig`)."""
+    from peft import LoraConfig as PeftLoraConfig
+
+    transformer.requires_grad_(False)
+    config = PeftLoraConfig(r=lora.rank, lora_alpha=lora.alpha or lora.rank, lora_dropout=lora.dropout,
+                            target_modules=list(lora.target_modules), init_lora_weights=True)
+    try:
+        transformer.add_adapter(config)
+    except ValueError as exc:  # peft: no module matches the targets
+        raise AnyframeInputError(f"lora.target_modules: {' '.join(str(exc).split())[:300]}") from None
 
 
 def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accelerator):
@@ -126,9 +145,11 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
         return dataset
     from anyframe.data.latent_cache import LatentCacheDataset, build_latent_cache, encoders_fingerprint
 
-    fingerprint = encoders_fingerprint(pipe.vae, pipe.tokenizer, pipe.text_encoder)
+    text = {"text_padding": getattr(pipe.transformer, "text_padding", "masked"),
+            "text_max_length": getattr(pipe.transformer, "text_max_length", None)}
+    fingerprint = encoders_fingerprint(pipe.vae, pipe.tokenizer, pipe.text_encoder, **text)
     if accelerator.is_main_process and not (Path(d.cache_dir) / "index.json").is_file():
-        build_latent_cache(dataset, pipe.vae, pipe.tokenizer, pipe.text_encoder, d.cache_dir)
+        build_latent_cache(dataset, pipe.vae, pipe.tokenizer, pipe.text_encoder, d.cache_dir, **text)
     accelerator.wait_for_everyone()
     return LatentCacheDataset(d.cache_dir, expected_fingerprint=fingerprint)
 
@@ -225,6 +246,7 @@ def train(
     pipe = build_components(cfg)
     method = pipe.conditioning
     model = Denoiser(pipe.transformer, method).train()
+    frozen = any(not p.requires_grad for p in model.parameters())  # LoRA: the backbone's own weights
     if cfg.train.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
     for frozen in (pipe.vae, pipe.text_encoder):
@@ -234,11 +256,11 @@ def train(
     dataset = build_dataset(cfg, pipe, accelerator)
     null_text = getattr(dataset, "null_text", None)
     if null_text is None:
-        null_text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
+        null_text = pipe.encode_text([""])
     null_text = null_text.to(accelerator.device)
 
     # 3. Optimizer and LR schedule (EMA after prepare, below).
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optim)
     schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
 
     # 4. Resume: weights, optimizer, schedule, EMA, RNG, data position.
@@ -261,7 +283,8 @@ def train(
     if resume is not None:
         # torch's distributed-checkpoint state-dict API loads full state dicts into plain, DDP and
         # FSDP-sharded models and optimizers alike (optimizer state is keyed by parameter name).
-        set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True))
+        # (a LoRA run's checkpoints hold only the trained weights; the frozen ones come from the recipe)
+        set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True, strict=not frozen))
         # strict=False: a parameter that never had a gradient (the temporal layers of a 1-frame, T2I run)
         # has no optimizer state yet, and that is not an error
         set_optimizer_state_dict(model, optimizer, ckpt.optimizer,
@@ -269,7 +292,7 @@ def train(
     # EMA shadows the parameters as prepared (under FSDP2: DTensor shards), so it is made after prepare.
     ema = None
     if cfg.ema.enabled:
-        trained = list(accelerator.unwrap_model(model).parameters())
+        trained = [p for p in accelerator.unwrap_model(model).parameters() if p.requires_grad]
         ema = EMAModel(trained, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
     if ema is not None and resume is not None and ckpt.ema is not None:
         ema.load_state_dict(ckpt.ema)
@@ -312,11 +335,11 @@ def train(
                     else:
                         video = batch.video.to(device).permute(0, 2, 1, 3, 4)  # [B, 3, T, H, W]
                         latents = encode_video(pipe.vae, video).float()
-                        text = encode_prompts(pipe.tokenizer, pipe.text_encoder, batch.captions)
+                        text = pipe.encode_text(batch.captions)
                         height, width = video.shape[-2:]
                 b = latents.shape[0]
                 if height is None:
-                    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+                    factor = spatial_compression(pipe.vae)
                     height, width = latents.shape[-2] * factor, latents.shape[-1] * factor
                 sigma = sample_training_sigmas(
                     b, generator, cfg.flow.sigma_distribution, cfg.flow.logit_mean, cfg.flow.logit_std, cfg.flow.shift
@@ -356,7 +379,7 @@ def train(
             window_samples += b * world
         schedule.step()
         if ema is not None:
-            ema.step(accelerator.unwrap_model(model).parameters())
+            ema.step([p for p in accelerator.unwrap_model(model).parameters() if p.requires_grad])
         loss_value = terms["loss"]
 
         if step % cfg.train.log_every == 0 or step == last_step:
@@ -389,7 +412,7 @@ def train(
         if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == last_step:
             rngs = gather_object([rng_state(generator)])  # every rank's generator goes into the checkpoint
             # full (unsharded) states, gathered on every rank — a collective under FSDP
-            full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            full = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=frozen)
             model_state = get_model_state_dict(model, options=full)
             optimizer_state = get_optimizer_state_dict(model, optimizer, options=full)
             ema_state = full_ema_state(ema) if ema is not None else None
@@ -420,7 +443,8 @@ def train(
     if cfg.train.export and last_step == cfg.train.steps:
         export_state = ema_state_dict(model, ema)  # a collective under FSDP
         if accelerator.is_main_process:
-            pipeline_dir = export_pipeline(pipe, export_state, out / "pipeline")
+            lora = cfg.lora.enabled
+            pipeline_dir = export_model(pipe, export_state, out / ("lora" if lora else "pipeline"), lora)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(out, last_step, loss_value, pipeline_dir, in_sync)
@@ -436,14 +460,15 @@ def ema_state_dict(model: torch.nn.Module, ema: EMAModel | None) -> dict[str, to
     """
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if ema is not None:
-        names = [name for name, _ in accelerator_free_named_parameters(model)]
+        names = [name for name, p in accelerator_free_named_parameters(model) if p.requires_grad]
         for name, shadow in zip(names, ema.shadow_params):
             state[name] = _full(shadow).detach().cpu()
     return state
 
 
 def accelerator_free_named_parameters(model: torch.nn.Module):
-    """Parameter names without DDP's ``module.`` prefix (the names of the state dict above)."""
+    """Parameter names without DDP's ``module.`` prefix (the names of the state dict above); EMA shadows the
+    trainable ones, in this order."""
     inner = model.module if hasattr(model, "module") else model
     return inner.named_parameters()
 
@@ -484,14 +509,20 @@ def unsharded_copy(pipe: AnyFramePipeline, state: dict[str, torch.Tensor]) -> tu
     for module, prefix in ((pipe.transformer, "transformer."), (pipe.conditioning, "conditioning.")):
         config = {k: v for k, v in module.config.items() if not k.startswith("_")}
         copy = type(module)(**config)
+        if getattr(module, "peft_config", None):  # LoRA: the same adapters, so the state's names fit
+            for name, adapter in module.peft_config.items():
+                copy.add_adapter(adapter, adapter_name=name)
         copy.load_state_dict(_sub_state(state, prefix))
-        copies.append(copy.eval())
+        copies.append(copy.to(_dtype_of(module)).eval())
     return copies[0], copies[1]
 
 
+def _dtype_of(module: torch.nn.Module) -> torch.dtype:
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
 def _pipeline_with(pipe: AnyFramePipeline, transformer: STIVTransformer, conditioning) -> AnyFramePipeline:
-    return AnyFramePipeline(transformer=transformer, vae=pipe.vae, text_encoder=pipe.text_encoder,
-                            tokenizer=pipe.tokenizer, scheduler=pipe.scheduler, conditioning=conditioning)
+    return AnyFramePipeline(**{**pipe.components, "transformer": transformer, "conditioning": conditioning})
 
 
 @torch.no_grad()
@@ -520,17 +551,18 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, ema: bool = True)
     except ValueError as exc:
         raise AnyframeInputError(f"{checkpoint}: its recorded recipe is not valid: {' '.join(str(exc).split())}") from None
     pipe = build_components(cfg.model_copy(update={"init": type(cfg.init)()}))
-    state = dict(ckpt.model)
+    denoiser = Denoiser(pipe.transformer, pipe.conditioning)
+    state = {**denoiser.state_dict(), **ckpt.model}  # (a LoRA checkpoint: the frozen weights from the recipe)
     if ema:
         if ckpt.ema is None:
             raise AnyframeInputError(f"{checkpoint} holds no EMA weights (export the raw ones with ema=False / --raw)")
-        names = [name for name, _ in Denoiser(pipe.transformer, pipe.conditioning).named_parameters()]
+        names = [name for name, p in denoiser.named_parameters() if p.requires_grad]
         shadow = ckpt.ema["shadow_params"]
         if len(shadow) != len(names):
             raise AnyframeInputError(f"{checkpoint}: {len(shadow)} EMA tensors for {len(names)} parameters")
         state.update(zip(names, shadow))
     try:
-        return export_pipeline(pipe, state, Path(out))
+        return export_model(pipe, state, Path(out), lora=cfg.lora.enabled)
     except RuntimeError as exc:  # load_state_dict: the recipe does not build this checkpoint's model
         raise AnyframeInputError(f"{checkpoint} does not fit its recorded recipe: {' '.join(str(exc).split())[:300]}") from None
 
@@ -539,3 +571,25 @@ def export_pipeline(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path
     """Save the pipeline folder (EMA weights) that ``anyframe generate --model`` loads."""
     _pipeline_with(pipe, *unsharded_copy(pipe, state)).save_pretrained(path)
     return path
+
+
+def export_lora(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path: Path) -> Path:
+    """Save a LoRA fine-tune (EMA weights): the adapter in diffusers' LoRA format (``transformer.*`` keys in
+    ``pytorch_lora_weights.safetensors``, which ``AnyFramePipeline.load_lora`` and diffusers'
+    ``WanPipeline.load_lora_weights`` both read) and, if the method has its own layers, ``conditioning/``."""
+    from diffusers import WanPipeline
+    from peft.utils import get_peft_model_state_dict
+
+    transformer, conditioning = unsharded_copy(pipe, state)
+    layers = get_peft_model_state_dict(transformer)
+    with atomic_dir(path) as tmp:
+        # the classmethod only formats and writes the file: any pipeline's LoRA layout is the same
+        WanPipeline.save_lora_weights(tmp, transformer_lora_layers=layers, safe_serialization=True)
+        if any(True for _ in conditioning.parameters()):
+            conditioning.save_pretrained(tmp / "conditioning")
+    return path
+
+
+def export_model(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path: Path, lora: bool) -> Path:
+    """The export of a run: the adapter (LoRA runs) or the whole pipeline folder."""
+    return export_lora(pipe, state, path) if lora else export_pipeline(pipe, state, path)
