@@ -85,7 +85,8 @@ class AnyFramePipeline(DiffusionPipeline):
     see :func:`anyframe.models.wan_loading.load_wan_pipeline`.
     """
 
-    model_cpu_offload_seq = "text_encoder->image_encoder->transformer->vae"
+    # the method before the backbone: it runs first in each step (FlashI2V: φ, the Fourier embedding)
+    model_cpu_offload_seq = "text_encoder->image_encoder->conditioning->transformer->vae"
     _optional_components = ["image_encoder", "image_processor"]
     _callback_tensor_inputs = ["latents"]
 
@@ -222,7 +223,7 @@ class AnyFramePipeline(DiffusionPipeline):
         a still clip of 1 + r frames, whose second latent frame is what the VAE gives a chunk of r frames
         of that image: the keyframe conditions the whole latent frame holding its pixel frame.
         """
-        images = self._images(keyframes, height, width).to(self.vae.device)
+        images = self._images(keyframes, height, width).to(self._execution_device)
         r = self.vae_temporal_compression
         if r == 1:
             return encode_video(self.vae, images[None])
@@ -247,7 +248,7 @@ class AnyFramePipeline(DiffusionPipeline):
         for i, index in enumerate(pixel_indices):
             clip[0, :, index] = images[:, i]
             mask[0, index] = True
-        return encode_video(self.vae, clip.to(self.vae.device)), mask
+        return encode_video(self.vae, clip.to(self._execution_device)), mask
 
     @torch.no_grad()
     def encode_image_embeds(self, keyframes: Sequence[Keyframe], pixel_indices: Sequence[int]) -> Tensor | None:
@@ -262,25 +263,25 @@ class AnyFramePipeline(DiffusionPipeline):
             raise AnyframeInputError("this first-last-frame (FLF2V) model needs two keyframes: a first and a last")
         chosen = [order[0], order[-1]] if two else [order[0]]
         images = [load_image(keyframes[i].image) for i in chosen]
-        pixels = self.image_processor(images=images, return_tensors="pt").to(self.image_encoder.device)
+        pixels = self.image_processor(images=images, return_tensors="pt").to(self._execution_device)
         return self.image_encoder(**pixels, output_hidden_states=True).hidden_states[-2]
 
     @torch.no_grad()
     def decode_latents(self, latents: Tensor) -> Tensor:
         """Latents → video ``[B, T, H, W, 3]`` in [0, 1]."""
-        video = decode_video(self.vae, latents.to(self.vae.device)).float().clamp(-1, 1)
+        video = decode_video(self.vae, latents.to(self._execution_device)).float().clamp(-1, 1)
         return ((video + 1) / 2).permute(0, 2, 3, 4, 1)
 
     def branch_velocity(self, state: ConditionState) -> Callable[[Tensor, Tensor, Sequence[Branch]], list[Tensor]]:
         """``f(x, σ, branches)``: every branch's velocity from ONE batched forward. Branches that give
         identical inputs (no image → image flags are moot) are computed once."""
-        method, model = self.conditioning, self.transformer
+        method, model, device = self.conditioning, self.transformer, self._execution_device
 
         def velocities(x: Tensor, sigma: Tensor, branches: Sequence[Branch]) -> list[Tensor]:
             canonical = [method.canonical_branch(b, state) for b in branches]
             unique = list(dict.fromkeys(canonical))
             inputs = ModelInputs.cat([method.model_inputs(x, sigma, state, b) for b in unique])
-            out = method(model, inputs.to(model.device, model.dtype)).sample.to(x.dtype)
+            out = method(model, inputs.to(device, model.dtype)).sample.to(x.dtype)
             by_branch = dict(zip(unique, out.chunk(len(unique))))
             return [by_branch[c] for c in canonical]
 
@@ -383,7 +384,7 @@ class AnyFramePipeline(DiffusionPipeline):
         if guidance is None:
             guidance = make_guidance(guidance_mode, guidance_scale, image_guidance_scale, renorm)
 
-        device = self.transformer.device
+        device = self._execution_device  # (where models run; with CPU offload, not where they are stored)
         batch = len(prompts)
         f = self.vae_scale_factor
         shape = (batch, self.transformer.latent_channels, num_latent_frames(num_frames, r), height // f, width // f)

@@ -114,6 +114,18 @@ class WanBackbone(WanTransformer3DModel):
                 hook.remove()
 
 
+def cast_like_from_pretrained(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``model.to(dtype)``, except the parameters diffusers keeps in float32 when it loads with
+    ``torch_dtype`` (``_keep_in_fp32_modules``: Wan's RoPE, time embedder, modulation tables and norms) — so a
+    model built in code runs as the same model loaded from disk would."""
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    model.to(dtype)
+    for name, param in model.named_parameters():
+        if any(k in name.split(".") for k in keep):
+            param.data = param.data.float()
+    return model
+
+
 def build_wan(size: str = "tiny", **overrides) -> WanBackbone:
     """A randomly initialised Wan backbone of a named size (``overrides``: any config field, e.g.
     ``in_channels=36, image_dim=1280`` for an I2V model)."""
