@@ -151,11 +151,17 @@ def generate(
     num_frames: int | None = typer.Option(None, "--num-frames", "-n", help="Frames (default: the model's)."),
     height: int | None = typer.Option(None, "--height", help="Pixels (default: the model's)."),
     width: int | None = typer.Option(None, "--width", help="Pixels (default: the model's)."),
-    steps: int = typer.Option(25, "--steps", help="Sampling steps."),
-    guidance: float = typer.Option(7.5, "--guidance", "-g", help="Guidance scale (1 = no guidance)."),
-    guidance_mode: str = typer.Option("jit", "--guidance-mode", help="jit | cfg | text-image | none."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampling steps (default: the model's; anyframe 25, Wan 50)."),
+    guidance: float | None = typer.Option(
+        None, "--guidance", "-g", help="Guidance scale, 1 = none (default: the model's; anyframe 7.5, Wan 5)."
+    ),
+    guidance_mode: str | None = typer.Option(
+        None, "--guidance-mode", help="jit | cfg | text-image | none (default: the model's; anyframe jit, Wan cfg)."
+    ),
     image_guidance: float | None = typer.Option(None, "--image-guidance", help="Image scale for --guidance-mode text-image."),
-    renorm: str = typer.Option("full", "--renorm", help="CFG renormalisation: full | clamp | none."),
+    renorm: str | None = typer.Option(
+        None, "--renorm", help="CFG renormalisation: full | clamp | none (default: the model's; anyframe full, Wan none)."
+    ),
     sampler: str | None = typer.Option(None, "--sampler", help="euler | unipc (default: the model's scheduler)."),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Random seed (default: a random one, reported)."),
     detail: float | None = typer.Option(
@@ -174,13 +180,13 @@ def generate(
     # ---- validate everything that needs no model, before loading one
     if not prompt.strip() and not image:
         raise AnyframeInputError("give --prompt, --image, or both")
-    if guidance_mode not in GUIDANCE_MODES:
+    if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
         raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
-    if renorm not in (*RENORM_MODES, "none"):
+    if renorm is not None and renorm not in (*RENORM_MODES, "none"):
         raise AnyframeInputError(f"--renorm must be one of full, clamp, none, got {renorm!r}")
     if sampler is not None and sampler not in SAMPLERS:
         raise AnyframeInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
     if num_frames is not None and num_frames < 1:
         raise AnyframeInputError(f"--num-frames must be at least 1, got {num_frames}")
@@ -233,6 +239,11 @@ def generate(
     if as_json:
         pipe.set_progress_bar_config(disable=True)
 
+    defaults = pipe.sampling_defaults  # what the model was made to sample with, where a flag is not given
+    steps = defaults["num_inference_steps"] if steps is None else steps
+    guidance = defaults["guidance_scale"] if guidance is None else guidance
+    guidance_mode = defaults["guidance_mode"] if guidance_mode is None else guidance_mode
+    renorm = defaults["renorm"] if renorm is None else (None if renorm == "none" else renorm)
     start = time.perf_counter()
     result = pipe(
         prompt=prompt,
@@ -245,7 +256,7 @@ def generate(
         guidance_scale=guidance,
         guidance_mode=guidance_mode,
         image_guidance_scale=image_guidance,
-        renorm=None if renorm == "none" else renorm,
+        renorm=renorm,
         sampler=sampler,
         seed=seed,
         detail=detail,

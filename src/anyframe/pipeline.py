@@ -200,6 +200,13 @@ class AnyFramePipeline(DiffusionPipeline):
         if height <= 0 or width <= 0 or height % (f * ph) or width % (f * pw):
             raise AnyframeInputError(f"height and width must be positive multiples of {f * ph}×{f * pw}, got {height}×{width}")
 
+    @property
+    def sampling_defaults(self) -> dict:
+        """How the backbone is meant to be sampled (the CLI's defaults): anyframe's models 25 steps of
+        JIT-CFG 7.5 with renormalisation; Wan its own 50 steps of text CFG 5.0 without."""
+        defaults = dict(num_inference_steps=25, guidance_scale=7.5, guidance_mode="jit", renorm="full")
+        return {**defaults, **getattr(self.transformer, "sampling_defaults", {})}
+
     # ---------------------------------------------------------------------------------- encoding
 
     def encode_text(self, prompts: Sequence[str], max_length: int | None = None) -> TextCondition:

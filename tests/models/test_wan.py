@@ -409,3 +409,25 @@ def test_offload_needs_a_gpu(capsys, tmp_path):
     code, _, err = _cli(capsys, "generate", "--model", str(tmp_path / "wan-t2v"), "--prompt", PROMPT, "--offload",
                         "--device", "cpu", "--out", str(tmp_path / "x.mp4"))
     assert code == 2 and "--offload" in err and not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_samples_a_wan_model_as_wan_does(capsys, tmp_path, monkeypatch):
+    """Without sampling flags a Wan model runs Wan's own recipe (50 steps, text CFG 5.0, no renorm);
+    anyframe's models keep theirs (25 steps, JIT-CFG 7.5, renorm)."""
+    pipelines("t2v", tmp_path)
+    seen = {}
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(AnyFramePipeline, "__call__", spy)
+    _cli(capsys, "generate", "--model", str(tmp_path / "wan-t2v"), "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4"))
+    assert (seen["num_inference_steps"], seen["guidance_scale"], seen["guidance_mode"], seen["renorm"]) == (50, 5.0, "cfg", None)
+    _cli(capsys, "generate", "--model", str(tmp_path / "wan-t2v"), "--prompt", PROMPT, "--steps", "3", "--renorm", "full",
+         "--out", str(tmp_path / "x.mp4"))
+    assert (seen["num_inference_steps"], seen["renorm"]) == (3, "full")
+    from anyframe.cli import default_model_dir
+
+    _cli(capsys, "generate", "--model", str(default_model_dir()), "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4"))
+    assert (seen["num_inference_steps"], seen["guidance_scale"], seen["guidance_mode"], seen["renorm"]) == (25, 7.5, "jit", "full")

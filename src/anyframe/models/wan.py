@@ -56,6 +56,8 @@ class WanBackbone(WanTransformer3DModel):
     text_padding = TEXT_PADDING
     text_max_length = WAN_MAX_TEXT_LENGTH
     default_video_size = (81, 480, 832)  # frames, height, width: Wan2.1's 480p default (diffusers' too)
+    # diffusers' WanPipeline: 50 steps, text CFG 5.0 (the image, if any, in both branches), no renormalisation
+    sampling_defaults = dict(num_inference_steps=50, guidance_scale=5.0, guidance_mode="cfg", renorm=None)
 
     @property
     def latent_channels(self) -> int:
