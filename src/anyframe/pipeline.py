@@ -150,10 +150,17 @@ class AnyFramePipeline(DiffusionPipeline):
             raise AnyframeInputError(f"no LoRA weights in {path} (expected {weights.name})")
         try:
             self.transformer.load_lora_adapter(str(path), prefix="transformer", weight_name=weights.name)
-            if (path / "conditioning").is_dir():
-                method = type(self.conditioning).from_pretrained(path / "conditioning", local_files_only=True,
-                                                                 use_safetensors=True)
-                self.conditioning = method.to(self.transformer.device).eval()
+            if (path / "conditioning").is_dir():  # the method it was trained with, by the class its config names
+                import json
+
+                from anyframe.conditioning import METHODS
+
+                name = json.loads((path / "conditioning" / "config.json").read_text()).get("_class_name")
+                classes = {cls.__name__: cls for cls in METHODS.values()}
+                if name not in classes:
+                    raise ValueError(f"unknown conditioning method {name!r}")
+                method = classes[name].from_pretrained(path / "conditioning", local_files_only=True, use_safetensors=True)
+                self.conditioning = method.to(self._execution_device).eval().requires_grad_(False)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise AnyframeInputError(f"cannot load the LoRA in {path}: {' '.join(str(exc).split())[:300]}") from None
 

@@ -114,3 +114,19 @@ def test_gradient_checkpointing_gives_the_same_run(tmp_path):
 def test_lora_targets_that_match_nothing_are_a_config_error(tmp_path):
     with pytest.raises(AnyframeInputError, match="lora.target_modules"):
         build_components(_cfg(tmp_path, "lora.target_modules=[nope]"))
+
+
+def test_flashi2v_on_wan_with_lora_trains_its_layers_and_exports_them(tmp_path):
+    cfg = _cfg(tmp_path, "conditioning.method=flashi2v", "conditioning.clean_timestep=false", "train.steps=3",
+               "train.export=true", "optim.lr=1e-2")
+    result = train(cfg, progress=False)
+    model = load_file(tmp_path / "checkpoints" / "step-00000003" / "model.safetensors")
+    assert model["conditioning.shift.conv_out.weight"].abs().sum() > 0  # φ (zero at start) trained with the LoRA
+    assert any(".lora_B." in k for k in model)
+    from anyframe.conditioning import FlashI2V
+    from anyframe.pipeline import build_wan_pipeline
+    from anyframe.world import world_vocabulary
+
+    pipe = build_wan_pipeline("tiny", seed=0, vocabulary=world_vocabulary())  # the base: frame replacement
+    pipe.load_lora(result.pipeline_dir)  # the adapter and the method it was trained with
+    assert isinstance(pipe.conditioning, FlashI2V) and pipe.conditioning.shift.conv_out.weight.abs().sum() > 0
