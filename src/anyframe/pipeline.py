@@ -269,15 +269,29 @@ class AnyFramePipeline(DiffusionPipeline):
         """CLIP tokens of the keyframe images, for backbones with an image input (Wan I2V: ``image_dim``):
         the penultimate hidden states, as diffusers' Wan I2V takes them. An FLF2V model (positional
         embeddings for two images) takes the first and the last keyframe; an I2V model the first."""
-        if self.image_encoder is None or not getattr(self.transformer.config, "image_dim", None):
+        if not self.takes_image_tokens:
             return None
         order = sorted(range(len(keyframes)), key=lambda i: pixel_indices[i])
-        two = bool(getattr(self.transformer.config, "pos_embed_seq_len", None))
+        two = self.images_per_sample == 2
         if two and len(order) < 2:
             raise AnyframeInputError("this first-last-frame (FLF2V) model needs two keyframes: a first and a last")
         chosen = [order[0], order[-1]] if two else [order[0]]
-        images = [load_image(keyframes[i].image) for i in chosen]
-        pixels = self.image_processor(images=images, return_tensors="pt").to(self._execution_device)
+        return self.image_tokens([load_image(keyframes[i].image) for i in chosen])
+
+    @property
+    def takes_image_tokens(self) -> bool:
+        """Whether the backbone takes image-encoder tokens (Wan I2V / FLF2V: ``image_dim``) and there is an encoder."""
+        return self.image_encoder is not None and bool(getattr(self.transformer.config, "image_dim", None))
+
+    @property
+    def images_per_sample(self) -> int:
+        """Image-encoder images per sample: 2 for an FLF2V backbone (positional embeddings for two), else 1."""
+        return 2 if getattr(self.transformer.config, "pos_embed_seq_len", None) else 1
+
+    @torch.no_grad()
+    def image_tokens(self, images: Sequence[Image.Image]) -> Tensor:
+        """Images → the image encoder's penultimate hidden states ``[N_images, tokens, dim]``."""
+        pixels = self.image_processor(images=list(images), return_tensors="pt").to(self._execution_device)
         return self.image_encoder(**pixels, output_hidden_states=True).hidden_states[-2]
 
     @torch.no_grad()

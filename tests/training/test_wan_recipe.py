@@ -130,3 +130,39 @@ def test_flashi2v_on_wan_with_lora_trains_its_layers_and_exports_them(tmp_path):
     pipe = build_wan_pipeline("tiny", seed=0, vocabulary=world_vocabulary())  # the base: frame replacement
     pipe.load_lora(result.pipeline_dir)  # the adapter and the method it was trained with
     assert isinstance(pipe.conditioning, FlashI2V) and pipe.conditioning.shift.conv_out.weight.abs().sum() > 0
+
+
+def test_wan_i2v_fine_tunes_through_the_recipe(tmp_path):
+    """Wan's own I2V conditioning trains from pixel clips: the first frame through the VAE (zeros elsewhere),
+    the pixel mask and CLIP tokens, computed per batch as at inference."""
+    common = ["conditioning.method=wan_i2v", "conditioning.clean_timestep=false", "model.backbone.in_channels=36",
+              "model.backbone.image_dim=4", "train.steps=2", "train.export=true"]
+    result = train(_cfg(tmp_path / "run", *common), progress=False)
+    assert _losses(tmp_path / "run") and all(loss == loss for loss in _losses(tmp_path / "run"))
+    model = load_file(tmp_path / "run" / "checkpoints" / "step-00000002" / "model.safetensors")
+    assert any("attn2.add_k_proj.lora_B" in k for k in model)  # the image cross-attention adapts too
+    assert (result.pipeline_dir / "pytorch_lora_weights.safetensors").is_file()
+
+    # the batch condition is the inference condition: the same clip's first frame, the same encoders
+    from anyframe.conditioning import ConditionInputs, WanI2V
+    from anyframe.pipeline import Keyframe
+
+    pipe = build_components(_cfg(tmp_path / "x", *common))
+    assert isinstance(pipe.conditioning, WanI2V)
+    torch.manual_seed(0)
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    extras = pipe.conditioning.batch_extras(pipe, video)
+    first = ((video[0, :, 0].permute(1, 2, 0) + 1) / 2 * 255).round().to(torch.uint8).numpy()
+    from PIL import Image
+
+    frame = Image.fromarray(first)
+    latents, mask = pipe.encode_condition_video([Keyframe(frame, 0)], [0], 9, 32, 32)
+    text = pipe.encode_text([""])
+    state = pipe.conditioning.prepare(ConditionInputs(
+        noise=torch.zeros(1, 16, 3, 4, 4), text=text, null_text=text, condition_latents=latents, pixel_frame_mask=mask,
+        image_embeds=pipe.encode_image_embeds([Keyframe(frame, 0)], [0])))
+    torch.testing.assert_close(extras["condition"], state.condition, atol=2e-2, rtol=0)  # (the frame was rounded to 8 bits)
+    torch.testing.assert_close(extras["image_embeds"], state.image_embeds, atol=1e-5, rtol=0)
+
+    with pytest.raises(AnyframeInputError, match="latent cache"):
+        train(_cfg(tmp_path / "cached", *common, f"data.cache_dir={tmp_path / 'cache'}"), progress=False)

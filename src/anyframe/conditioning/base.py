@@ -232,6 +232,14 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
         drop_text = torch.rand(batch_size, generator=generator) < self.config.text_dropout
         return drop_image, drop_text
 
+    def batch_extras(self, pipe, video: Tensor) -> dict:
+        """Training: what this method needs beyond the clip latents, computed from the pixel clips
+        ``[B, 3, T, H, W]`` in [−1, 1] with the pipeline's encoders (``TrainingBatch.extras``). Default: nothing.
+        Methods that need it set ``needs_pixels_in_training`` (their recipes cannot train from a latent cache)."""
+        return {}
+
+    needs_pixels_in_training = False
+
     def adapt_backbone(self, backbone: ModelMixin) -> ModelMixin:
         """The backbone this method needs (e.g. with condition channels added, zero-initialised so it
         computes what ``backbone`` does); called once when a recipe builds a model."""

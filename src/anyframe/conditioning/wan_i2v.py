@@ -125,6 +125,31 @@ class WanI2V(ConditioningMethod):
 
     # ---------------------------------------------------------------------------------- training
 
+    needs_pixels_in_training = True
+
+    @torch.no_grad()
+    def batch_extras(self, pipe, video: Tensor) -> dict:
+        """Wan I2V's training condition from the pixel clips: the first frame given (FLF2V: first and last),
+        encoded as at inference — the clip with those frames and zeros elsewhere through the VAE, the pixel
+        mask folded into channels, and the image encoder's tokens of those frames."""
+        from PIL import Image
+
+        from anyframe.io import to_uint8
+        from anyframe.models.autoencoder import encode_video
+
+        b, _, t = video.shape[:3]
+        frames = [0, t - 1] if pipe.images_per_sample == 2 else [0]
+        mask = torch.zeros(b, t, dtype=torch.bool, device=video.device)
+        mask[:, frames] = True
+        latents = encode_video(pipe.vae, video * mask[:, None, :, None, None].to(video.dtype)).float()
+        h, w = latents.shape[-2:]
+        channels = pixel_mask_channels(mask, self.config.temporal_compression, h, w).to(latents)
+        extras = {"condition": torch.cat([channels, latents], dim=1)}
+        if pipe.takes_image_tokens:
+            pixels = to_uint8(((video[:, :, frames].permute(0, 2, 3, 4, 1) + 1) / 2).clamp(0, 1).cpu().numpy())
+            extras["image_embeds"] = pipe.image_tokens([Image.fromarray(f) for clip in pixels for f in clip])
+        return extras
+
     def training_inputs(
         self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
     ) -> TrainingInputs:

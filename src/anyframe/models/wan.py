@@ -214,7 +214,9 @@ def tiny_wan_components(kind: str = "t2v", seed: int = 0, image_size: int = 32, 
     vae = build_wan_vae("tiny")
     extra = {}
     if kind != "t2v":
-        extra = dict(in_channels=2 * 16 + 4, image_dim=4)
+        # as Wan2.1's I2V/FLF2V configs: image tokens through their own key/value projections (width = inner dim)
+        inner = WAN_TRANSFORMERS["tiny"]["num_attention_heads"] * WAN_TRANSFORMERS["tiny"]["attention_head_dim"]
+        extra = dict(in_channels=2 * 16 + 4, image_dim=4, added_kv_proj_dim=inner)
         if kind == "flf2v":
             extra["pos_embed_seq_len"] = 2 * (image_size * image_size + 1)  # two images' CLIP tokens
     transformer = build_wan("tiny", **{**extra, **backbone_overrides}).eval()

@@ -39,13 +39,14 @@ class ComponentsConfig(_Strict):
         return self
 
 
-WAN_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+# q/k/v/o of self- and cross-attention (with I2V's image key/value projections) and the feed-forward
+WAN_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "ffn.net.0.proj", "ffn.net.2")
 
 
 class LoraConfig(_Strict):
     """LoRA fine-tuning (peft): the backbone is frozen and low-rank adapters on ``target_modules`` train
-    (with the conditioning method's own layers, if any). Default targets: attention q/k/v/o and the
-    feed-forward of every Wan block (self- and cross-attention). Checkpoints then hold only the trained
+    (with the conditioning method's own layers, if any). Default targets: q/k/v/o of the self- and
+    cross-attention of every Wan block (I2V: also the image key/value projections) and its feed-forward. Checkpoints then hold only the trained
     weights; the export is the adapter (``<output>/lora``, diffusers' LoRA format)."""
 
     enabled: bool = False
@@ -75,7 +76,7 @@ class ConditioningConfig(_Strict):
     channel concat: ``task_weights``, ``max_k`` — tasks not named in ``task_weights`` get weight 0;
     FlashI2V: ``latent_shift``, ``fourier``, ``detail_range``; all: the two dropout rates)."""
 
-    method: Literal["frame_replacement", "channel_concat", "flashi2v"] = "frame_replacement"
+    method: Literal["frame_replacement", "channel_concat", "flashi2v", "wan_i2v"] = "frame_replacement"
     clean_timestep: bool = False
     text_dropout: float = Field(0.10, ge=0, le=1)
     image_dropout: float = Field(0.08, ge=0, le=1)

@@ -84,7 +84,8 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
     elif m.preset == "wan-tiny":
         from anyframe.world import world_vocabulary
 
-        pipe = build_wan_pipeline("tiny", seed=cfg.seed, vocabulary=world_vocabulary(), **backbone)
+        kind = "t2v" if not backbone.get("image_dim") else ("flf2v" if backbone.get("pos_embed_seq_len") else "i2v")
+        pipe = build_wan_pipeline("tiny", kind=kind, seed=cfg.seed, vocabulary=world_vocabulary(), **backbone)
     else:
         pipe = build_world_pipeline(m.preset, seed=cfg.seed, shift=m.shift, **backbone)
     if m.vae:
@@ -143,6 +144,8 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
         )
     if d.cache_dir is None:
         return dataset
+    if pipe.conditioning.needs_pixels_in_training:
+        raise AnyframeInputError(f"data.cache_dir: the {cfg.conditioning.method} method trains from pixel clips, not a latent cache")
     from anyframe.data.latent_cache import LatentCacheDataset, build_latent_cache, encoders_fingerprint
 
     text = {"text_padding": getattr(pipe.transformer, "text_padding", "masked"),
@@ -249,7 +252,7 @@ def train(
     frozen = any(not p.requires_grad for p in model.parameters())  # LoRA: the backbone's own weights
     if cfg.train.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
-    for frozen in (pipe.vae, pipe.text_encoder):
+    for frozen in (m for m in (pipe.vae, pipe.text_encoder, pipe.image_encoder) if m is not None):
         frozen.requires_grad_(False).eval().to(accelerator.device)
 
     # 2. Data: this rank's shard, in a deterministic order.
@@ -328,6 +331,7 @@ def train(
             consumed += 1
             with accelerator.accumulate(model):
                 with torch.no_grad():
+                    extras = {}
                     if isinstance(batch, LatentBatch):
                         latents = batch.latents.to(device)
                         text = TextCondition(batch.text_embeds.to(device), batch.text_mask.to(device))
@@ -337,6 +341,7 @@ def train(
                         latents = encode_video(pipe.vae, video).float()
                         text = pipe.encode_text(batch.captions)
                         height, width = video.shape[-2:]
+                        extras = {k: v.cpu() for k, v in method.batch_extras(pipe, video).items()}
                 b = latents.shape[0]
                 if height is None:
                     factor = spatial_compression(pipe.vae)
@@ -351,6 +356,7 @@ def train(
                         text=text.to("cpu"),
                         null_text=null_text.to("cpu").repeat(b),
                         micro_conditions=micro_conditions(batch, height, width),
+                        extras=extras,
                     ),
                     sigma,
                     noise,
@@ -513,7 +519,9 @@ def unsharded_copy(pipe: AnyFramePipeline, state: dict[str, torch.Tensor]) -> tu
             for name, adapter in module.peft_config.items():
                 copy.add_adapter(adapter, adapter_name=name)
         copy.load_state_dict(_sub_state(state, prefix))
-        copies.append(copy.to(_dtype_of(module)).eval())
+        if _dtype_of(copy) != _dtype_of(module):
+            copy.to(_dtype_of(module))
+        copies.append(copy.eval())
     return copies[0], copies[1]
 
 
