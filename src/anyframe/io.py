@@ -208,7 +208,10 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, crf
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
             stream.width, stream.height = w + pad_w, h + pad_h
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "medium"}
+            # mbtree off: with it, x264's CRF decisions vary from run to run on a busy machine — the same
+            # frames gave another bitstream in 15 of 299 encodes, 0 of 299 without it
+            # (benchmarks/results/mp4_determinism.md) — and the same seed must give the same file
+            stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)
