@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin
+from diffusers import AutoencoderKL, AutoencoderKLWan, DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput
 from PIL import Image
 from torch import Tensor
-from transformers import CLIPVisionModel, PreTrainedTokenizerFast, T5EncoderModel
+from transformers import CLIPVisionModel, PreTrainedTokenizerBase, T5EncoderModel, UMT5EncoderModel
 from transformers.image_processing_utils import BaseImageProcessor
 
 from anyframe.conditioning.base import ConditionInputs, ConditioningMethod, ConditionState, ModelInputs
@@ -39,7 +39,7 @@ from anyframe.models.autoencoder import (
 )
 from anyframe.models.dit import STIVTransformer, build_stiv
 from anyframe.models.text_encoder import TextCondition, build_t5_encoder, build_word_tokenizer, encode_prompts
-from anyframe.models.wan import latent_frame_index, num_latent_frames
+from anyframe.models.wan import WanBackbone, latent_frame_index, num_latent_frames
 
 
 @dataclass
@@ -92,10 +92,10 @@ class AnyFramePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        transformer: STIVTransformer,
-        vae: AutoencoderKL,
-        text_encoder: T5EncoderModel,
-        tokenizer: PreTrainedTokenizerFast,
+        transformer: STIVTransformer | WanBackbone,
+        vae: AutoencoderKL | AutoencoderKLWan,
+        text_encoder: T5EncoderModel | UMT5EncoderModel,
+        tokenizer: PreTrainedTokenizerBase,
         scheduler: SchedulerMixin,
         conditioning: ConditioningMethod,
         image_encoder: CLIPVisionModel | None = None,
