@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from anyframe.models.autoencoder import decode_video
+
 RESULTS = Path(__file__).parent / "results"
 PROMPT = "A red fox runs across a snowy field at sunrise, cinematic lighting."
 
@@ -69,23 +71,13 @@ def run_once(name: str, pipe, args, device: str) -> dict:
         latents = pipe(PROMPT, negative_prompt="", generator=torch.Generator().manual_seed(0), **common).frames
     else:
         latents = pipe(PROMPT, guidance_mode="cfg", renorm=None, seed=0, **common).frames
-    video = pipe.vae.decode((latents.to(pipe.vae.dtype) / pipe_inv_std(pipe)) + pipe_mean(pipe)).sample
+    video = decode_video(pipe.vae, latents)  # both pipelines' latents are normalised the same way
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     total = time.perf_counter() - start
     steps = [b - a for a, b in zip([start] + marks[:-1], marks)][1:]  # drop the first (includes encoding)
     return {"video_s": total, "step_s": steps, "latents": latents.float().cpu(), "frames": video.shape[2],
             "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None}
-
-
-def pipe_mean(pipe):
-    c = pipe.vae.config.z_dim
-    return torch.tensor(pipe.vae.config.latents_mean).view(1, c, 1, 1, 1).to(pipe.vae.device, pipe.vae.dtype)
-
-
-def pipe_inv_std(pipe):
-    c = pipe.vae.config.z_dim
-    return (1.0 / torch.tensor(pipe.vae.config.latents_std)).view(1, c, 1, 1, 1).to(pipe.vae.device, pipe.vae.dtype)
 
 
 def main() -> None:

@@ -89,11 +89,10 @@ def load_pipeline(model_dir: Path, dtype: str = "auto", transformer_file: Path |
             raise AnyframeInputError("--transformer-file applies to a diffusers Wan2.1 folder given as --model")
         kwargs["transformer_file"] = transformer_file
     if dtype != "auto":
-        kwargs["torch_dtype"] = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    pipe = AnyFramePipeline.from_pretrained(model_dir, **kwargs)
-    if dtype != "auto":
-        pipe.vae.to(torch.float32)  # decoding in bf16 costs quality for little memory
-    return pipe
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        # the VAE loads in float32 (decoding in bf16 costs quality for little memory); the Wan loader does so itself
+        kwargs["torch_dtype"] = torch_dtype if is_wan_folder(model_dir) else {"default": torch_dtype, "vae": torch.float32}
+    return AnyFramePipeline.from_pretrained(model_dir, **kwargs)
 
 
 def parse_image_spec(spec: str) -> tuple[Path, int]:

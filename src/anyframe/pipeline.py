@@ -216,11 +216,18 @@ class AnyFramePipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------------------------- encoding
 
+    @property
+    def text_convention(self) -> dict:
+        """How the backbone takes text (``encode_prompts``' ``padding`` and ``max_length``): masked padding at
+        the tokenizer's length (anyframe), or Wan's zero padding at 512."""
+        return {"padding": getattr(self.transformer, "text_padding", "masked"),
+                "max_length": getattr(self.transformer, "text_max_length", None)}
+
     def encode_text(self, prompts: Sequence[str], max_length: int | None = None) -> TextCondition:
-        """Prompts → tokens, in the backbone's convention (masked padding, or Wan's zero padding)."""
-        padding = getattr(self.transformer, "text_padding", "masked")
-        length = max_length or getattr(self.transformer, "text_max_length", None)
-        return encode_prompts(self.tokenizer, self.text_encoder, prompts, max_length=length, padding=padding)
+        """Prompts → tokens, in the backbone's convention (:attr:`text_convention`)."""
+        convention = self.text_convention
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts, max_length=max_length or convention["max_length"],
+                              padding=convention["padding"])
 
     def _images(self, keyframes: Sequence[Keyframe], height: int, width: int) -> Tensor:
         """Keyframe images → ``[3, K, H, W]`` in [−1, 1]."""
@@ -241,7 +248,8 @@ class AnyFramePipeline(DiffusionPipeline):
         r = self.vae_temporal_compression
         if r == 1:
             return encode_video(self.vae, images[None])
-        pixel_indices = list(pixel_indices) if pixel_indices is not None else [k.frame_index for k in keyframes]
+        if pixel_indices is None:  # (negative frame indices cannot be resolved here)
+            raise ValueError("a causal video VAE needs the keyframes' resolved pixel_indices")
         latents = []
         for i, index in enumerate(pixel_indices):
             image = images[:, i : i + 1][None]  # [1, 3, 1, H, W]
@@ -272,11 +280,9 @@ class AnyFramePipeline(DiffusionPipeline):
         if not self.takes_image_tokens:
             return None
         order = sorted(range(len(keyframes)), key=lambda i: pixel_indices[i])
-        two = self.images_per_sample == 2
-        if two and len(order) < 2:
+        if self.images_per_sample == 2 and len(order) < 2:
             raise AnyframeInputError("this first-last-frame (FLF2V) model needs two keyframes: a first and a last")
-        chosen = [order[0], order[-1]] if two else [order[0]]
-        return self.image_tokens([load_image(keyframes[i].image) for i in chosen])
+        return self.image_tokens([load_image(keyframes[i].image) for i in self.image_token_frames(order)])
 
     @property
     def takes_image_tokens(self) -> bool:
@@ -287,6 +293,11 @@ class AnyFramePipeline(DiffusionPipeline):
     def images_per_sample(self) -> int:
         """Image-encoder images per sample: 2 for an FLF2V backbone (positional embeddings for two), else 1."""
         return 2 if getattr(self.transformer.config, "pos_embed_seq_len", None) else 1
+
+    def image_token_frames(self, frames: Sequence[int]) -> list:
+        """Of ``frames`` (in time order), those the image encoder sees: the first and the last for an FLF2V
+        backbone, else the first."""
+        return [frames[0], frames[-1]] if self.images_per_sample == 2 else [frames[0]]
 
     @torch.no_grad()
     def image_tokens(self, images: Sequence[Image.Image]) -> Tensor:

@@ -431,3 +431,25 @@ def test_cli_samples_a_wan_model_as_wan_does(capsys, tmp_path, monkeypatch):
 
     _cli(capsys, "generate", "--model", str(default_model_dir()), "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4"))
     assert (seen["num_inference_steps"], seen["guidance_scale"], seen["guidance_mode"], seen["renorm"]) == (25, 7.5, "jit", "full")
+
+
+def test_dtype_loads_weights_in_bf16_and_the_vae_in_float32(tmp_path):
+    """--dtype bfloat16: transformer and encoders in bf16 (Wan: the modules diffusers keeps in float32 stay
+    so), the VAE loaded in float32 — its weights exactly the saved ones, not rounded through bf16."""
+    from anyframe.cli import default_model_dir, load_pipeline
+
+    _, ours = pipelines("t2v", tmp_path)
+    for folder, reference in ((tmp_path / "wan-t2v", ours), (default_model_dir(), AnyFramePipeline.from_pretrained(default_model_dir()))):
+        pipe = load_pipeline(folder, "bfloat16")
+        assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
+        assert pipe.vae.dtype == torch.float32
+        want, got = reference.vae.state_dict(), pipe.vae.state_dict()
+        assert all(torch.equal(want[k], got[k]) for k in want)
+    wan = load_pipeline(tmp_path / "wan-t2v", "bfloat16")
+    assert wan.transformer.scale_shift_table.dtype == torch.float32  # kept in float32, as diffusers loads it
+
+
+def test_keyframes_on_a_causal_vae_need_resolved_indices(tmp_path):
+    _, pipe = pipelines("t2v", tmp_path)
+    with pytest.raises(ValueError, match="pixel_indices"):
+        pipe.encode_keyframes([Keyframe(image(0), -1)], 32, 32)

@@ -175,3 +175,18 @@ def test_resume_of_an_image_run_is_exact(tmp_path):
     a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000006" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "checkpoints" / "step-00000006" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_missing_weights_does_not_resume(tmp_path):
+    """Only a LoRA run's checkpoints may leave weights out (the frozen ones come from the recipe); a full
+    run's checkpoint with a tensor missing is an error, not a silently re-initialised weight."""
+    from safetensors.torch import save_file
+
+    const = ["optim.schedule=constant", "train.checkpoint_every=2"]
+    train(_cfg(tmp_path, *const, "train.steps=2"), progress=False)
+    path = tmp_path / "checkpoints" / "step-00000002" / "model.safetensors"
+    weights = load_file(path)
+    weights.pop(next(k for k in weights if k.startswith("transformer.blocks.0.")))
+    save_file(weights, str(path))
+    with pytest.raises(AnyframeInputError, match="does not fit .* missing transformer.blocks.0."):
+        train(_cfg(tmp_path, *const, "train.steps=4"), resume="latest", progress=False)

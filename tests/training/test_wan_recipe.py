@@ -100,10 +100,20 @@ def test_full_fine_tuning_exports_a_wan_pipeline(tmp_path):
     assert len(moved) > 0.9 * len(before)  # every weight trains (EMA-averaged, so not exactly all)
 
 
-def test_gradient_checkpointing_gives_the_same_run(tmp_path):
+def test_gradient_checkpointing_gives_the_same_run(tmp_path, monkeypatch):
     common = ["train.steps=2"]
     train(_cfg(tmp_path / "plain", *common), progress=False)
+    import torch.utils.checkpoint
+
+    calls, checkpoint = [], torch.utils.checkpoint.checkpoint
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counted)
     train(_cfg(tmp_path / "ckpt", *common, "train.gradient_checkpointing=true"), progress=False)
+    assert len(calls) == 2 * 2  # every WanTransformerBlock, every step: checkpointing is on
     a = load_file(tmp_path / "plain" / "checkpoints" / "step-00000002" / "model.safetensors")
     b = load_file(tmp_path / "ckpt" / "checkpoints" / "step-00000002" / "model.safetensors")
     for k in a:

@@ -61,6 +61,16 @@ def pixel_mask_channels(pixel_frame_mask: Tensor, temporal_compression: int, hei
     return mask.reshape(b, -1, r, height, width).transpose(1, 2)
 
 
+def condition_channels(latents: Tensor, pixel_frame_mask: Tensor, temporal_compression: int) -> Tensor:
+    """The backbone's extra input ``[B, r + C, T_lat, h, w]``: the folded pixel mask, then the condition clip's
+    latents ``[B, C, T_lat, h, w]`` (the same at inference and in training)."""
+    h, w = latents.shape[-2:]
+    mask = pixel_mask_channels(pixel_frame_mask, temporal_compression, h, w).to(latents)
+    if mask.shape[2] != latents.shape[2]:
+        raise ValueError(f"the pixel mask folds into {mask.shape[2]} latent frames; the condition has {latents.shape[2]}")
+    return torch.cat([mask, latents], dim=1)
+
+
 class WanI2V(ConditioningMethod):
     """Wan2.1 I2V / FLF2V conditioning (see the module doc).
 
@@ -104,12 +114,9 @@ class WanI2V(ConditioningMethod):
             return state
         if inputs.pixel_frame_mask is None:
             raise ValueError("Wan I2V needs the pixel frame mask of its condition clip")
-        latents = inputs.condition_latents.to(inputs.noise.dtype)
-        h, w = latents.shape[-2:]
-        mask = pixel_mask_channels(inputs.pixel_frame_mask, self.config.temporal_compression, h, w).to(latents)
-        if mask.shape[2] != latents.shape[2]:
-            raise ValueError(f"the pixel mask folds into {mask.shape[2]} latent frames; the condition has {latents.shape[2]}")
-        state.condition = torch.cat([mask, latents], dim=1).expand(inputs.noise.shape[0], -1, -1, -1, -1)
+        condition = condition_channels(inputs.condition_latents.to(inputs.noise.dtype), inputs.pixel_frame_mask,
+                                       self.config.temporal_compression)
+        state.condition = condition.expand(inputs.noise.shape[0], -1, -1, -1, -1)
         state.image_embeds = inputs.image_embeds
         return state
 
@@ -138,13 +145,11 @@ class WanI2V(ConditioningMethod):
         from anyframe.models.autoencoder import encode_video
 
         b, _, t = video.shape[:3]
-        frames = [0, t - 1] if pipe.images_per_sample == 2 else [0]
+        frames = pipe.image_token_frames(range(t))  # the frames given: the first (FLF2V: and the last)
         mask = torch.zeros(b, t, dtype=torch.bool, device=video.device)
         mask[:, frames] = True
         latents = encode_video(pipe.vae, video * mask[:, None, :, None, None].to(video.dtype)).float()
-        h, w = latents.shape[-2:]
-        channels = pixel_mask_channels(mask, self.config.temporal_compression, h, w).to(latents)
-        extras = {"condition": torch.cat([channels, latents], dim=1)}
+        extras = {"condition": condition_channels(latents, mask, self.config.temporal_compression)}
         if pipe.takes_image_tokens:
             pixels = to_uint8(((video[:, :, frames].permute(0, 2, 3, 4, 1) + 1) / 2).clamp(0, 1).cpu().numpy())
             extras["image_embeds"] = pipe.image_tokens([Image.fromarray(f) for clip in pixels for f in clip])

@@ -95,7 +95,7 @@ class WanBackbone(WanTransformer3DModel):
             hidden_states = torch.cat([hidden_states, extra_channels.to(hidden_states.dtype)], dim=1)
         p_t, p_h, p_w = self.config.patch_size
         t, h, w = hidden_states.shape[2] // p_t, hidden_states.shape[3] // p_h, hidden_states.shape[4] // p_w
-        if timestep.ndim == 2 and timestep.shape[1] == t and t != t * h * w:
+        if timestep.ndim == 2 and timestep.shape[1] == t:
             timestep = timestep.repeat_interleave(h * w, dim=1)  # per frame → per token (tokens are t-major)
         hook = None
         if added_embeddings is not None:

@@ -148,13 +148,34 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
         raise AnyframeInputError(f"data.cache_dir: the {cfg.conditioning.method} method trains from pixel clips, not a latent cache")
     from anyframe.data.latent_cache import LatentCacheDataset, build_latent_cache, encoders_fingerprint
 
-    text = {"text_padding": getattr(pipe.transformer, "text_padding", "masked"),
-            "text_max_length": getattr(pipe.transformer, "text_max_length", None)}
+    text = {f"text_{k}": v for k, v in pipe.text_convention.items()}  # padding, max_length
     fingerprint = encoders_fingerprint(pipe.vae, pipe.tokenizer, pipe.text_encoder, **text)
     if accelerator.is_main_process and not (Path(d.cache_dir) / "index.json").is_file():
         build_latent_cache(dataset, pipe.vae, pipe.tokenizer, pipe.text_encoder, d.cache_dir, **text)
     accelerator.wait_for_everyone()
     return LatentCacheDataset(d.cache_dir, expected_fingerprint=fingerprint)
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters that train (all of them, or a LoRA run's adapters and the method's layers), in module
+    order: the optimizer's, EMA's shadows' and the checkpoint's ``named`` order."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def check_checkpoint_fits(model: torch.nn.Module, state: dict, where: str) -> None:
+    """The checkpoint's weights are the model's: every trained parameter present (and, unless some weights
+    are frozen — LoRA — every weight), nothing else. torch's full-state-dict loader would leave a missing
+    weight at its initial value without a word."""
+    names = set(model.state_dict())
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    missing = sorted(names - frozen - set(state))
+    unexpected = sorted(set(state) - names)
+    if missing or unexpected:
+        raise AnyframeInputError(
+            f"the checkpoint {where} does not fit this recipe's model: "
+            + "; ".join(f"{label} {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''} ({len(keys)})"
+                        for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
+        )
 
 
 def micro_conditions(batch: VideoBatch | LatentBatch, height: int, width: int) -> torch.Tensor:
@@ -249,11 +270,11 @@ def train(
     pipe = build_components(cfg)
     method = pipe.conditioning
     model = Denoiser(pipe.transformer, method).train()
-    frozen = any(not p.requires_grad for p in model.parameters())  # LoRA: the backbone's own weights
+    has_frozen = len(trainable_parameters(model)) < len(list(model.parameters()))  # LoRA: the backbone's own
     if cfg.train.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
-    for frozen in (m for m in (pipe.vae, pipe.text_encoder, pipe.image_encoder) if m is not None):
-        frozen.requires_grad_(False).eval().to(accelerator.device)
+    for encoder in (m for m in (pipe.vae, pipe.text_encoder, pipe.image_encoder) if m is not None):
+        encoder.requires_grad_(False).eval().to(accelerator.device)
 
     # 2. Data: this rank's shard, in a deterministic order.
     dataset = build_dataset(cfg, pipe, accelerator)
@@ -263,7 +284,7 @@ def train(
     null_text = null_text.to(accelerator.device)
 
     # 3. Optimizer and LR schedule (EMA after prepare, below).
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optim)
+    optimizer = build_optimizer(trainable_parameters(model), cfg.optim)
     schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
 
     # 4. Resume: weights, optimizer, schedule, EMA, RNG, data position.
@@ -281,13 +302,15 @@ def train(
         start_step, consumed = ckpt.step, int(ckpt.state["batches_consumed"])
         if ckpt.step >= cfg.train.steps:
             raise AnyframeInputError(f"the checkpoint is at step {ckpt.step}; train.steps is {cfg.train.steps}")
+        check_checkpoint_fits(model, ckpt.model, resume)
 
     model, optimizer = accelerator.prepare(model, optimizer)
     if resume is not None:
         # torch's distributed-checkpoint state-dict API loads full state dicts into plain, DDP and
         # FSDP-sharded models and optimizers alike (optimizer state is keyed by parameter name).
-        # (a LoRA run's checkpoints hold only the trained weights; the frozen ones come from the recipe)
-        set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True, strict=not frozen))
+        # (a LoRA run's checkpoints hold only the trained weights; the frozen ones come from the recipe;
+        # check_checkpoint_fits has checked the names: this call fills absent keys silently)
+        set_model_state_dict(model, ckpt.model, options=StateDictOptions(full_state_dict=True, strict=not has_frozen))
         # strict=False: a parameter that never had a gradient (the temporal layers of a 1-frame, T2I run)
         # has no optimizer state yet, and that is not an error
         set_optimizer_state_dict(model, optimizer, ckpt.optimizer,
@@ -295,7 +318,7 @@ def train(
     # EMA shadows the parameters as prepared (under FSDP2: DTensor shards), so it is made after prepare.
     ema = None
     if cfg.ema.enabled:
-        trained = [p for p in accelerator.unwrap_model(model).parameters() if p.requires_grad]
+        trained = trainable_parameters(accelerator.unwrap_model(model))
         ema = EMAModel(trained, decay=cfg.ema.decay, update_after_step=cfg.ema.update_after_step)
     if ema is not None and resume is not None and ckpt.ema is not None:
         ema.load_state_dict(ckpt.ema)
@@ -315,7 +338,7 @@ def train(
         (out / "config.yaml").write_text(json.dumps(cfg.to_dict(), indent=2))  # JSON is valid YAML
     logger = MetricsLogger(out, enabled=accelerator.is_main_process, total=cfg.train.steps, start=start_step,
                            progress=progress)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable_parameters(model)
     device = accelerator.device
     loss_value = float("nan")
     window_start, window_samples = time.perf_counter(), 0
@@ -385,7 +408,7 @@ def train(
             window_samples += b * world
         schedule.step()
         if ema is not None:
-            ema.step([p for p in accelerator.unwrap_model(model).parameters() if p.requires_grad])
+            ema.step(trainable_parameters(accelerator.unwrap_model(model)))
         loss_value = terms["loss"]
 
         if step % cfg.train.log_every == 0 or step == last_step:
@@ -418,7 +441,7 @@ def train(
         if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == last_step:
             rngs = gather_object([rng_state(generator)])  # every rank's generator goes into the checkpoint
             # full (unsharded) states, gathered on every rank — a collective under FSDP
-            full = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=frozen)
+            full = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=has_frozen)
             model_state = get_model_state_dict(model, options=full)
             optimizer_state = get_optimizer_state_dict(model, optimizer, options=full)
             ema_state = full_ema_state(ema) if ema is not None else None
