@@ -357,7 +357,7 @@ def train_autoencoder_command(
 
 @app.command("eval")
 def eval_command(
-    model: list[str] = typer.Option(..., "--model", "-m", help="Pipeline folder, or `truth` / `random` (calibration). Repeatable."),
+    model: list[str] = typer.Option(..., "--model", "-m", help="Pipeline folder, or `truth` / `random` / `autoencoder:DIR` (calibration: the ceiling and floor, and the true clips through a model's autoencoder). Repeatable."),
     suite: str = typer.Option("smoke", "--suite", help="smoke | standard | ood, or a suite .jsonl."),
     n: int | None = typer.Option(None, "--n", help="Score a seeded random subset of N cases."),
     seed: int = typer.Option(0, "--seed", help="Subset and sampling seed."),
@@ -387,16 +387,17 @@ def eval_command(
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
     if detail is not None and not 0.0 <= detail <= 1.0:
         raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
+    calibration = lambda spec: spec in ("truth", "random") or spec.startswith("autoencoder:")  # noqa: E731
     for spec in model:
-        if spec not in ("truth", "random") and not (Path(spec) / "model_index.json").is_file():
-            raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random")
+        if not calibration(spec) and not (Path(spec) / "model_index.json").is_file():
+            raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random/autoencoder:DIR")
     check_writable(out / "report.json")
     _silence_libraries()
     from anyframe.evaluation.harness import load_model
     from anyframe.evaluation.report import evaluate
 
     models = [load_model(spec, steps=steps, guidance=guidance, seed=seed, device=device, detail=detail)
-              if spec not in ("truth", "random") else load_model(spec) for spec in model]
+              if not calibration(spec) else load_model(spec, device=device) for spec in model]
     reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against)
     for report in reports:
         summary = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if v is not None and k in

@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from anyframe.cli import main
-from anyframe.evaluation.harness import PipelineModel, RandomModel, TruthModel
+from anyframe.errors import AnyframeInputError
+from anyframe.evaluation.harness import AutoencoderModel, Conditioning, PipelineModel, RandomModel, TruthModel
 from anyframe.evaluation.report import UNIT_KEYS, evaluate
 from anyframe.world.suite import builtin_suite, sample_suite
 
@@ -58,12 +60,36 @@ def test_a_pipeline_runs_every_task_and_edits_are_unsupported(tmp_path):
     assert len(scored) == 7 and all("presence" in c["scores"] for c in scored)
 
 
+def test_the_autoencoder_model_is_the_true_clip_through_the_autoencoder(tmp_path):
+    import torch
+
+    from anyframe.models.autoencoder import decode_video, encode_video
+    from anyframe.pipeline import build_world_pipeline
+
+    pipe = build_world_pipeline("tiny", seed=0)
+    pipe.save_pretrained(tmp_path / "m")
+    pipe.vae.save_pretrained(tmp_path / "vae")
+    case = sample_suite(1, seed=5, tasks=("t2v",))[0]
+    cond = Conditioning.of(case)
+    video = torch.from_numpy(cond.clip).float().permute(3, 0, 1, 2)[None] / 127.5 - 1
+    with torch.no_grad():
+        expected = decode_video(pipe.vae, encode_video(pipe.vae, video)).clamp(-1, 1)
+    expected = ((expected[0].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().astype("uint8")
+    for folder in ("m", "vae"):  # a pipeline folder (its vae/) or an autoencoder folder
+        frames = AutoencoderModel(str(tmp_path / folder)).generate(case, cond).frames
+        assert frames.shape == cond.clip.shape and np.array_equal(frames, expected)
+    assert not np.array_equal(frames, cond.clip)  # an untrained autoencoder is no identity
+    with pytest.raises(AnyframeInputError, match="neither a pipeline folder nor an autoencoder folder"):
+        AutoencoderModel(str(tmp_path / "nope"))
+
+
 def test_eval_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["eval", "--model", "truth", "--suite", "smoke", "--n", "4", "--out", str(tmp_path / "r")])
     assert (info.value.code or 0) == 0
     assert len(json.loads((tmp_path / "r" / "report.json").read_text())["cases"]) == 4
     for args, fragment in [(["--model", str(tmp_path / "nope")], "not a pipeline folder"),
+                           (["--model", f"autoencoder:{tmp_path / 'nope'}"], "neither a pipeline folder"),
                            (["--model", "truth", "--suite", "galaxy"], "suite not found"),
                            (["--model", "truth", "--n", "0"], "--n"),
                            (["--model", "truth", "--against", "vibes"], "--against")]:

@@ -68,6 +68,18 @@ def test_resume_from_an_explicit_checkpoint_and_errors(tmp_path):
         train(_cfg(tmp_path, "train.steps=12"), resume="latest", progress=False)
 
 
+def test_options_of_an_unused_lora_section_are_no_recipe_change(tmp_path):
+    import warnings
+
+    const = ["optim.schedule=constant", "train.checkpoint_every=2"]
+    train(_cfg(tmp_path, *const, "train.steps=2", "lora.target_modules=[to_q]"), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # LoRA is off before and after: its targets do not matter
+        train(_cfg(tmp_path, *const, "train.steps=4", "lora.rank=4"), resume="latest", progress=False)
+    with pytest.warns(UserWarning, match="optim.lr"):  # a real change still warns
+        train(_cfg(tmp_path, *const, "train.steps=6", "optim.lr=0.5"), resume="latest", progress=False)
+
+
 def test_export_is_a_pipeline_the_cli_generates_from(tmp_path):
     result = train(_cfg(tmp_path, "train.steps=4", "train.export=true", "sample.every=4", "sample.steps=2"), progress=False)
     assert result.pipeline_dir == tmp_path / "pipeline"

@@ -6,6 +6,8 @@ A *model* here is anything with ``generate(case, conditioning) -> Generation``. 
 - :class:`TruthModel` — returns the true renders (``--model truth``): every score should be ~1, so
   it calibrates the oracle on the suite itself;
 - :class:`RandomModel` — returns random clips (``--model random``): the floor.
+- :class:`AutoencoderModel` — the true renders through a latent model's autoencoder, encoded and decoded
+  (``--model autoencoder:DIR``): the ceiling of any generator in that latent space.
 
 How a pipeline meets each task (documented choices):
 
@@ -92,6 +94,37 @@ class RandomModel:
         return Generation(rng.integers(0, 256, size=cond.clip.shape, dtype=np.uint8))
 
 
+class AutoencoderModel:
+    """The true clip encoded (posterior mode) and decoded by the autoencoder of a pipeline folder (its
+    ``vae/``) or of an autoencoder folder: what a generator that denoised to the exact true latents would
+    score, so the part of a model's gap that no amount of backbone training closes."""
+
+    def __init__(self, path: str, device: str = "cpu"):
+        from pathlib import Path
+
+        from anyframe.errors import AnyframeInputError
+        from anyframe.models.autoencoder import load_autoencoder
+
+        folder = Path(path) / "vae" if (Path(path) / "model_index.json").is_file() else Path(path)
+        if not (folder / "config.json").is_file():
+            raise AnyframeInputError(f"--model autoencoder:{path}: neither a pipeline folder nor an autoencoder folder")
+        self.name = f"autoencoder:{path}"
+        self.vae = load_autoencoder(folder).to(device).eval()
+        self.device = device
+
+    def generate(self, case: Case, cond: Conditioning) -> Generation:
+        import torch
+
+        from anyframe.models.autoencoder import decode_video, encode_video
+
+        start = time.perf_counter()
+        with torch.no_grad():
+            video = torch.from_numpy(cond.clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+            out = decode_video(self.vae, encode_video(self.vae, video.to(self.device))).float().clamp(-1, 1)
+        frames = ((out[0].permute(1, 2, 3, 0).cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
+        return Generation(frames, seconds=time.perf_counter() - start)
+
+
 class PipelineModel:
     """An anyframe pipeline folder. ``steps``/``guidance``/``seed`` are the sampling settings of the run."""
 
@@ -137,9 +170,11 @@ class PipelineModel:
 
 
 def load_model(spec: str, **kwargs) -> Model:
-    """``truth``, ``random``, or a pipeline folder."""
+    """``truth``, ``random``, ``autoencoder:DIR``, or a pipeline folder."""
     if spec == "truth":
         return TruthModel()
     if spec == "random":
         return RandomModel()
+    if spec.startswith("autoencoder:"):
+        return AutoencoderModel(spec.split(":", 1)[1], device=kwargs.get("device", "cpu"))
     return PipelineModel(spec, **kwargs)

@@ -41,6 +41,24 @@ def build_world_autoencoder(
     )
 
 
+def load_autoencoder(folder) -> AutoencoderKL | AutoencoderKLWan:
+    """An autoencoder folder (``config.json`` + safetensors) by the class its config names; a folder that
+    is not one is an :class:`~anyframe.errors.AnyframeInputError`."""
+    import json
+    from pathlib import Path
+
+    from anyframe.errors import AnyframeInputError
+
+    try:
+        name = json.loads((Path(folder) / "config.json").read_text()).get("_class_name")
+        cls = {"AutoencoderKL": AutoencoderKL, "AutoencoderKLWan": AutoencoderKLWan}[name]
+        return cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+    except KeyError:
+        raise AnyframeInputError(f"{folder}: not an AutoencoderKL / AutoencoderKLWan folder") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise AnyframeInputError(f"{folder}: cannot load the autoencoder ({' '.join(str(exc).split())[:200]})") from None
+
+
 def is_causal_video_vae(vae) -> bool:
     """A video VAE that compresses time (Wan's ``AutoencoderKLWan``) rather than a per-frame ``AutoencoderKL``."""
     return isinstance(vae, AutoencoderKLWan)

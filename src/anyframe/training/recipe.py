@@ -294,7 +294,10 @@ def train(
         allowed = set(RESUMABLE_DIFFERENCES)
         if cfg.optim.schedule == "cosine":
             allowed.discard("train.steps")  # the cosine schedule spans train.steps
-        changed = [k for k in config_differences(with_current_defaults(ckpt.state["config"]), cfg.to_dict()) if k not in allowed]
+        before = with_current_defaults(ckpt.state["config"])
+        if not cfg.lora.enabled and not before.get("lora", {}).get("enabled", False):
+            allowed |= {k for k in config_differences(before, cfg.to_dict()) if k.startswith("lora.")}  # unused
+        changed = [k for k in config_differences(before, cfg.to_dict()) if k not in allowed]
         if changed:
             warnings.warn(f"resuming with a different recipe ({', '.join(changed)}): the curve will not be the same")
         schedule.load_state_dict(ckpt.state["lr_schedule"])
