@@ -10,13 +10,14 @@
 (b) image-condition dropout (Table 6): a TI2V recipe trained with and without it — its T2V ability (no
     image given), and dynamic degree in TI2V (the paper: dropout keeps TI2V from copying the frame). In a
     multitask mixture with a T2V task the image-dropped state is already trained by that task, so (b) needs
-    TI2V-only models (configs/world-s-i2v.yaml with ``conditioning.method=frame_replacement``,
-    ``task_weights.ti2v=1`` and ``image_dropout`` 0.08 / 0);
+    TI2V-only models that never saw T2V: the video stage (configs/world-s.yaml, from the T2I stage) with
+    only the ``ti2v`` task and ``image_dropout`` 0.08 / 0 — see ``--protocol`` in the results;
 (c) frame replacement with a per-frame σ = 0 at the condition frames vs the shared σ (Table 7), on TI2V,
     any-frame and interpolation: the same recipe with ``conditioning.clean_timestep`` false / true.
 
 Each part is measured on its own (``--parts``) and keeps its command and ``--protocol`` (how its models
-were trained); the other parts' results are kept. Writes ``benchmarks/results/stiv_ablation.{json,md}``.
+were trained); the other parts' results are kept. ``--verdict PART "text"`` (repeatable) records what a part's
+numbers say about the paper's claim, without measuring anything (``--parts ""``) or with the measurement. Writes ``benchmarks/results/stiv_ablation.{json,md}``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def render(out: dict) -> str:
         if entry.get("protocol"):
             lines += [entry["protocol"], ""]
         lines += table(title, entry["rows"], tasks)[2:]
+        if entry.get("verdict"):
+            lines += [f"**Verdict.** {entry['verdict']}", ""]
     return "\n".join(lines)
 
 
@@ -96,6 +99,8 @@ def main() -> None:
     parser.add_argument("--protocol", default="", help="how the measured part's models were trained (into the results)")
     parser.add_argument("--suite", default="standard")
     parser.add_argument("--n", type=int, default=40, help="cases per task")
+    parser.add_argument("--verdict", nargs=2, action="append", default=[], metavar=("PART", "TEXT"),
+                        help="what the part's numbers say about the paper's claim")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=7.5)
     args = parser.parse_args()
@@ -126,6 +131,10 @@ def main() -> None:
             rows = {labels[0]: scores(PipelineModel(base or args.model, **common), cases),
                     labels[1]: scores(PipelineModel(other, **common), cases)}
         out[part] = {"command": command, "protocol": args.protocol, "n": args.n, "suite": args.suite, "rows": rows}
+    for part, text in args.verdict:
+        if part not in out:
+            parser.error(f"--verdict {part}: part ({part}) has no results yet")
+        out[part]["verdict"] = text
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(out, indent=1))

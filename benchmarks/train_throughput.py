@@ -32,6 +32,8 @@ RESULTS = Path(__file__).parent / "results"
 CPU_CASES = {
     "tiny": (["model.preset=tiny", "data.toy.num_frames=8", "data.toy.size=16", "data.batch_size=8"], "tiny, 8×16×16, batch 8"),
     "S": (["model.preset=S", "data.toy.num_frames=16", "data.toy.size=32", "data.batch_size=8"], "S, 16×32×32, batch 8"),
+    "S-bf16": (["model.preset=S", "data.toy.num_frames=16", "data.toy.size=32", "data.batch_size=8",
+                "train.mixed_precision=bf16"], "S, 16×32×32, batch 8, bf16 autocast"),
 }
 GPU_CASES = {
     # STIV-XL's depth/width/heads on the S world components: ~770M parameters, 16 frames of 8×8 latents
@@ -40,6 +42,15 @@ GPU_CASES = {
                   "train.gradient_checkpointing=false", "optim.optimizer=adafactor"], "XL (28×1152), 16×32×32, batch 32, bf16"),
 }
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def _bf16_flags() -> str:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    found = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return ", ".join(found) or "neither"
 
 
 def tokens_per_sample(cfg) -> int:
@@ -136,7 +147,8 @@ def main() -> None:
         "",
         f"Command: `{command}` (warmup {args.warmup} steps, then {args.measure} measured steps).",
         f"Machine: {machine['threads']} torch threads, torch {machine['torch']}, GPU: {machine['gpu'] or 'none'}.",
-        "Training from a latent cache (the autoencoder is out of the loop), AdamW unless noted, EMA on, fp32 on CPU.",
+        "Training from a latent cache (the autoencoder is out of the loop), AdamW unless noted, EMA on, fp32 on CPU",
+        f"unless noted (bf16 autocast: fp32 weights; fast on CPUs with AVX512-BF16 / AMX — this one: {_bf16_flags()}).",
         "",
         "| case | params (M) | batch | tokens/sample | steps/s | samples/s | tokens/s | MFU |",
         "|---|---|---|---|---|---|---|---|",

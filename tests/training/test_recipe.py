@@ -68,6 +68,19 @@ def test_resume_from_an_explicit_checkpoint_and_errors(tmp_path):
         train(_cfg(tmp_path, "train.steps=12"), resume="latest", progress=False)
 
 
+def test_bf16_autocast_on_cpu_and_another_precision_in_the_same_process(tmp_path):
+    """``train.mixed_precision=bf16`` runs on a CPU (autocast; fp32 weights), and a second run in the same
+    process may use another precision (accelerate's process-wide state would refuse it)."""
+    common = ["train.steps=40", "train.log_every=10", "train.checkpoint_every=0"]
+    train(_cfg(tmp_path / "bf16", *common, "train.mixed_precision=bf16"), progress=False)
+    train(_cfg(tmp_path / "fp32", *common, 'train.mixed_precision="no"'), progress=False)
+    bf16, fp32 = _losses(tmp_path / "bf16"), _losses(tmp_path / "fp32")
+    assert bf16 != fp32  # the autocast ran: bf16 matmuls round differently
+    assert all(abs(a - b) < 0.05 * b for a, b in zip(bf16, fp32)), (bf16, fp32)  # the same curve, to bf16's precision
+    weights = load_file(next((tmp_path / "bf16" / "checkpoints").iterdir()) / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+
+
 def test_options_of_an_unused_lora_section_are_no_recipe_change(tmp_path):
     import warnings
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object
 from diffusers.training_utils import EMAModel
 from torch.distributed.tensor import distribute_tensor
@@ -255,6 +256,10 @@ def train(
     mixed = cfg.train.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() else "no"
+    # accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with another
+    # mixed precision; a later run in the same process (a notebook, a benchmark) starts from a clean one
+    # (the distributed PartialState is kept)
+    AcceleratorState._reset_state()
     # cpu=True without a GPU: under a multi-process launch accelerate then uses torch.distributed on gloo
     accelerator = Accelerator(
         mixed_precision=mixed, gradient_accumulation_steps=cfg.optim.grad_accum, cpu=not torch.cuda.is_available()
