@@ -81,6 +81,11 @@ def test_the_autoencoder_model_is_the_true_clip_through_the_autoencoder(tmp_path
     assert not np.array_equal(frames, cond.clip)  # an untrained autoencoder is no identity
     with pytest.raises(AnyframeInputError, match="neither a pipeline folder nor an autoencoder folder"):
         AutoencoderModel(str(tmp_path / "nope"))
+    from anyframe.models.wan import tiny_wan_components
+
+    tiny_wan_components()["vae"].save_pretrained(tmp_path / "wan-vae")  # causal: 16 frames is no 1 + 4k
+    with pytest.raises(AnyframeInputError, match="1 \\+ 4k frames, the case has 16"):
+        AutoencoderModel(str(tmp_path / "wan-vae")).generate(case, cond)
 
 
 def test_eval_cli(tmp_path, capsys):

@@ -115,8 +115,13 @@ class AutoencoderModel:
     def generate(self, case: Case, cond: Conditioning) -> Generation:
         import torch
 
-        from anyframe.models.autoencoder import decode_video, encode_video
+        from anyframe.errors import AnyframeInputError
+        from anyframe.models.autoencoder import decode_video, encode_video, temporal_compression
 
+        stride = temporal_compression(self.vae)
+        if (len(cond.clip) - 1) % stride:
+            raise AnyframeInputError(f"{self.name}: a causal video autoencoder takes 1 + {stride}k frames, "
+                                     f"the case has {len(cond.clip)}")
         start = time.perf_counter()
         with torch.no_grad():
             video = torch.from_numpy(cond.clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
