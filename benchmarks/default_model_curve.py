@@ -8,6 +8,10 @@ Each ``--report STEP=PATH`` (an ``anyframe eval --suite standard`` report of the
 of ``configs/world-s.yaml``) adds or replaces one point of ``benchmarks/results/default_model/curve.json``;
 the Markdown table and the plot (``curve.{md,png}``) are redrawn from all points. A point keeps the
 per-task means only (the full per-case report of the shipped model is ``standard_report.json`` beside it).
+
+``--noise A B LABEL``: two reports of the same weights that differ only in something that should not
+matter (e.g. the float32 export and the float16-stored shipped folder); their largest per-task difference
+is recorded as the table's noise floor.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ def _point(path: Path) -> dict:
     if len(report.get("cases", [])) < 320:
         raise SystemExit(f"error: {path} is not a full standard-suite report ({len(report.get('cases', []))} cases)")
     return {"by_task": report["by_task"], "metrics": report["metrics"]}
+
+
+def _max_task_difference(a: dict, b: dict) -> float:
+    """The largest |a − b| over tasks and unit-scale keys (PSNR left out) of two points."""
+    return max(abs(va - b["by_task"][task][k]) for task, keys in a["by_task"].items() for k, va in keys.items()
+               if k != "keyframe_psnr" and va is not None and b["by_task"].get(task, {}).get(k) is not None)
 
 
 def _plot(curve: dict, path: Path) -> None:
@@ -58,9 +68,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", action="append", default=[], metavar="STEP=PATH",
                         help="a standard-suite report.json of the model at that step (repeatable)")
+    parser.add_argument("--noise", nargs=3, metavar=("A", "B", "LABEL"), default=None,
+                        help="two reports of the same weights: their largest per-task difference is the noise floor")
     args = parser.parse_args()
     curve_path = RESULTS / "curve.json"
-    curve = json.loads(curve_path.read_text()) if curve_path.is_file() else {}
+    saved = json.loads(curve_path.read_text()) if curve_path.is_file() else {}
+    curve, noise = saved.get("points", {}), saved.get("noise")
+    if args.noise:
+        a, b, label = args.noise
+        if not (Path(a).is_file() and Path(b).is_file()):
+            raise SystemExit(f"error: --noise {a} {b}: both must be report.json files")
+        noise = {"label": label, "max_abs_diff": _max_task_difference(_point(Path(a)), _point(Path(b)))}
     for item in args.report:
         step, _, path = item.partition("=")
         if not step.isdigit() or not Path(path).is_file():
@@ -70,7 +88,7 @@ def main() -> None:
         raise SystemExit("error: no points (give --report STEP=PATH)")
     curve = dict(sorted(curve.items(), key=lambda kv: int(kv[0])))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    curve_path.write_text(json.dumps(curve, indent=1))
+    curve_path.write_text(json.dumps({"points": curve, "noise": noise}, indent=1))
     _plot(curve, RESULTS / "curve.png")
     steps = list(curve)
     fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
@@ -80,10 +98,12 @@ def main() -> None:
              "`anyframe model export --checkpoint runs/world-s/checkpoints/step-N --out DIR`, then",
              "`anyframe eval --model DIR --suite standard --out REPORT` and",
              "`python benchmarks/default_model_curve.py --report N=REPORT/report.json`. The points at steps the model",
-             "was shipped are the shipped folder (transformer stored in float16); storage alone moves a task's key by up",
-             "to 0.046 (step 6,500, measured both ways: 40 cases a task), so smaller differences are noise.", "",
-             "| task | measure | target | " + " | ".join(f"step {int(s):,}" for s in steps) + " |",
-             "|---|---|---|" + "---|" * len(steps)]
+             "was shipped are the shipped folder (transformer stored in float16).", ""]
+    if noise:
+        lines += [f"Noise floor: {noise['label']} moves a task's unit-scale key by up to {noise['max_abs_diff']:.3f} "
+                  "(40 cases a task; `--noise A B LABEL`), so smaller differences are noise.", ""]
+    lines += ["| task | measure | target | " + " | ".join(f"step {int(s):,}" for s in steps) + " |",
+              "|---|---|---|" + "---|" * len(steps)]
     for task, label, key, target in TARGETS:
         values = [curve[s]["by_task"].get(task, {}).get(key) for s in steps]
         lines.append(f"| {task} | {label} | ≥ {target:g} | " + " | ".join(fmt(v) for v in values) + " |")

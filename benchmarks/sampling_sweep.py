@@ -45,7 +45,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = (f"python benchmarks/sampling_sweep.py --model {args.model} --task {args.task} --n {args.n} "
                f"--seed {args.seed}")
-    (RESULTS / "sampling_sweep.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
+    (RESULTS / "sampling_sweep.json").write_text(json.dumps({"command": command, "model": args.model, "task": args.task, "n": args.n,
+                                                             "rows": rows}, indent=1))
     keys = [k for k in KEYS if any(r["metrics"].get(k) is not None for r in rows)]
     fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
     lines = ["# Sampling sweep", "", f"Command: `{command}`", "",

@@ -126,7 +126,8 @@ def gap_lines(ceiling: dict | None, sweep: dict | None) -> list[str]:
                   if r["metrics"].get(k) is not None and base.get(k) is not None]
         gain, worst = max(deltas), min(deltas)
         lead = "Nor is it sampling" if gain[0] < 0.05 else "Sampling can help"
-        lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, 40 held-out T2V cases): of "
+        lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
+                  f"{sweep['task'].upper()} cases): of "
                   + ", ".join(r["setting"] for r in rows[1:]) + ",",
                   f"  the best gain over the default is {gain[0]:+.3f} ({gain[2]}, {gain[1]}); the largest loss "
                   f"{worst[0]:+.3f} ({worst[2]}, {worst[1]})."]
@@ -158,9 +159,9 @@ def motion_lines(report: dict) -> list[str]:
         return []
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     return ["- **Motion lags as a skill, not as binding.** With one object and its image given (TI2V), presence is",
-            f"  {mean(one['presence']):.2f} but motion direction {mean(one['motion_direction']):.2f} (table below); "
-            "the temporal attention starts fresh",
-            "  at the video stage and learns slowest (prediction and any-frame motion too)."]
+            f"  {mean(one['presence']):.2f} but motion direction {mean(one['motion_direction']):.2f} (table below), "
+            "and prediction and any-frame motion",
+            "  lag too; the temporal attention, which starts fresh at the video stage, is the likely part to train."]
 
 
 def by_object_count(report: dict) -> list[str]:
@@ -242,6 +243,7 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
     if "standard" in reports:
         lines += by_object_count(reports["standard"])
     if curve:
+        noise, curve = curve.get("noise"), curve["points"]
         steps = list(curve)
         lines += ["## Quality over training", "",
                   "The `standard` suite's targets for the video stage exported at each step "
@@ -251,6 +253,8 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
         for task, label, key, _ in TARGETS:
             lines.append(f"| {task} | {label} | " + " | ".join(
                 fmt(curve[s]["by_task"].get(task, {}).get(key)) for s in steps) + " |")
+        if noise:
+            lines += ["", f"Noise floor: {noise['label']} moves a task's key by up to {noise['max_abs_diff']:.3f}."]
         lines += ["", "![quality over training](quality_curve.png)", ""]
     for name, report in reports.items():
         tasks = list(report["by_task"])

@@ -7,6 +7,7 @@ import pytest
 
 from anyframe.cli import main
 from anyframe.errors import AnyframeInputError
+from anyframe.io import to_uint8
 from anyframe.evaluation.harness import AutoencoderModel, Conditioning, PipelineModel, RandomModel, TruthModel
 from anyframe.evaluation.report import UNIT_KEYS, evaluate
 from anyframe.world.suite import builtin_suite, sample_suite
@@ -74,7 +75,7 @@ def test_the_autoencoder_model_is_the_true_clip_through_the_autoencoder(tmp_path
     video = torch.from_numpy(cond.clip).float().permute(3, 0, 1, 2)[None] / 127.5 - 1
     with torch.no_grad():
         expected = decode_video(pipe.vae, encode_video(pipe.vae, video)).clamp(-1, 1)
-    expected = ((expected[0].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().astype("uint8")
+    expected = to_uint8((expected[0].permute(1, 2, 3, 0).numpy() + 1) / 2)
     for folder in ("m", "vae"):  # a pipeline folder (its vae/) or an autoencoder folder
         frames = AutoencoderModel(str(tmp_path / folder)).generate(case, cond).frames
         assert frames.shape == cond.clip.shape and np.array_equal(frames, expected)

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from anyframe.io import to_uint8
 from anyframe.world.render import render
 from anyframe.world.scene import Scene
 from anyframe.world.suite import Case
@@ -126,7 +127,7 @@ class AutoencoderModel:
         with torch.no_grad():
             video = torch.from_numpy(cond.clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
             out = decode_video(self.vae, encode_video(self.vae, video.to(self.device))).float().clamp(-1, 1)
-        frames = ((out[0].permute(1, 2, 3, 0).cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
+        frames = to_uint8((out[0].permute(1, 2, 3, 0).cpu().numpy() + 1) / 2)
         return Generation(frames, seconds=time.perf_counter() - start)
 
 
@@ -170,8 +171,7 @@ class PipelineModel:
             detail=self.detail,
             seed=self.seed + case.seed,
         )
-        frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
-        return Generation(frames, seconds=time.perf_counter() - start)
+        return Generation(to_uint8(out.frames[0]), seconds=time.perf_counter() - start)
 
 
 def load_model(spec: str, **kwargs) -> Model:

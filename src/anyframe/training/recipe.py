@@ -49,7 +49,7 @@ from anyframe.errors import AnyframeInputError
 from anyframe.flow.path import flow_matching_loss
 from anyframe.flow.timesteps import sample_training_sigmas
 from anyframe.io import atomic_dir, atomic_path, filmstrip, to_uint8
-from anyframe.models.autoencoder import encode_video, spatial_compression
+from anyframe.models.autoencoder import encode_video, load_autoencoder, spatial_compression
 from anyframe.models.dit import STIVTransformer
 from anyframe.models.text_encoder import TextCondition
 from anyframe.pipeline import AnyFramePipeline, build_wan_pipeline, build_world_pipeline
@@ -90,9 +90,7 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
     else:
         pipe = build_world_pipeline(m.preset, seed=cfg.seed, shift=m.shift, **backbone)
     if m.vae:
-        from diffusers import AutoencoderKL
-
-        pipe.vae = AutoencoderKL.from_pretrained(m.vae).eval()
+        pipe.vae = load_autoencoder(m.vae).eval()
     if cfg.init.from_image_model:
         init_from_image_model(pipe.transformer, STIVTransformer.from_pretrained(cfg.init.from_image_model))
     if small is not None:
@@ -300,9 +298,9 @@ def train(
         if cfg.optim.schedule == "cosine":
             allowed.discard("train.steps")  # the cosine schedule spans train.steps
         before = with_current_defaults(ckpt.state["config"])
-        if not cfg.lora.enabled and not before.get("lora", {}).get("enabled", False):
-            allowed |= {k for k in config_differences(before, cfg.to_dict()) if k.startswith("lora.")}  # unused
-        changed = [k for k in config_differences(before, cfg.to_dict()) if k not in allowed]
+        lora_unused = not cfg.lora.enabled and not before.get("lora", {}).get("enabled", False)
+        changed = [k for k in config_differences(before, cfg.to_dict())
+                   if k not in allowed and not (lora_unused and k.startswith("lora."))]
         if changed:
             warnings.warn(f"resuming with a different recipe ({', '.join(changed)}): the curve will not be the same")
         schedule.load_state_dict(ckpt.state["lr_schedule"])
