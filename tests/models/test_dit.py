@@ -220,3 +220,24 @@ def test_size_registry():
     assert set(STIV_SIZES) == {"tiny", "S", "XL", "XXL", "M"}
     with pytest.raises(ValueError):
         build_stiv("XXXL")
+
+
+def test_qk_norm_is_rmsnorm_in_fp32_and_fused_under_bf16_autocast():
+    from anyframe.models.dit import RMSNorm
+
+    norm = RMSNorm(8, eps=1e-6)
+    ref = torch.nn.RMSNorm(8, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        ref.weight.copy_(norm.weight)
+    x = torch.randn(3, 5, 8)
+    assert torch.equal(norm(x), ref(x))  # fp32: nn.RMSNorm exactly
+    assert set(norm.state_dict()) == set(ref.state_dict())
+    import warnings
+
+    m = _randomise(stiv_tiny(in_channels=4, text_dim=32))
+    with warnings.catch_warnings(record=True) as caught, torch.autocast("cpu", dtype=torch.bfloat16):
+        warnings.simplefilter("always")
+        out = m(**_inputs()).sample
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert not [w for w in caught if "fused" in str(w.message)]  # the fp32 weight used to force the unfused kernel
