@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -37,6 +38,22 @@ def _max_task_difference(a: dict, b: dict) -> float:
     """The largest |a − b| over tasks and unit-scale keys (PSNR left out) of two points."""
     return max(abs(va - b["by_task"][task][k]) for task, keys in a["by_task"].items() for k, va in keys.items()
                if k != "keyframe_psnr" and va is not None and b["by_task"].get(task, {}).get(k) is not None)
+
+
+def _trend(steps: list[int], values: list[float | None], target: float) -> tuple[float | None, int | None]:
+    """Least-squares gain per doubling of steps (``value ≈ a + b·log2(step)``) and the step at which that
+    line reaches ``target`` (``None`` when the key already meets it, or does not rise). An extrapolation
+    from a few points, not a prediction: real curves bend; it says the order of magnitude a gap needs."""
+    import numpy as np
+
+    pts = [(math.log2(s), v) for s, v in zip(steps, values) if v is not None]
+    if len(pts) < 3:
+        return None, None
+    x, y = np.array(pts).T
+    slope, intercept = np.polyfit(x, y, 1)
+    if y[-1] >= target or slope <= 0:
+        return float(slope), None
+    return float(slope), int(round(2 ** ((target - intercept) / slope), -3))
 
 
 def _plot(curve: dict, path: Path) -> None:
@@ -87,10 +104,27 @@ def main() -> None:
     if not curve:
         raise SystemExit("error: no points (give --report STEP=PATH)")
     curve = dict(sorted(curve.items(), key=lambda kv: int(kv[0])))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    curve_path.write_text(json.dumps({"points": curve, "noise": noise}, indent=1))
-    _plot(curve, RESULTS / "curve.png")
     steps = list(curve)
+    trend = {}
+    for task, _, key, target in TARGETS:
+        values = [curve[s]["by_task"].get(task, {}).get(key) for s in steps]
+        slope, reach = _trend([int(s) for s in steps], values, target)
+        span = math.log2(int(steps[-1]) / int(steps[0]))
+        if values[-1] is not None and values[-1] >= target:
+            verdict = "met"
+        elif slope is None or reach is None:
+            verdict = "unknown"
+        elif noise and slope * span <= noise["max_abs_diff"]:
+            verdict = "flat"
+        elif reach > 1000 * int(steps[-1]):
+            verdict = "far"
+        else:
+            verdict = "reachable"
+        trend[f"{task}/{key}"] = {"per_doubling": slope, "verdict": verdict,
+                                  "reach_step": reach if verdict == "reachable" else None}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    curve_path.write_text(json.dumps({"points": curve, "noise": noise, "trend": trend}, indent=1))
+    _plot(curve, RESULTS / "curve.png")
     fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
     lines = ["# The default model over training", "",
              "Issue 5's targets on the full `standard` suite (320 cases, 25 steps, JIT-CFG 7.5 + renorm, seed 0 + the",
@@ -102,12 +136,22 @@ def main() -> None:
     if noise:
         lines += [f"Noise floor: {noise['label']} moves a task's unit-scale key by up to {noise['max_abs_diff']:.3f} "
                   "(40 cases a task; `--noise A B LABEL`), so smaller differences are noise.", ""]
-    lines += ["| task | measure | target | " + " | ".join(f"step {int(s):,}" for s in steps) + " |",
-              "|---|---|---|" + "---|" * len(steps)]
+    lines += ["| task | measure | target | " + " | ".join(f"step {int(s):,}" for s in steps)
+              + " | gain per doubling | target reached at (log-linear) |",
+              "|---|---|---|" + "---|" * (len(steps) + 2)]
+    where = {"met": "met", "unknown": "—", "flat": "flat: no rise beyond the noise floor", "far": "> 1000× now"}
     for task, label, key, target in TARGETS:
         values = [curve[s]["by_task"].get(task, {}).get(key) for s in steps]
-        lines.append(f"| {task} | {label} | ≥ {target:g} | " + " | ".join(fmt(v) for v in values) + " |")
-    lines += ["", "![quality over training](curve.png)", ""]
+        t = trend[f"{task}/{key}"]
+        at = where.get(t["verdict"]) or f"~{t['reach_step']:,} steps ({t['reach_step'] / int(steps[-1]):.0f}× now)"
+        slope = "—" if t["per_doubling"] is None else f"{t['per_doubling']:+.3f}"
+        lines.append(f"| {task} | {label} | ≥ {target:g} | " + " | ".join(fmt(v) for v in values) + f" | {slope} | {at} |")
+    lines += ["", "*Gain per doubling*: the least-squares slope of the key against log2(step) over these points;",
+              "*target reached at*: where that line crosses the target. Extrapolated from a few points — real",
+              "curves bend, and a key can jump once a skill forms — so read it as the order of magnitude of",
+              "training a gap needs at this model size and batch, not as a promise. *Flat*: the line rises less",
+              "than the noise floor over the whole span.", "",
+              "![quality over training](curve.png)", ""]
     (RESULTS / "curve.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -152,16 +152,56 @@ def object_groups(report: dict) -> dict[tuple[str, int], dict[str, list[float]]]
     return groups
 
 
-def motion_lines(report: dict) -> list[str]:
-    """Whether motion lags as a skill: one object, its image given, still moving the wrong way."""
+def motion_lines(report: dict, motion: dict | None = None) -> list[str]:
+    """Why motion lags: the one-object TI2V gap from the report, and, when ``benchmarks/motion_diagnosis.py``
+    has been run, whether the model follows the prompt's direction words at all."""
     one = object_groups(report).get(("ti2v", 1))
     if not one or not one["presence"] or not one["motion_direction"]:
         return []
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    return ["- **Motion lags as a skill, not as binding.** With one object and its image given (TI2V), presence is",
-            f"  {mean(one['presence']):.2f} but motion direction {mean(one['motion_direction']):.2f} (table below), "
-            "and prediction and any-frame motion",
-            "  lag too; the temporal attention, which starts fresh at the video stage, is the likely part to train."]
+    lines = ["- **Motion lags as a skill, not as binding.** With one object and its image given (TI2V), presence is",
+             f"  {mean(one['presence']):.2f} but motion direction {mean(one['motion_direction']):.2f} (table below), "
+             "and prediction and any-frame motion lag too."]
+    rows = {r["task"]: r for r in (motion or {}).get("rows", []) if r["model"] != "autoencoder ceiling"}
+    if "t2v" in rows and "ti2v" in rows:
+        t2v, ti2v = rows["t2v"], rows["ti2v"]
+        lead = ("It has not learned the direction words" if t2v["within_45"] < 0.4
+                else "It follows the direction words, imprecisely")
+        lines += [f"- **{lead}** (`benchmarks/results/motion_diagnosis.md`, {motion['n']} "
+                  f"{'one' if motion.get('objects') == 1 else motion.get('objects') or 'any-count'}-object cases a task, "
+                  "every 4-frame window):",
+                  f"  in T2V the detected displacement is off the true one by {t2v['angle_median']:.0f}° (median), "
+                  f"{100 * t2v['within_45']:.0f} % within 45° where a random",
+                  f"  direction gives 25 %; in TI2V by {ti2v['angle_median']:.0f}°, {100 * ti2v['within_45']:.0f} % "
+                  "within 45° (the target needs 22.5°)."]
+        reverse = next(iter((motion or {}).get("reverse", {}).values()), None)
+        if reverse:
+            rev = reverse["reversed prompt"]
+            lines += [f"  With the prompt's direction words reversed, the object follows the prompt in "
+                      f"{100 * rev['follows the prompt']:.0f} % of TI2V cases and",
+                      f"  the image's true direction in {100 * rev['follows the image']:.0f} %: in TI2V the direction "
+                      "comes mostly from where the image puts the object",
+                      "  (world objects never leave the canvas), not from the text. The temporal attention starts "
+                      "fresh at the video stage;",
+                      "  text-to-motion is the skill this run has least of."]
+    return lines
+
+
+def steps_lines(curve: dict | None, step: int) -> list[str]:
+    """What more steps of this run would buy, from the log-linear trend ``default_model_curve.py`` fits."""
+    trend = (curve or {}).get("trend")
+    if not trend:
+        return ["- **More video steps.** The scores still rise with training (curve below)."]
+    label = {f"{task}/{key}": f"{task} {name}" for task, name, key, _ in TARGETS}
+    reach = [f"{label[k]} ~{t['reach_step'] / step:.0f}×" for k, t in trend.items() if t["verdict"] == "reachable"]
+    stuck = [label[k] + (" (flat)" if t["verdict"] == "flat" else "") for k, t in trend.items()
+             if t["verdict"] in ("flat", "far")]
+    return ["- **More video steps — for some keys.** `benchmarks/results/default_model/curve.md` fits each key "
+            "against log2(step)",
+            "  over the curve's points and extrapolates to its target (an order of magnitude, not a promise): "
+            + (", ".join(reach) + " the steps so far;" if reach else ""),
+            "  " + (", ".join(stuck) + " rise too slowly for steps alone to reach them at this model size and batch."
+                    if stuck else "")]
 
 
 def by_object_count(report: dict) -> list[str]:
@@ -179,7 +219,8 @@ def by_object_count(report: dict) -> list[str]:
 
 
 def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float,
-         hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None) -> str:
+         hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
+         motion: dict | None = None) -> str:
     lines = [
         f"# {out_name}", "",
         "The default anyframe model: a world-scale STIV (S: 12 M parameters, 16 frames of 32×32 px) trained from",
@@ -229,9 +270,9 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
             "replacement and the autoencoder, not on training time — and so is the interpolation trajectory; content",
             "and motion are still far from the targets.", "",
             *gap_lines(ceiling, sweep),
-            *motion_lines(reports["standard"]),
-            "- **More video steps.** The scores still rise with training (curve below), most for T2V presence; the",
-            "  motion keys rise slowest. STIV trains its T2V and TI2V models for 400 k steps at batch 1,024 (§ Training);",
+            *motion_lines(reports["standard"], motion),
+            *steps_lines(curve, video["steps"]),
+            "  STIV trains its T2V and TI2V models for 400 k steps at batch 1,024 (§ Training);",
             f"  this run is a few CPU hours at batch 8, {100 * clips / (400e3 * 1024):.2f} % of those samples. The run "
             "resumes with its",
             "  optimizer state and data order on any machine (`--set train.steps=N --resume latest`), so a GPU session",
@@ -294,6 +335,8 @@ def main() -> None:
     curve = json.loads(curve_path.read_text()) if curve_path.is_file() else None
     sweep_path = RESULTS / "sampling_sweep.json"
     sweep = json.loads(sweep_path.read_text()) if sweep_path.is_file() else None
+    motion_path = RESULTS / "motion_diagnosis.json"
+    motion = json.loads(motion_path.read_text()) if motion_path.is_file() else None
     out = Path(args.out)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp / "pipe")
@@ -310,7 +353,7 @@ def main() -> None:
         plot_curves(tmp / "training_curve.png", args.step)
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
-        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep))
+        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion))
     for name, path in (("standard", args.report), ("ood", args.ood_report)):
         if path:  # the per-case record of the model now shipped
             shutil.copyfile(path, RESULTS / "default_model" / f"{name}_report.json")

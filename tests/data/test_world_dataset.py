@@ -32,3 +32,16 @@ def test_a_recipe_trains_on_the_world(tmp_path):
     train(cfg, progress=False)
     losses = [m["loss"] for m in read_metrics(tmp_path) if "loss" in m]
     assert len(losses) == 3 and all(np.isfinite(losses))
+
+
+def test_a_fixed_object_count_is_a_curriculum_knob():
+    import pytest
+
+    from anyframe.errors import AnyframeInputError
+
+    one = WorldDataset(num_clips=30, size=32, frames=8, seed=3, num_objects=1)
+    assert all(len(one.scene(i).objects) == 1 for i in range(30))
+    assert {len(WorldDataset(num_clips=30, size=32, frames=8, seed=3).scene(i).objects) for i in range(30)} != {1}
+    assert len(one[5].regional_captions) == 1
+    with pytest.raises(AnyframeInputError, match="data.world.num_objects"):
+        load_config(None, ["data.source=world", "data.world.num_objects=0"])

@@ -26,6 +26,7 @@ from anyframe.world.scoring import (
     PSNR_CAP,
     match_objects,
     motion_per_object,
+    motion_windows,
     read_clip,
     score_clip,
     truth_of,
@@ -260,6 +261,29 @@ def test_moving_the_wrong_object_fails_for_those_objects() -> None:
             checked += 1
             assert np.mean(vals) <= 0.5, (seed, per)
     assert checked >= 4
+
+
+def test_motion_windows_say_why_a_window_fails() -> None:
+    """The verdicts behind motion_direction: the truth passes; played backwards a moving object is off by
+    ~180° ("angle"); frozen on its first frame it is "short" (and its angle meaningless); the per-object score is their pass rate."""
+    seeds = _seeds(lambda s: len(s.objects) == 1 and s.objects[0].motion.direction is not None
+                   and not s.events and s.pan == "none" and not s.objects[0].motion.bounce, 3)
+    for seed in seeds:
+        scene = scene_for_seed(seed)
+        truth = truth_of(scene)
+        frames = render(scene).frames
+        for clip, expected in ((frames, "pass"), (frames[::-1], "angle"), (np.repeat(frames[:1], len(frames), 0), "short")):
+            reading = read_clip(np.ascontiguousarray(clip))
+            match = match_objects(truth, reading)
+            wins = [w for w in motion_windows(truth, reading, match) if w.counted and w.angle is not None]
+            assert len(wins) >= 4, (seed, expected)
+            share = np.mean([expected in w.outcome.split("+") for w in wins])
+            assert share >= 0.75, (seed, expected, [w.outcome for w in wins])
+            if expected == "angle":
+                assert np.median([w.angle for w in wins]) > 150
+            per = motion_per_object(truth, reading, match)
+            counted = [w.passed for w in motion_windows(truth, reading, match) if w.counted]
+            assert per[0] == pytest.approx(np.mean(counted))
 
 
 def test_mask_iou() -> None:

@@ -132,6 +132,7 @@ class WorldDataConfig(_Strict):
     split: Literal["train", "ood_color_shape", "ood_background", "ood_style", "more_objects"] = "train"
     size: int = Field(32, ge=8)
     frames: int = Field(16, ge=1)
+    num_objects: int | None = Field(None, ge=1, le=8)  # every scene with this many objects (a curriculum); None: the split's
 
 
 class ManifestDataConfig(_Strict):

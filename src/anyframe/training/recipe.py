@@ -132,7 +132,7 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
         from anyframe.data.world import WorldDataset
 
         w = d.world
-        dataset = WorldDataset(w.num_clips, w.split, w.size, w.frames, seed=cfg.seed)
+        dataset = WorldDataset(w.num_clips, w.split, w.size, w.frames, seed=cfg.seed, num_objects=w.num_objects)
     else:
         from anyframe.data.video_manifest import ManifestVideoDataset
 

@@ -501,11 +501,33 @@ def _nearest_detection(tr: Track, t: int) -> np.ndarray | None:
     return tr.position(t)
 
 
-def motion_per_object(truth: Truth, reading: Reading, match: dict[int, int]) -> dict[int, float]:
-    """Object index → passing fraction of its windows (see ``motion_direction``)."""
+@dataclass
+class MotionWindow:
+    """One window of :func:`motion_direction`: object ``i`` from frame ``t`` to ``t + w``. ``outcome`` is
+    ``pass``, ``angle`` (moved, but more than :data:`ANGLE_TOLERANCE` off), ``short`` (right way, under 0.4 of
+    the true distance), ``angle+short``, ``moved`` (should stay still), ``unmatched`` (no track for the
+    object: the whole window fails) or ``undetected`` (the track misses an end; not counted)."""
+
+    i: int
+    t: int
+    outcome: str
+    angle: float | None = None  # degrees between the true and the detected displacement
+    length_ratio: float | None = None  # |detected| / |true|
+
+    @property
+    def counted(self) -> bool:
+        return self.outcome != "undetected"
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+
+def motion_windows(truth: Truth, reading: Reading, match: dict[int, int]) -> list[MotionWindow]:
+    """Every constant-velocity window of every object, with its verdict (see ``motion_direction``)."""
     w = _window(truth)
     k = truth.k
-    out = {}
+    out = []
     for i in range(truth.n):
         p = truth.position(i)
         changes = _velocity_changes(truth, i)
@@ -513,28 +535,40 @@ def motion_per_object(truth: Truth, reading: Reading, match: dict[int, int]) -> 
             t for t in range(truth.traj.num_frames - w)
             if truth.clean[i, t] and truth.clean[i, t + w] and not changes[t + 1 : t + w].any()
         ]
-        if not windows:
-            continue
         j = match.get(i)
-        if j is None:
-            out[i] = 0.0
-            continue
-        tr = reading.tracks[j]
-        passed = []
         for t in windows:
+            if j is None:
+                out.append(MotionWindow(i, t, "unmatched"))
+                continue
+            tr = reading.tracks[j]
             a, b = _nearest_detection(tr, t), _nearest_detection(tr, t + w)
             if a is None or b is None:
+                out.append(MotionWindow(i, t, "undetected"))
                 continue
             d_true, d_det = p[t + w] - p[t], b - a
             still = 0.3 * k * w
             if np.linalg.norm(d_true) <= still:
-                passed.append(float(np.linalg.norm(d_det) <= still + 1.5 * k))
-            else:
-                cos = float(d_true @ d_det) / (np.linalg.norm(d_true) * max(np.linalg.norm(d_det), 1e-9))
-                angle = math.degrees(math.acos(max(-1.0, min(1.0, cos))))
-                far_enough = np.linalg.norm(d_det) >= 0.4 * np.linalg.norm(d_true)
-                passed.append(float(angle <= ANGLE_TOLERANCE and far_enough))
-        out[i] = float(np.mean(passed)) if passed else 0.0
+                out.append(MotionWindow(i, t, "pass" if np.linalg.norm(d_det) <= still + 1.5 * k else "moved"))
+                continue
+            cos = float(d_true @ d_det) / (np.linalg.norm(d_true) * max(np.linalg.norm(d_det), 1e-9))
+            angle = math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+            ratio = float(np.linalg.norm(d_det) / np.linalg.norm(d_true))
+            short = np.linalg.norm(d_det) < 0.4 * np.linalg.norm(d_true)
+            wrong = [name for name, bad in (("angle", angle > ANGLE_TOLERANCE), ("short", short)) if bad]
+            out.append(MotionWindow(i, t, "+".join(wrong) or "pass", angle, ratio))
+    return out
+
+
+def motion_per_object(truth: Truth, reading: Reading, match: dict[int, int]) -> dict[int, float]:
+    """Object index → passing fraction of its windows (see ``motion_direction``); an unmatched object
+    scores 0, an object whose windows all miss a detection scores 0."""
+    by_object: dict[int, list[MotionWindow]] = {}
+    for win in motion_windows(truth, reading, match):
+        by_object.setdefault(win.i, []).append(win)
+    out = {}
+    for i, wins in by_object.items():
+        counted = [float(win.passed) for win in wins if win.counted]
+        out[i] = float(np.mean(counted)) if counted else 0.0
     return out
 
 
