@@ -135,16 +135,17 @@ def _plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = sorted({r["task"] for r in rows}, key=[r["task"] for r in rows].index)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.8), squeeze=False)
-    bins = np.arange(0, 181, 7.5)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for row in (r for r in rows if r["task"] == task):
             if row["angles"]:
-                ax.hist(row["angles"], bins=bins, alpha=0.55, density=True, label=row["model"])
+                a = np.sort(row["angles"])
+                ax.step(a, np.arange(1, len(a) + 1) / len(a), where="post", label=row["model"])
+        ax.plot([0, 180], [0, 1], color="0.6", linestyle="--", linewidth=0.8, label="random direction")
         ax.axvline(ANGLE_TOLERANCE, color="k", linestyle=":", linewidth=1)
-        ax.set_title(f"{task}: angle error of moving windows")
-        ax.set_xlabel("degrees between true and detected 4-frame displacement (dotted: tolerance)")
-        ax.legend(fontsize=8)
+        ax.set(xlim=(0, 180), ylim=(0, 1.01), title=f"{task}: moving windows",
+               xlabel="angle error of the 4-frame displacement (°; dotted: tolerance)", ylabel="share within")
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
