@@ -24,9 +24,11 @@ from anyframe.world.scene import Motion, Scene, WorldObject
 from anyframe.world.scoring import (
     KEYS,
     PSNR_CAP,
+    match_by_shape,
     match_objects,
     motion_per_object,
     motion_windows,
+    presence_verdicts,
     read_clip,
     score_clip,
     truth_of,
@@ -284,6 +286,26 @@ def test_motion_windows_say_why_a_window_fails() -> None:
             per = motion_per_object(truth, reading, match)
             counted = [w.passed for w in motion_windows(truth, reading, match) if w.counted]
             assert per[0] == pytest.approx(np.mean(counted))
+
+
+def test_presence_verdicts_name_what_is_wrong() -> None:
+    """The truth is "ok"; a dropped object has "no track"; with colours swapped between two objects of different
+    shapes, the shape-first match finds each shape in the wrong colour."""
+    def different_shapes(s):
+        return len(s.objects) == 2 and s.objects[0].shape != s.objects[1].shape and C.swap_colors(s) is not None
+
+    checked = 0
+    for seed in _seeds(different_shapes, 4):
+        scene = scene_for_seed(seed)
+        truth = truth_of(scene)
+        reading = read_clip(render(scene).frames)
+        assert set(presence_verdicts(truth, reading, match_objects(truth, reading)).values()) == {"ok"}
+        reading = read_clip(render(C.drop_object(scene, 0)).frames)
+        assert presence_verdicts(truth, reading, match_objects(truth, reading)).get(0) == "no track"
+        reading = read_clip(render(C.swap_colors(scene)).frames)
+        verdicts = presence_verdicts(truth, reading, match_by_shape(truth, reading))
+        checked += all("colour" in v.split("+") for v in verdicts.values())
+    assert checked >= 3
 
 
 def test_mask_iou() -> None:

@@ -434,20 +434,27 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def presence_per_object(truth: Truth, reading: Reading, match: dict[int, int]) -> dict[int, float]:
-    """Object index → 1/0 (see ``presence`` in the module docstring); objects never clean are left out."""
+def presence_verdicts(truth: Truth, reading: Reading, match: dict[int, int]) -> dict[int, str]:
+    """Object index → ``ok``, ``no track``, or what its track gets wrong, ``+``-joined from ``colour``,
+    ``shape`` and ``coverage`` (see ``presence`` in the module docstring); objects never clean are left out."""
     out = {}
     for i, o in enumerate(truth.scene.objects):
         if not truth.readable[i]:
             continue
         j = match.get(i)
         if j is None:
-            out[i] = 0.0
+            out[i] = "no track"
             continue
         tr = reading.tracks[j]
-        ok = _colour_agreement(truth, i, tr) >= 0.5 and tr.shape == o.shape and _coverage(truth, i, tr) >= 0.5
-        out[i] = float(ok)
+        wrong = [name for name, bad in (("colour", _colour_agreement(truth, i, tr) < 0.5), ("shape", tr.shape != o.shape),
+                                        ("coverage", _coverage(truth, i, tr) < 0.5)) if bad]
+        out[i] = "+".join(wrong) or "ok"
     return out
+
+
+def presence_per_object(truth: Truth, reading: Reading, match: dict[int, int]) -> dict[int, float]:
+    """Object index → 1/0 (see ``presence`` in the module docstring); objects never clean are left out."""
+    return {i: float(v == "ok") for i, v in presence_verdicts(truth, reading, match).items()}
 
 
 def presence(truth: Truth, reading: Reading, match: dict[int, int]) -> float | None:
