@@ -29,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="checkpoints/anyframe-world-s")
     parser.add_argument("--task", default="t2v")
+    parser.add_argument("--step", type=int, default=None, help="the model's training step, recorded for the model card")
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--seed", type=int, default=5_000_000, help="first scene seed (the built-in suites use 1e6–3e6)")
     args = parser.parse_args()
@@ -44,13 +45,13 @@ def main() -> None:
         print(label, {k: rows[-1]["metrics"].get(k) for k in KEYS}, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = (f"python benchmarks/sampling_sweep.py --model {args.model} --task {args.task} --n {args.n} "
-               f"--seed {args.seed}")
+               f"--seed {args.seed}" + (f" --step {args.step}" if args.step else ""))
     (RESULTS / "sampling_sweep.json").write_text(json.dumps({"command": command, "model": args.model, "task": args.task, "n": args.n,
-                                                             "rows": rows}, indent=1))
+                                                             "step": args.step, "rows": rows}, indent=1))
     keys = [k for k in KEYS if any(r["metrics"].get(k) is not None for r in rows)]
     fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
     lines = ["# Sampling sweep", "", f"Command: `{command}`", "",
-             f"`{args.model}` on {args.n} `{args.task}` cases (scene seeds {args.seed}–{args.seed + args.n - 1}, the train",
+             f"`{args.model}`" + (f" (step {args.step:,})" if args.step else "") + f" on {args.n} `{args.task}` cases (scene seeds {args.seed}–{args.seed + args.n - 1}, the train",
              "split), JIT-CFG with renorm, sampling seed 0 + the case seed. Differences under ~0.05 are within the noise of 40",
              "cases (`default_model/curve.md`).",
              "", "| setting | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]

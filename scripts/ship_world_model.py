@@ -126,8 +126,9 @@ def gap_lines(ceiling: dict | None, sweep: dict | None) -> list[str]:
                   if r["metrics"].get(k) is not None and base.get(k) is not None]
         gain, worst = max(deltas), min(deltas)
         lead = "Nor is it sampling" if gain[0] < 0.05 else "Sampling can help"
+        which = f"the step-{sweep['step']:,} model" if sweep.get("step") else "an earlier export of this run"
         lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
-                  f"{sweep['task'].upper()} cases): of "
+                  f"{sweep['task'].upper()} cases, on {which}): of "
                   + ", ".join(r["setting"] for r in rows[1:]) + ",",
                   f"  the best gain over the default is {gain[0]:+.3f} ({gain[2]}, {gain[1]}); the largest loss "
                   f"{worst[0]:+.3f} ({worst[2]}, {worst[1]})."]
@@ -176,14 +177,18 @@ def motion_lines(report: dict, motion: dict | None = None) -> list[str]:
                   "within 45° (the target needs 22.5°)."]
         reverse = next(iter((motion or {}).get("reverse", {}).values()), None)
         if reverse:
-            rev = reverse["reversed prompt"]
-            lines += [f"  With the prompt's direction words reversed, the object follows the prompt in "
-                      f"{100 * rev['follows the prompt']:.0f} % of TI2V cases and",
-                      f"  the image's true direction in {100 * rev['follows the image']:.0f} %: in TI2V the direction "
-                      "comes mostly from where the image puts the object",
-                      "  (world objects never leave the canvas), not from the text. The temporal attention starts "
-                      "fresh at the video stage;",
-                      "  text-to-motion is the skill this run has least of."]
+            true, rev = reverse["true prompt"], reverse["reversed prompt"]
+            lines += [f"  Reversed-prompt test (one-object TI2V, moving straight): with the true prompt the object goes the "
+                      f"prompt's way in {100 * true['follows the prompt']:.0f} % of cases;",
+                      f"  with the direction words reversed, the prompt's way in {100 * rev['follows the prompt']:.0f} %, "
+                      f"the image's true way in {100 * rev['follows the image']:.0f} %, neither in "
+                      f"{100 * rev['neither']:.0f} %."]
+            if rev["follows the image"] > rev["follows the prompt"]:
+                lines += ["  In TI2V the direction comes mostly from where the image puts the object (world objects never",
+                          "  leave the canvas), not from the text."]
+            else:
+                lines += ["  Text and image both steer it: set against each other it mostly follows neither (the reversed",
+                          "  way would take the object off the canvas, which no training clip does)."]
     return lines
 
 
@@ -204,6 +209,20 @@ def steps_lines(curve: dict | None, step: int) -> list[str]:
                     if stuck else "")]
 
 
+def content_lines(content: dict | None) -> list[str]:
+    """What T2V gets wrong about the objects, from ``benchmarks/content_diagnosis.py``."""
+    rows = [r for r in (content or {}).get("rows", []) if r["model"] != "autoencoder ceiling"]
+    if not rows:
+        return []
+    per = lambda key: ", ".join(f"{100 * r['share'].get(key, 0):.0f} %" for r in rows)  # noqa: E731
+    return ["- **T2V content fails on shape, not colour** (`benchmarks/results/content_diagnosis.md`, "
+            f"{content['n']} T2V cases per count, 1–4 objects):",
+            f"  the object's track has the wrong shape for {per('wrong shape (alone or not)')}, the wrong colour "
+            f"for {per('wrong colour (alone or not)')}, no track for {per('no track')};",
+            "  and the oracle reads " + ", ".join(f"{r['tracks_per_object']:.1f}" for r in rows)
+            + " tracks per object asked for (spurious or split objects; the ceiling ≈ 1)."]
+
+
 def by_object_count(report: dict) -> list[str]:
     """T2V and TI2V scores split by the scene's number of objects: is a gap binding (it grows with the
     objects) or the skill itself (one object fails too)?"""
@@ -220,7 +239,7 @@ def by_object_count(report: dict) -> list[str]:
 
 def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float,
          hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
-         motion: dict | None = None) -> str:
+         motion: dict | None = None, content: dict | None = None) -> str:
     lines = [
         f"# {out_name}", "",
         "The default anyframe model: a world-scale STIV (S: 12 M parameters, 16 frames of 32×32 px) trained from",
@@ -271,6 +290,7 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
             "and motion are still far from the targets.", "",
             *gap_lines(ceiling, sweep),
             *motion_lines(reports["standard"], motion),
+            *content_lines(content),
             *steps_lines(curve, video["steps"]),
             "  STIV trains its T2V and TI2V models for 400 k steps at batch 1,024 (§ Training);",
             f"  this run is a few CPU hours at batch 8, {100 * clips / (400e3 * 1024):.2f} % of those samples. The run "
@@ -337,6 +357,8 @@ def main() -> None:
     sweep = json.loads(sweep_path.read_text()) if sweep_path.is_file() else None
     motion_path = RESULTS / "motion_diagnosis.json"
     motion = json.loads(motion_path.read_text()) if motion_path.is_file() else None
+    content_path = RESULTS / "content_diagnosis.json"
+    content = json.loads(content_path.read_text()) if content_path.is_file() else None
     out = Path(args.out)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp / "pipe")
@@ -353,7 +375,7 @@ def main() -> None:
         plot_curves(tmp / "training_curve.png", args.step)
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
-        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion))
+        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion, content))
     for name, path in (("standard", args.report), ("ood", args.ood_report)):
         if path:  # the per-case record of the model now shipped
             shutil.copyfile(path, RESULTS / "default_model" / f"{name}_report.json")
