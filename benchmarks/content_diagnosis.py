@@ -21,7 +21,7 @@ from pathlib import Path
 
 from anyframe.evaluation.harness import Conditioning, load_model
 from anyframe.world.scoring import match_by_shape, presence_verdicts, read_clip, truth_of
-from anyframe.world.suite import make_case
+from anyframe.world.suite import cases_where
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = ("ok", "no track", "shape", "colour", "coverage", "several")
@@ -60,12 +60,7 @@ def main() -> None:
     models = [(args.model, load_model(args.model)), ("autoencoder ceiling", load_model(f"autoencoder:{args.model}"))]
     rows = []
     for count in range(1, 5):
-        cases, seed = [], args.seed
-        while len(cases) < args.n:
-            case = make_case("t2v", seed, "train", prefix="content")
-            seed += 1
-            if len(case.scene["objects"]) == count:
-                cases.append(case)
+        cases = cases_where("t2v", args.n, lambda s, count=count: len(s.objects) == count, args.seed, prefix="content")
         for name, model in models:
             rows.append({"objects": count, "model": name, **diagnose(model, cases)})
             print(json.dumps(rows[-1]), flush=True)

@@ -34,21 +34,10 @@ import numpy as np
 
 from anyframe.evaluation.harness import Conditioning, load_model
 from anyframe.world.scoring import ANGLE_TOLERANCE, match_objects, motion_windows, object_chains, read_clip, truth_of
-from anyframe.world.suite import make_case
+from anyframe.world.suite import cases_where
 
 RESULTS = Path(__file__).parent / "results"
 OUTCOMES = ("pass", "angle", "short", "angle+short", "moved", "unmatched")
-
-
-def cases_for(task: str, n: int, seed: int, objects: int) -> list:
-    out, s = [], seed
-    while len(out) < n:
-        case = make_case(task, s, "train", prefix="motion")
-        s += 1
-        if objects and len(case.scene["objects"]) != objects:
-            continue
-        out.append(case)
-    return out
 
 
 def diagnose(model, cases: list) -> dict:
@@ -88,17 +77,10 @@ def reverse_directions(prompt: str) -> str:
     return re.sub(r"\b(left|right|up|down)\b", lambda m: REVERSED[m.group(1)], prompt)
 
 
-def straight_movers(n: int, seed: int) -> list:
-    """One-object TI2V cases whose object moves in a straight line (no bounce, pan or event)."""
-    out, s = [], seed
-    while len(out) < n:
-        case = make_case("ti2v", s, "train", prefix="reverse")
-        s += 1
-        scene = case.scene_program()
-        if (len(scene.objects) == 1 and scene.objects[0].motion.direction is not None
-                and not scene.objects[0].motion.bounce and scene.pan == "none" and not scene.events):
-            out.append(case)
-    return out
+def straight_mover(scene) -> bool:
+    """One object moving in a straight line (no bounce, pan or event)."""
+    return (len(scene.objects) == 1 and scene.objects[0].motion.direction is not None
+            and not scene.objects[0].motion.bounce and scene.pan == "none" and not scene.events)
 
 
 def follows(model, cases: list) -> dict:
@@ -170,7 +152,8 @@ def main() -> None:
     models.append(("autoencoder ceiling", load_model(f"autoencoder:{specs[0][1]}")))
     rows = []
     for task in args.tasks:
-        cases = cases_for(task, args.n, args.seed, args.objects)
+        cases = cases_where(task, args.n, lambda s: not args.objects or len(s.objects) == args.objects, args.seed,
+                            prefix="motion")
         for name, model in models:
             row = {"task": task, "model": name, **diagnose(model, cases)}
             rows.append(row)
@@ -178,7 +161,7 @@ def main() -> None:
 
     reverse = {}
     if args.reverse:
-        cases = straight_movers(args.reverse, args.seed)
+        cases = cases_where("ti2v", args.reverse, straight_mover, args.seed, prefix="reverse")
         for label, model in models[:-1]:
             reverse[label] = follows(model, cases)
             print(json.dumps({label: reverse[label]}), flush=True)

@@ -15,6 +15,7 @@ from anyframe.world.suite import (
     SCORED_KEYS,
     TASKS,
     builtin_suite,
+    cases_where,
     load_suite,
     make_case,
     sample_suite,
@@ -125,3 +126,15 @@ def test_world_sample_writes_a_suite(tmp_path, capsys):
                            (("--n", 2, "--task", "sing"), "--task")]:
         code, _, err = _run(capsys, "world", "sample", *args, "--out", tmp_path / "x.jsonl")
         assert code == 2 and fragment in err and not (tmp_path / "x.jsonl").exists()
+
+
+def test_cases_where_keeps_the_first_scenes_that_pass():
+    cases = cases_where("ti2v", 5, lambda scene: len(scene.objects) == 2, seed=100, prefix="probe")
+    assert len(cases) == 5 and all(len(c.scene_program().objects) == 2 for c in cases)
+    seeds = [c.seed for c in cases]
+    skipped = [s for s in range(100, seeds[-1]) if s not in seeds]
+    assert seeds == sorted(seeds) and skipped  # in seed order, and the others were left out
+    assert all(len(make_case("ti2v", s).scene_program().objects) != 2 for s in skipped)
+    assert cases[0].id == make_case("ti2v", seeds[0], prefix="probe").id
+    with pytest.raises(AnyframeInputError, match="only 0 of 2 t2v cases"):
+        cases_where("t2v", 2, lambda scene: False)

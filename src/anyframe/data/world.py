@@ -14,7 +14,8 @@ from anyframe.world.sampling import SPLITS, scene_for_seed
 class WorldDataset:
     """``num_clips`` scenes of ``split``; item i is the scene of seed ``seed · 1_000_003 + i`` (so datasets
     with different seeds do not overlap, and any item can be re-rendered from its index alone). ``num_objects``
-    fixes every scene's object count (a curriculum); ``None`` keeps the split's distribution."""
+    fixes every scene's object count (a curriculum; the scene sampler checks its range); ``None`` keeps the
+    split's distribution."""
 
     def __init__(self, num_clips: int = 100_000, split: str = "train", size: int = 32, frames: int = 16, seed: int = 0,
                  num_objects: int | None = None):
@@ -22,8 +23,6 @@ class WorldDataset:
             raise ValueError(f"unknown split {split!r} ({', '.join(SPLITS)})")
         if num_clips < 1:
             raise ValueError("a world dataset needs at least one clip")
-        if num_objects is not None and not 1 <= num_objects <= 8:
-            raise ValueError(f"num_objects must be in [1, 8], got {num_objects}")
         self.num_clips, self.split, self.size, self.frames, self.seed = num_clips, split, size, frames, seed
         self.num_objects = num_objects
 

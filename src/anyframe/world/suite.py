@@ -152,6 +152,21 @@ def sample_suite(n: int, split: str = "train", seed: int = 0, tasks=TASKS, size:
     return [make_case(tasks[i % len(tasks)], seed + i, split, size, frames, prefix) for i in range(n)]
 
 
+def cases_where(task: str, n: int, keep, seed: int = 0, split: str = "train", prefix: str = "case") -> list[Case]:
+    """The first ``n`` cases of ``task`` from scene seeds ``seed, seed + 1, …`` whose scene passes ``keep``
+    (a ``Scene → bool``): a benchmark's slice of the world, e.g. one-object scenes. Gives up, with an input
+    error, after ``1000 · n`` seeds."""
+    out, s = [], seed
+    while len(out) < n:
+        if s - seed >= 1000 * n:
+            raise AnyframeInputError(f"only {len(out)} of {n} {task} cases from seeds {seed}–{s - 1} pass the filter")
+        case = make_case(task, s, split, prefix=prefix)
+        s += 1
+        if keep(case.scene_program()):
+            out.append(case)
+    return out
+
+
 BUILTIN_SUITES = ("smoke", "standard", "ood")
 OOD_TASKS = ("t2v", "ti2v", "keyframes", "interpolation", "prediction", "masks")
 
