@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
+from anyframe.evaluation.targets import TARGETS
+
 RESULTS = Path(__file__).parent / "results" / "default_model"
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-from ship_world_model import TARGETS  # noqa: E402  (one list of targets: the card's)
 
 
 def _point(path: Path) -> dict:

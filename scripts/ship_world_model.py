@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from anyframe.evaluation.targets import TARGETS
 from anyframe.io import atomic_dir
 from anyframe.pipeline import AnyFramePipeline
 
@@ -34,16 +35,6 @@ STAGES = [  # (stage, recipe, run folder, command)
      "anyframe train-autoencoder --config configs/world-autoencoder.yaml"),
     ("T2I", "configs/world-s-t2i.yaml", "runs/world-s-t2i", "anyframe train --config configs/world-s-t2i.yaml"),
     ("multitask video", "configs/world-s.yaml", "runs/world-s", "anyframe train --config configs/world-s.yaml"),
-]
-TARGETS = [  # (task, measure, report key, target)
-    ("ti2v", "keyframe PSNR (dB)", "keyframe_psnr", 30), ("ti2v", "motion direction", "motion_direction", 0.9),
-    ("ti2v", "identity persistence", "identity_persistence", 0.95), ("t2v", "presence", "presence", 0.85),
-    ("t2v", "colour binding (≥ 2 objects)", "color_binding", 0.8), ("t2v", "motion direction", "motion_direction", 0.8),
-    ("interpolation", "endpoint PSNR (dB)", "keyframe_psnr", 30),
-    ("interpolation", "trajectory monotone between the endpoints", "trajectory_monotone", 0.9),
-    ("prediction", "motion continued", "motion_direction", 0.9),
-    ("keyframes", "PSNR at the keyframe (dB)", "keyframe_psnr", 30),
-    ("keyframes", "motion consistent on both sides", "motion_direction", 0.85),
 ]
 CARD_KEYS = ("presence", "color_binding", "count", "motion_direction", "spatial_relation", "event",
              "identity_persistence", "keyframe_psnr", "keyframe_ssim", "dynamic_degree", "motion_smoothness",
@@ -111,8 +102,9 @@ def fmt(v) -> str:
     return "—" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
 
 
-def gap_lines(ceiling: dict | None, sweep: dict | None) -> list[str]:
-    """What the autoencoder ceiling and the sampling sweep say about where the gap is."""
+def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = None) -> list[str]:
+    """What the autoencoder ceiling, the sampling sweep and its full-suite check
+    (``benchmarks/compare_reports.py``' ``guidance_full_suite``) say about where the gap is."""
     lines = []
     if ceiling and "t2v" in ceiling:
         t = ceiling["t2v"]
@@ -126,12 +118,23 @@ def gap_lines(ceiling: dict | None, sweep: dict | None) -> list[str]:
                   if r["metrics"].get(k) is not None and base.get(k) is not None]
         gain, worst = max(deltas), min(deltas)
         lead = "Nor is it sampling" if gain[0] < 0.05 else "Sampling can help"
+        verdicts = []
+        if check:
+            label = list(check["reports"])[-1]
+            verdicts = [r["versus_first"][label]["verdict"] for r in check["rows"] if r["versus_first"][label]]
+            if verdicts.count("better") == 0:
+                lead = "Nor is it sampling"
         which = f"the step-{sweep['step']:,} model" if sweep.get("step") else "an earlier export of this run"
         lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
                   f"{sweep['task'].upper()} cases, on {which}): of "
                   + ", ".join(r["setting"] for r in rows[1:]) + ",",
                   f"  the best gain over the default is {gain[0]:+.3f} ({gain[2]}, {gain[1]}); the largest loss "
                   f"{worst[0]:+.3f} ({worst[2]}, {worst[1]})."]
+        if verdicts:
+            lines += [f"  On the whole standard suite (`benchmarks/results/guidance_full_suite.md`) {label} is better on "
+                      f"{verdicts.count('better')}, worse on {verdicts.count('worse')} and the same within noise on "
+                      f"{verdicts.count('same')} of the {len(verdicts)} targets"
+                      + (": the sweep's gain did not hold, and the default stays." if not verdicts.count("better") else ".")]
     return lines
 
 
@@ -239,7 +242,7 @@ def by_object_count(report: dict) -> list[str]:
 
 def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float,
          hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
-         motion: dict | None = None, content: dict | None = None) -> str:
+         motion: dict | None = None, content: dict | None = None, check: dict | None = None) -> str:
     lines = [
         f"# {out_name}", "",
         "The default anyframe model: a world-scale STIV (S: 12 M parameters, 16 frames of 32×32 px) trained from",
@@ -288,7 +291,7 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
             f"({video['wall_s'] / 60:.0f} min of training on a CPU). Keyframe fidelity is met — it rests on frame",
             "replacement and the autoencoder, not on training time — and so is the interpolation trajectory; content",
             "and motion are still far from the targets.", "",
-            *gap_lines(ceiling, sweep),
+            *gap_lines(ceiling, sweep, check),
             *motion_lines(reports["standard"], motion),
             *content_lines(content),
             *steps_lines(curve, video["steps"]),
@@ -351,14 +354,11 @@ def main() -> None:
             reports[name] = dict(json.loads(Path(path).read_text()), command=command)
     calibration = RESULTS / "oracle_calibration.json"
     ceiling = json.loads(calibration.read_text())["standard"].get("autoencoder_by_task") if calibration.is_file() else None
+    read = lambda path: json.loads(path.read_text()) if path.is_file() else None  # noqa: E731
     curve_path = RESULTS / "default_model" / "curve.json"
-    curve = json.loads(curve_path.read_text()) if curve_path.is_file() else None
-    sweep_path = RESULTS / "sampling_sweep.json"
-    sweep = json.loads(sweep_path.read_text()) if sweep_path.is_file() else None
-    motion_path = RESULTS / "motion_diagnosis.json"
-    motion = json.loads(motion_path.read_text()) if motion_path.is_file() else None
-    content_path = RESULTS / "content_diagnosis.json"
-    content = json.loads(content_path.read_text()) if content_path.is_file() else None
+    curve, sweep, check, motion, content = (read(p) for p in (
+        curve_path, RESULTS / "sampling_sweep.json", RESULTS / "guidance_full_suite.json",
+        RESULTS / "motion_diagnosis.json", RESULTS / "content_diagnosis.json"))
     out = Path(args.out)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp / "pipe")
@@ -375,7 +375,8 @@ def main() -> None:
         plot_curves(tmp / "training_curve.png", args.step)
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
-        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion, content))
+        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion,
+                                               content, check))
     for name, path in (("standard", args.report), ("ood", args.ood_report)):
         if path:  # the per-case record of the model now shipped
             shutil.copyfile(path, RESULTS / "default_model" / f"{name}_report.json")

@@ -362,8 +362,8 @@ def eval_command(
     n: int | None = typer.Option(None, "--n", help="Score a seeded random subset of N cases."),
     seed: int = typer.Option(0, "--seed", help="Subset and sampling seed."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
-    steps: int = typer.Option(25, "--steps", help="Sampling steps (pipeline models)."),
-    guidance: float = typer.Option(7.5, "--guidance", "-g", help="Guidance scale (pipeline models)."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampling steps (pipeline models; default: the model's)."),
+    guidance: float | None = typer.Option(None, "--guidance", "-g", help="Guidance scale (pipeline models; default: the model's)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
     against: str = typer.Option("program", "--against", help="Score against the scene program, or the prompt alone."),
     detail: float | None = typer.Option(None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1] (default: the model's)."),
@@ -381,7 +381,7 @@ def eval_command(
 
             keep = sorted(np.random.default_rng(seed).choice(len(cases), n, replace=False).tolist())
             cases = [cases[i] for i in keep]
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")

@@ -60,6 +60,14 @@ def test_a_pipeline_runs_every_task_and_edits_are_unsupported(tmp_path):
     scored = [c for c in report["cases"] if c["scores"]]
     assert len(scored) == 7 and all("presence" in c["scores"] for c in scored)
 
+    # a setting not given is the model's own (what `anyframe generate` samples with); one given wins
+    model = PipelineModel(str(tmp_path / "m"))
+    defaults = model.pipe.sampling_defaults
+    assert (model.steps, model.guidance, model.guidance_mode, model.renorm) == (
+        defaults["num_inference_steps"], defaults["guidance_scale"], defaults["guidance_mode"], defaults["renorm"])
+    model = PipelineModel(str(tmp_path / "m"), steps=3, guidance=2.0, guidance_mode="cfg", renorm=None)
+    assert (model.steps, model.guidance, model.guidance_mode, model.renorm) == (3, 2.0, "cfg", None)
+
 
 def test_the_autoencoder_model_is_the_true_clip_through_the_autoencoder(tmp_path):
     import torch

@@ -215,3 +215,30 @@ def test_a_checkpoint_missing_weights_does_not_resume(tmp_path):
     save_file(weights, str(path))
     with pytest.raises(AnyframeInputError, match="does not fit .* missing transformer.blocks.0."):
         train(_cfg(tmp_path, *const, "train.steps=4"), resume="latest", progress=False)
+
+
+def test_a_cooldown_branches_off_a_constant_run(tmp_path):
+    # warmup-stable-decay: the run stays at a constant LR; a cooldown is a branch from one of its checkpoints
+    const = ["optim.schedule=constant", "optim.lr=0.01", "optim.warmup_steps=0", "train.log_every=1", "train.checkpoint_every=4"]
+    train(_cfg(tmp_path / "run", *const, "train.steps=8"), progress=False)
+    cool = ["optim.schedule=wsd", "optim.decay_steps=4", "optim.lr=0.01", "optim.warmup_steps=0", "train.log_every=1", "train.checkpoint_every=2",
+            "train.steps=8"]
+    branch = str(tmp_path / "run" / "checkpoints" / "step-00000004")
+    with pytest.warns(UserWarning, match="optim.schedule"):  # a different curve from here, and it says so
+        train(_cfg(tmp_path / "cool", *cool), resume=branch, progress=False)
+    run = {m["step"]: m for m in read_metrics(tmp_path / "run") if "lr" in m}
+    cooled = {m["step"]: m for m in read_metrics(tmp_path / "cool") if "lr" in m}
+    assert [run[s]["lr"] for s in range(4, 9)] == [0.01] * 5
+    assert cooled[5]["loss"] == run[5]["loss"]  # the same weights at the branch point
+    lrs = [cooled[s]["lr"] for s in range(5, 9)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] == 0.0, lrs
+    # resuming mid-cooldown continues the same curve
+    with pytest.warns(UserWarning, match="optim.schedule"):
+        train(_cfg(tmp_path / "cool2", *cool), resume=branch, progress=False, stop_after=6)
+    train(_cfg(tmp_path / "cool2", *cool), resume="latest", progress=False)
+    assert _losses(tmp_path / "cool2") == _losses(tmp_path / "cool")
+    for bad, message in ((["optim.schedule=wsd"], "decay_steps"), (["optim.decay_steps=3"], "applies to optim.schedule wsd")):
+        with pytest.raises(AnyframeInputError, match=message):
+            _cfg(tmp_path, *bad)
+    with pytest.raises(AnyframeInputError, match="exceed train.steps"):
+        train(_cfg(tmp_path / "long", "optim.schedule=wsd", "optim.decay_steps=9", "train.steps=8"), progress=False)

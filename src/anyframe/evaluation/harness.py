@@ -132,18 +132,25 @@ class AutoencoderModel:
 
 
 class PipelineModel:
-    """An anyframe pipeline folder. ``steps``/``guidance``/``seed`` are the sampling settings of the run."""
+    """An anyframe pipeline folder. ``steps``/``guidance``/``guidance_mode``/``renorm``/``seed`` are the sampling
+    settings of the run; a setting not given is the model's own (``sampling_defaults``: what ``anyframe generate``
+    uses), so a model is scored the way it generates."""
 
-    def __init__(self, path: str, steps: int = 25, guidance: float = 7.5, guidance_mode: str = "jit", seed: int = 0,
-                 device: str = "cpu", renorm: str | None = "full", name: str | None = None, detail: float | None = None):
+    def __init__(self, path: str, steps: int | None = None, guidance: float | None = None, guidance_mode: str | None = None,
+                 seed: int = 0, device: str = "cpu", renorm: str | None = "default", name: str | None = None,
+                 detail: float | None = None):
         from anyframe.errors import AnyframeInputError
         from anyframe.pipeline import AnyFramePipeline
 
         self.name = name or str(path)
-        self.renorm = renorm
         self.pipe = AnyFramePipeline.from_pretrained(path).to(device)
         self.pipe.set_progress_bar_config(disable=True)
-        self.steps, self.guidance, self.guidance_mode, self.seed = steps, guidance, guidance_mode, seed
+        defaults = self.pipe.sampling_defaults
+        self.steps = defaults["num_inference_steps"] if steps is None else steps
+        self.guidance = defaults["guidance_scale"] if guidance is None else guidance
+        self.guidance_mode = defaults["guidance_mode"] if guidance_mode is None else guidance_mode
+        self.renorm = defaults["renorm"] if renorm == "default" else renorm
+        self.seed = seed
         if detail is not None and not self.pipe.conditioning.supports_detail:
             raise AnyframeInputError(f"{self.name}: detail applies to models with Fourier guidance (FlashI2V)")
         self.detail = detail

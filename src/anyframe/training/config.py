@@ -183,10 +183,21 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
-    schedule: Literal["constant", "cosine"] = "constant"
+    # wsd: warmup, stable, then a cooldown over the last ``decay_steps`` of train.steps — branch a cooldown off a
+    # constant run's checkpoint (--set optim.schedule=wsd --set optim.decay_steps=N --resume) and the run goes on
+    schedule: Literal["constant", "cosine", "wsd"] = "constant"
     warmup_steps: int = Field(0, ge=0)
+    decay_steps: int = Field(0, ge=0)  # wsd only
     max_grad_norm: float = Field(1.0, gt=0)
     grad_accum: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _decay(self):
+        if self.schedule == "wsd" and self.decay_steps < 1:
+            raise ValueError("optim.schedule wsd needs optim.decay_steps ≥ 1 (the cooldown's length)")
+        if self.schedule != "wsd" and self.decay_steps:
+            raise ValueError(f"optim.decay_steps applies to optim.schedule wsd, not {self.schedule}")
+        return self
 
 
 class EMAConfig(_Strict):

@@ -1,4 +1,5 @@
-"""Optimizers (AdamW; transformers' Adafactor) and LR schedules (diffusers' warmup + constant / cosine)."""
+"""Optimizers (AdamW; transformers' Adafactor) and LR schedules (diffusers' warmup + constant / cosine;
+transformers' warmup-stable-decay)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Iterable
 
 import torch
 from diffusers.optimization import get_scheduler
-from transformers.optimization import Adafactor
+from transformers.optimization import Adafactor, get_wsd_schedule
 
+from anyframe.errors import AnyframeInputError
 from anyframe.training.config import OptimConfig
 
 
@@ -29,5 +31,14 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> t
 
 
 def build_lr_schedule(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
+    """The LR at each step is a function of the step alone, so a resumed run continues the same curve."""
+    if cfg.schedule == "wsd":
+        if cfg.warmup_steps + cfg.decay_steps > total_steps:
+            raise AnyframeInputError(f"optim.warmup_steps + optim.decay_steps ({cfg.warmup_steps} + {cfg.decay_steps}) "
+                                     f"exceed train.steps ({total_steps})")
+        # constant until the last decay_steps, then to zero along 1 − √progress (Hägele et al. 2024, "Scaling
+        # laws and compute-optimal training beyond fixed training durations": the cooldown shape they found best)
+        return get_wsd_schedule(optimizer, num_warmup_steps=cfg.warmup_steps, num_decay_steps=cfg.decay_steps,
+                                num_training_steps=total_steps, decay_type="1-sqrt")
     name = "constant_with_warmup" if cfg.schedule == "constant" else "cosine"
     return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)

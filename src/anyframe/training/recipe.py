@@ -295,8 +295,8 @@ def train(
     if resume is not None:
         ckpt = with_denoiser_names(load_checkpoint(resolve_checkpoint(resume, out / "checkpoints")))
         allowed = set(RESUMABLE_DIFFERENCES)
-        if cfg.optim.schedule == "cosine":
-            allowed.discard("train.steps")  # the cosine schedule spans train.steps
+        if cfg.optim.schedule in ("cosine", "wsd"):
+            allowed.discard("train.steps")  # these schedules span (or end at) train.steps
         before = with_current_defaults(ckpt.state["config"])
         lora_unused = not cfg.lora.enabled and not before.get("lora", {}).get("enabled", False)
         changed = [k for k in config_differences(before, cfg.to_dict())

@@ -1,0 +1,95 @@
+"""Does a change in how the default model is made or sampled move its targets? Issue 5's target keys of
+standard-suite reports side by side, against the quality curve's noise floor.
+
+    anyframe eval --model checkpoints/anyframe-world-s --suite standard --guidance 12 --out /tmp/g12
+    python benchmarks/compare_reports.py --name guidance_full_suite --title "Guidance 12 on the whole suite" \\
+        --report "guidance 7.5 (default)=reports/world-s-standard/report.json" --report "guidance 12=/tmp/g12/report.json" \\
+        --command "guidance 7.5 (default)=anyframe eval ... --out reports/world-s-standard" --command "guidance 12=anyframe eval ..."
+
+The first ``--report LABEL=PATH`` is the baseline; each later one is compared with it key by key. A
+difference counts only beyond the noise floor of ``benchmarks/results/default_model/curve.json`` (two
+reports of the same weights; 1 dB for PSNR). ``--command LABEL=CMD`` records how a report was made.
+Writes ``benchmarks/results/NAME.{md,json}`` (the values are kept, so the table outlives the reports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from anyframe.evaluation.targets import PSNR_NOISE, compare_targets
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep or not label or not value:
+            raise SystemExit(f"error: {flag} {item!r}: expected LABEL=VALUE")
+        out[label] = value
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", action="append", default=[], metavar="LABEL=PATH", help="a standard-suite report.json")
+    parser.add_argument("--command", action="append", default=[], metavar="LABEL=CMD", help="how that report was made")
+    parser.add_argument("--name", required=True, help="results/NAME.{md,json}")
+    parser.add_argument("--title", default="Report comparison")
+    parser.add_argument("--note", default="", help="a sentence on what differs between the reports")
+    args = parser.parse_args()
+    paths, commands = _pairs(args.report, "--report"), _pairs(args.command, "--command")
+    if len(paths) < 2:
+        raise SystemExit("error: give at least two --report LABEL=PATH (the first is the baseline)")
+    unknown = set(commands) - set(paths)
+    if unknown:
+        raise SystemExit(f"error: --command for unknown reports: {', '.join(sorted(unknown))}")
+    reports = {}
+    for label, path in paths.items():
+        if not Path(path).is_file():
+            raise SystemExit(f"error: --report {label}={path}: no such file")
+        reports[label] = json.loads(Path(path).read_text())
+        if len(reports[label].get("cases", [])) < 320:
+            raise SystemExit(f"error: {path} is not a full standard-suite report")
+    curve = RESULTS / "default_model" / "curve.json"
+    noise = json.loads(curve.read_text())["noise"]["max_abs_diff"] if curve.is_file() else 0.03
+    rows = compare_targets(reports, noise)
+    labels = list(reports)
+    command = "python benchmarks/compare_reports.py " + " ".join(
+        [f"--name {args.name}", f'--title "{args.title}"'] + [f'--report "{k}={v}"' for k, v in paths.items()])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(
+        {"command": command, "title": args.title, "note": args.note, "noise": noise, "psnr_noise": PSNR_NOISE,
+         "reports": {k: {"path": paths[k], "model": reports[k].get("model"), "made_by": commands.get(k)} for k in labels},
+         "rows": rows}, indent=1))
+
+    fmt = lambda v: "—" if v is None else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"  # noqa: E731
+    lines = [f"# {args.title}", "", f"Command: `{command}`", ""]
+    if args.note:
+        lines += [args.note, ""]
+    lines += ["Reports (standard suite, 320 cases):", ""]
+    lines += [f"- **{k}**: `{paths[k]}`" + (f", made by `{commands[k]}`" if k in commands else "") for k in labels]
+    lines += ["", f"A difference counts beyond the noise floor: {noise:.3f} (two reports of the same weights, "
+              f"`default_model/curve.md`), {PSNR_NOISE:.0f} dB for PSNR.", "",
+              "| task | measure | target | " + " | ".join(labels) + " | "
+              + " | ".join(f"{k} − {labels[0]}" for k in labels[1:]) + " |",
+              "|---|---|---|" + "---|" * (2 * len(labels) - 1)]
+    for r in rows:
+        cells = [fmt(r["values"][k]) for k in labels]
+        diffs = ["—" if r["versus_first"][k] is None else
+                 f"{r['versus_first'][k]['delta']:+.3f} ({r['versus_first'][k]['verdict']})" for k in labels[1:]]
+        lines.append(f"| {r['task']} | {r['measure']} | {r['target']} | " + " | ".join(cells + diffs) + " |")
+    lines.append("")
+    for k in labels[1:]:
+        verdicts = [r["versus_first"][k]["verdict"] for r in rows if r["versus_first"][k]]
+        lines.append(f"**{k}** against {labels[0]}: better on {verdicts.count('better')}, worse on "
+                     f"{verdicts.count('worse')}, the same within noise on {verdicts.count('same')} of {len(verdicts)} targets.")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
