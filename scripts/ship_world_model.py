@@ -41,15 +41,15 @@ CARD_KEYS = ("presence", "color_binding", "count", "motion_direction", "spatial_
              "temporal_flicker", "style", "trajectory_monotone")
 
 
-def run_summary(run: Path, upto: int | None = None) -> dict:
-    """Steps, wall time and last loss of a run up to step ``upto`` (default: all), from its metrics.jsonl
-    (summed over resumed segments)."""
+def run_summary(run: Path, upto: int | None = None, since: int = 0) -> dict:
+    """Steps, wall time and last loss of a run from step ``since`` (a branch's start) up to step ``upto``
+    (default: all), from its metrics.jsonl (summed over resumed segments)."""
     records = []
     path = run / "metrics.jsonl"
     if path.is_file():
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    steps = [r for r in records if "steps_per_s" in r and (upto is None or r["step"] <= upto)]
-    wall, last = 0.0, 0
+    steps = [r for r in records if "steps_per_s" in r and since < r["step"] and (upto is None or r["step"] <= upto)]
+    wall, last = 0.0, since
     for r in steps:
         wall += (r["step"] - last) / max(r["steps_per_s"], 1e-9) if r["step"] > last else 0.0
         last = r["step"]
@@ -60,9 +60,27 @@ def run_summary(run: Path, upto: int | None = None) -> dict:
     return {"steps": last, "wall_s": wall, "loss": steps[-1]["loss"] if steps else None, "seed": config.get("seed")}
 
 
-def plot_curves(path: Path, upto: int | None = None) -> None:
+def cooldown_branch(run: Path) -> dict:
+    """Where a cooldown branch of the video stage starts (``train.steps − optim.decay_steps``: the run's
+    checkpoint it resumed from) and the command that made it."""
+    if not (run / "config.yaml").is_file() or not (run / "metrics.jsonl").is_file():
+        raise SystemExit(f"error: --cooldown {run}: not a run folder (config.yaml, metrics.jsonl)")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    optim, total = config["optim"], config["train"]["steps"]
+    if optim["schedule"] != "wsd":
+        raise SystemExit(f"error: --cooldown {run}: optim.schedule is {optim['schedule']}, not wsd")
+    start = total - optim["decay_steps"]
+    precision = config["train"].get("mixed_precision")
+    command = (f"anyframe train --config {STAGES[-1][1]} --set optim.schedule=wsd --set optim.decay_steps={optim['decay_steps']} "
+               f"--set train.steps={total} --set output_dir={run}"
+               + (f" --set train.mixed_precision={precision}" if precision not in (None, "auto", "no") else "")
+               + f" --resume {STAGES[-1][2]}/checkpoints/step-{start:08d}")
+    return {"start": start, "decay_steps": optim["decay_steps"], "command": command}
+
+
+def plot_curves(path: Path, upto: int | None = None, cooldown: Path | None = None) -> None:
     """Loss per task against step for the T2I and video stages (moving mean over 10 logged points; the
-    video stage up to step ``upto``)."""
+    video stage up to step ``upto``, or up to a cooldown branch's start and then the branch)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,6 +92,11 @@ def plot_curves(path: Path, upto: int | None = None) -> None:
         metrics = Path(run) / "metrics.jsonl"
         records = [json.loads(line) for line in metrics.read_text().splitlines() if "steps_per_s" in line] \
             if metrics.is_file() else []
+        if run == STAGES[-1][2] and cooldown is not None:
+            branch = [json.loads(line) for line in (cooldown / "metrics.jsonl").read_text().splitlines()
+                      if "steps_per_s" in line]
+            records = [r for r in records if r["step"] < branch[0]["step"]] + branch
+            ax.axvline(branch[0]["step"], color="grey", linestyle=":", linewidth=0.8)
         if run == STAGES[-1][2] and upto is not None:
             records = [r for r in records if r["step"] <= upto]
         keys = sorted({k for r in records for k in r if k.startswith("loss/")}) or ["loss"]
@@ -102,6 +125,45 @@ def fmt(v) -> str:
     return "—" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
 
 
+def comparison(result: dict) -> tuple[str, str, list[dict], list[dict], int]:
+    """A ``benchmarks/compare_reports.py`` result: (baseline, the compared report, the rows it is better on,
+    worse on, and how many are the same within noise)."""
+    base, label = list(result["reports"])[0], list(result["reports"])[-1]
+    rows = [r for r in result["rows"] if r["versus_first"].get(label)]
+    pick = lambda v: [r for r in rows if r["versus_first"][label]["verdict"] == v]  # noqa: E731
+    return base, label, pick("better"), pick("worse"), len(pick("same"))
+
+
+def cooldown_lines(result: dict | None, loss: dict | None = None) -> list[str]:
+    """What the cooldown buys at equal steps (``benchmarks/results/cooldown.json``; its paired training
+    loss, ``cooldown_loss.json``)."""
+    if not result:
+        return []
+    base, label, better, worse, same = comparison(result)
+    moves = lambda rows: ", ".join(f"{r['task']} {r['measure']} {r['versus_first'][label]['delta']:+.3f}" for r in rows)  # noqa: E731
+    lines = [f"- **{'A cooldown helps' if better and not worse else 'The cooldown'}** (`benchmarks/results/cooldown.md`): "
+             f"{label} against {base} is better on {len(better)} targets" + (f" ({moves(better)})" if better else "") + ",",
+             f"  worse on {len(worse)}" + (f" ({moves(worse)})" if worse else "") + f", the same within noise on {same}."]
+    if loss and loss.get("rows"):
+        end = loss["rows"][-1]
+        lines[-1] += (f" On the same batches its training loss is {100 * -end['relative']:.0f} % lower than the "
+                      f"constant-LR run's by the end (`cooldown_loss.md`).")
+    return lines
+
+
+def renorm_lines(result: dict | None) -> list[str]:
+    """What renormalisation does, task by task, on the whole suite (``benchmarks/results/renorm_full_suite.json``)."""
+    if not result:
+        return []
+    base, label, better, worse, same = comparison(result)
+    moves = lambda rows: ", ".join(f"{r['task']} {r['measure']} {r['versus_first'][label]['delta']:+.3f}" for r in rows)  # noqa: E731
+    return [f"- **Renormalisation is a trade between tasks** (`benchmarks/results/renorm_full_suite.md`): {label} against "
+            f"{base} is better on {len(better)}" + (f" ({moves(better)})" if better else ""),
+            f"  and worse on {len(worse)}" + (f" ({moves(worse)})" if worse else "") + f", the same on {same}"
+            + (": renormalising only the prompt-only clips would keep both gains (not yet measured)." if better and worse
+               else ".")]
+
+
 def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = None) -> list[str]:
     """What the autoencoder ceiling, the sampling sweep and its full-suite check
     (``benchmarks/compare_reports.py``' ``guidance_full_suite``) say about where the gap is."""
@@ -118,11 +180,9 @@ def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = Non
                   if r["metrics"].get(k) is not None and base.get(k) is not None]
         gain, worst = max(deltas), min(deltas)
         lead = "Nor is it sampling" if gain[0] < 0.05 else "Sampling can help"
-        verdicts = []
         if check:
-            label = list(check["reports"])[-1]
-            verdicts = [r["versus_first"][label]["verdict"] for r in check["rows"] if r["versus_first"][label]]
-            if verdicts.count("better") == 0:
+            _, label, better, worse, same = comparison(check)
+            if not better:
                 lead = "Nor is it sampling"
         which = f"the step-{sweep['step']:,} model" if sweep.get("step") else "an earlier export of this run"
         lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
@@ -130,11 +190,11 @@ def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = Non
                   + ", ".join(r["setting"] for r in rows[1:]) + ",",
                   f"  the best gain over the default is {gain[0]:+.3f} ({gain[2]}, {gain[1]}); the largest loss "
                   f"{worst[0]:+.3f} ({worst[2]}, {worst[1]})."]
-        if verdicts:
+        if check:
             lines += [f"  On the whole standard suite (`benchmarks/results/guidance_full_suite.md`) {label} is better on "
-                      f"{verdicts.count('better')}, worse on {verdicts.count('worse')} and the same within noise on "
-                      f"{verdicts.count('same')} of the {len(verdicts)} targets"
-                      + (": the sweep's gain did not hold, and the default stays." if not verdicts.count("better") else ".")]
+                      f"{len(better)}, worse on {len(worse)} and the same within noise on {same} of the "
+                      f"{len(better) + len(worse) + same} targets"
+                      + (": the sweep's gain did not hold, and the default stays." if not better else ".")]
     return lines
 
 
@@ -242,7 +302,8 @@ def by_object_count(report: dict) -> list[str]:
 
 def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float,
          hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
-         motion: dict | None = None, content: dict | None = None, check: dict | None = None) -> str:
+         motion: dict | None = None, content: dict | None = None, check: dict | None = None,
+         cooled: tuple[dict | None, dict | None] = (None, None), renorm: dict | None = None) -> str:
     lines = [
         f"# {out_name}", "",
         "The default anyframe model: a world-scale STIV (S: 12 M parameters, 16 frames of 32×32 px) trained from",
@@ -262,6 +323,12 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
         wall = f"{s['wall_s'] / 60:.0f} min" if s["wall_s"] else "—"
         lines.append(f"| {s['stage']} | `{s['recipe']}` | `{s['command']}` | {s['seed']} | {s['steps']} | {wall} | "
                      f"{fmt(s['loss'])} |")
+    if stages[-1]["stage"].startswith("cooldown"):
+        lines += ["", "The weights end a **cooldown** (warmup-stable-decay, `optim.schedule: wsd`): a branch from the "
+                  "constant-LR run's checkpoint", f"whose LR falls to zero along 1 − √progress over its last "
+                  f"{stages[-1]['decay_steps']:,} steps. The run itself goes on at constant LR from "
+                  "that checkpoint; a later", "model is a later cooldown branch (`benchmarks/results/cooldown.md`: "
+                  "what the cooldown buys at equal steps)."]
     lines += ["", f"Hardware: {hardware}; torch {torch.__version__}. Wall time is the sum of the logged windows "
               "(a resumed run: its segments).",
               "", "![training curve](training_curve.png)", ""]
@@ -283,7 +350,7 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
             lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | {fmt(top)} |")
         lines += ["", "Motion continued after the given frames and on both sides of a mid keyframe are the oracle's",
                   "`motion_direction` on those tasks (windows of constant true velocity, so on both sides).", ""]
-        video = stages[-1]
+        video = dict(steps=stages[-1]["steps"], wall_s=sum(s["wall_s"] for s in stages if s.get("video")))
         clips = video["steps"] * 8
         lines += [
             "### Where it stands, and what would close the gap", "",
@@ -292,6 +359,8 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
             "replacement and the autoencoder, not on training time — and so is the interpolation trajectory; content",
             "and motion are still far from the targets.", "",
             *gap_lines(ceiling, sweep, check),
+            *renorm_lines(renorm),
+            *cooldown_lines(*cooled),
             *motion_lines(reports["standard"], motion),
             *content_lines(content),
             *steps_lines(curve, video["steps"]),
@@ -311,7 +380,9 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
         steps = list(curve)
         lines += ["## Quality over training", "",
                   "The `standard` suite's targets for the video stage exported at each step "
-                  "(`benchmarks/default_model_curve.py`, `benchmarks/results/default_model/curve.md`):", "",
+                  "(`benchmarks/default_model_curve.py`, `benchmarks/results/default_model/curve.md`)"
+                  + (" — the constant-LR run; the shipped weights, its cooldown branch, are the targets table above:"
+                     if stages[-1]["stage"].startswith("cooldown") else ":"), "",
                   "| task | measure | " + " | ".join(f"{int(s):,}" for s in steps) + " |",
                   "|---|---|" + "---|" * len(steps)]
         for task, label, key, _ in TARGETS:
@@ -339,13 +410,21 @@ def main() -> None:
     parser.add_argument("--report-command", default="", help="the eval command, for the card")
     parser.add_argument("--ood-report-command", default="")
     parser.add_argument("--step", type=int, default=None, help="the video stage's step shipped (default: the run's last)")
+    parser.add_argument("--cooldown", default=None, help="the run folder of a cooldown branch of the video stage "
+                        "(optim.schedule wsd, resumed from the run's checkpoint where its decay starts) that made the weights")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, no GPU",
                         help="what trained it, for the card")
     args = parser.parse_args()
     pipe = AnyFramePipeline.from_pretrained(args.pipeline)
     pipe.transformer.to(torch.float16)  # storage only: from_pretrained loads it back as float32
-    stages = [dict(stage=s, recipe=r, command=c, **run_summary(Path(d), args.step if i == len(STAGES) - 1 else None))
+    cooldown = Path(args.cooldown) if args.cooldown else None
+    branch = cooldown_branch(cooldown) if cooldown else None
+    stages = [dict(stage=s, recipe=r, command=c, video=i == len(STAGES) - 1,
+                   **run_summary(Path(d), (branch["start"] if branch else args.step) if i == len(STAGES) - 1 else None))
               for i, (s, r, d, c) in enumerate(STAGES)]
+    if branch:
+        stages.append(dict(stage=f"cooldown from step {branch['start']:,}", recipe=STAGES[-1][1], command=branch["command"],
+                           video=True, decay_steps=branch["decay_steps"], **run_summary(cooldown, args.step, since=branch["start"])))
     ae_path = Path("runs/world-autoencoder/autoencoder/eval.json")
     ae_eval = json.loads(ae_path.read_text()) if ae_path.is_file() else None
     reports = {}
@@ -356,9 +435,12 @@ def main() -> None:
     ceiling = json.loads(calibration.read_text())["standard"].get("autoencoder_by_task") if calibration.is_file() else None
     read = lambda path: json.loads(path.read_text()) if path.is_file() else None  # noqa: E731
     curve_path = RESULTS / "default_model" / "curve.json"
-    curve, sweep, check, motion, content = (read(p) for p in (
+    curve, sweep, check, motion, content, cooled, cooled_loss, renorm = (read(p) for p in (
         curve_path, RESULTS / "sampling_sweep.json", RESULTS / "guidance_full_suite.json",
-        RESULTS / "motion_diagnosis.json", RESULTS / "content_diagnosis.json"))
+        RESULTS / "motion_diagnosis.json", RESULTS / "content_diagnosis.json", RESULTS / "cooldown.json",
+        RESULTS / "cooldown_loss.json", RESULTS / "renorm_full_suite.json"))
+    if not cooldown:
+        cooled = cooled_loss = None  # a model without a cooldown: nothing to say about one
     out = Path(args.out)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp / "pipe")
@@ -372,11 +454,11 @@ def main() -> None:
         mb = size_mb(tmp)
         if mb > MAX_MB:
             raise SystemExit(f"error: the shipped folder would be {mb:.1f} MB (limit {MAX_MB} MB)")
-        plot_curves(tmp / "training_curve.png", args.step)
+        plot_curves(tmp / "training_curve.png", args.step, cooldown)
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
         (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion,
-                                               content, check))
+                                               content, check, (cooled, cooled_loss), renorm))
     for name, path in (("standard", args.report), ("ood", args.ood_report)):
         if path:  # the per-case record of the model now shipped
             shutil.copyfile(path, RESULTS / "default_model" / f"{name}_report.json")

@@ -1,5 +1,7 @@
 """AnyFramePipeline end to end on a tiny, randomised world pipeline."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -88,6 +90,12 @@ def test_save_load_gives_identical_outputs(pipe, tmp_path):
     # saving over an existing folder replaces it
     pipe.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "model_index.json").is_file()
+    # the tokenizer is saved as loaded, not with the padding of the last prompt it encoded
+    pipe.encode_text(["a red circle"])
+    pipe.save_pretrained(tmp_path / "m")
+    tokenizer = json.loads((tmp_path / "m" / "tokenizer" / "tokenizer.json").read_text())
+    assert tokenizer["padding"] is None and tokenizer["truncation"] is None
+    assert len(AnyFramePipeline.from_pretrained(tmp_path / "m").tokenizer("a red circle").input_ids) < 10
 
 
 class _ForwardCounter:

@@ -364,6 +364,8 @@ def eval_command(
     out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
     steps: int | None = typer.Option(None, "--steps", help="Sampling steps (pipeline models; default: the model's)."),
     guidance: float | None = typer.Option(None, "--guidance", "-g", help="Guidance scale (pipeline models; default: the model's)."),
+    guidance_mode: str | None = typer.Option(None, "--guidance-mode", help="jit | cfg | text-image | none (default: the model's)."),
+    renorm: str | None = typer.Option(None, "--renorm", help="CFG renormalisation: full | clamp | none (default: the model's)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
     against: str = typer.Option("program", "--against", help="Score against the scene program, or the prompt alone."),
     detail: float | None = typer.Option(None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1] (default: the model's)."),
@@ -383,6 +385,12 @@ def eval_command(
             cases = [cases[i] for i in keep]
     if steps is not None and steps < 1:
         raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
+    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_MODES
+
+    if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
+        raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
+    if renorm is not None and renorm not in (*RENORM_MODES, "none"):
+        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, got {renorm!r}")
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
     if detail is not None and not 0.0 <= detail <= 1.0:
@@ -396,7 +404,9 @@ def eval_command(
     from anyframe.evaluation.harness import load_model
     from anyframe.evaluation.report import evaluate
 
-    models = [load_model(spec, steps=steps, guidance=guidance, seed=seed, device=device, detail=detail)
+    sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
+                    renorm="default" if renorm is None else None if renorm == "none" else renorm)
+    models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail)
               if not calibration(spec) else load_model(spec, device=device) for spec in model]
     reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against)
     for report in reports:

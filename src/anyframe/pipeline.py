@@ -135,6 +135,13 @@ class AnyFramePipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """Save atomically: into a temporary folder beside the target, then renamed onto it."""
+        # a fast tokenizer's backend keeps the padding and truncation of its last call, and save_pretrained
+        # writes them into tokenizer.json (a saved tokenizer would then pad every text to 128 by default);
+        # every call sets its own, so clearing them changes nothing here and saves the tokenizer as loaded
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            backend.no_padding()
+            backend.no_truncation()
         with atomic_dir(save_directory) as tmp:
             super().save_pretrained(tmp, safe_serialization=True, **kwargs)
 

@@ -106,7 +106,9 @@ def test_eval_cli(tmp_path, capsys):
                            (["--model", f"autoencoder:{tmp_path / 'nope'}"], "neither a pipeline folder"),
                            (["--model", "truth", "--suite", "galaxy"], "suite not found"),
                            (["--model", "truth", "--n", "0"], "--n"),
-                           (["--model", "truth", "--against", "vibes"], "--against")]:
+                           (["--model", "truth", "--against", "vibes"], "--against"),
+                           (["--model", "truth", "--renorm", "half"], "--renorm"),
+                           (["--model", "truth", "--guidance-mode", "loud"], "--guidance-mode")]:
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
             main(["eval", *args, "--out", str(tmp_path / "x")])
@@ -135,3 +137,23 @@ def test_truth_scores_high_against_the_prompt_alone(tmp_path):
     for key in ("presence", "color_binding", "count", "style"):
         assert truth["metrics"][key] >= 0.95 and random["metrics"][key] <= 0.5, key
     assert "identity_persistence" not in truth["metrics"]  # a prompt alone cannot check identity
+
+
+def test_eval_cli_passes_the_sampling_settings_on(tmp_path, monkeypatch):
+    from anyframe.evaluation import harness
+    from anyframe.pipeline import build_world_pipeline
+
+    build_world_pipeline("tiny", seed=0).save_pretrained(tmp_path / "m")
+    seen = []
+
+    def fake_load_model(spec, **kwargs):
+        seen.append(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(harness, "load_model", fake_load_model)
+    for args in ([], ["--renorm", "none", "--guidance-mode", "cfg", "--guidance", "3", "--steps", "2"], ["--renorm", "clamp"]):
+        with pytest.raises(SystemExit):
+            main(["eval", "--model", str(tmp_path / "m"), "--suite", "smoke", "--out", str(tmp_path / "r"), *args])
+    # nothing given: the model's own settings ("default"); none → no renormalisation
+    assert [(k["steps"], k["guidance"], k["guidance_mode"], k["renorm"]) for k in seen] == [
+        (None, None, None, "default"), (2, 3.0, "cfg", None), (None, None, None, "clamp")]

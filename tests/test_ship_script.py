@@ -1,0 +1,77 @@
+"""The default model's shipping script: what its card reads from the runs and the benchmark results."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "ship_world_model.py"
+
+
+@pytest.fixture(scope="module")
+def ship():
+    spec = importlib.util.spec_from_file_location("ship_world_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(folder: Path, records: list[dict], config: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def test_a_cooldown_branch_is_summarised_from_its_start(ship, tmp_path):
+    config = {"seed": 3, "optim": {"schedule": "wsd", "decay_steps": 100}, "train": {"steps": 300, "mixed_precision": "bf16"}}
+    # two logged windows of 50 steps at 1 and 0.5 steps/s, after branching at step 200
+    run = _run(tmp_path / "cool", [{"step": 250, "loss": 0.2, "steps_per_s": 1.0}, {"step": 300, "loss": 0.1, "steps_per_s": 0.5}],
+               config)
+    branch = ship.cooldown_branch(run)
+    assert branch["start"] == 200 and branch["decay_steps"] == 100
+    assert "--resume runs/world-s/checkpoints/step-00000200" in branch["command"]
+    assert "--set train.mixed_precision=bf16" in branch["command"]
+    summary = ship.run_summary(run, since=branch["start"])
+    assert summary == {"steps": 300, "wall_s": 150.0, "loss": 0.1, "seed": 3}  # 50 s + 100 s, not 250 s from step 0
+    assert ship.run_summary(run, upto=250, since=200)["wall_s"] == 50.0
+    constant = _run(tmp_path / "const", [], {"optim": {"schedule": "constant", "decay_steps": 0}, "train": {"steps": 300}})
+    with pytest.raises(SystemExit, match="not wsd"):
+        ship.cooldown_branch(constant)
+
+
+def test_the_card_says_when_a_sweeps_gain_did_not_hold_on_the_whole_suite(ship):
+    metrics = lambda p: {"presence": p, "color_binding": 0.3, "motion_direction": 0.2}  # noqa: E731
+    sweep = {"n": 40, "task": "t2v", "step": 100,
+             "rows": [{"setting": "default", "metrics": metrics(0.40)}, {"setting": "guidance 12", "metrics": metrics(0.48)}]}
+    assert "Sampling can help" in "\n".join(ship.gap_lines(None, sweep))
+    check = {"reports": {"7.5": {}, "12": {}}, "rows": [{"versus_first": {"12": {"verdict": "same"}}},
+                                                        {"versus_first": {"12": {"verdict": "worse"}}}]}
+    text = "\n".join(ship.gap_lines(None, sweep, check))
+    assert "Nor is it sampling" in text and "better on 0, worse on 1" in text and "did not hold" in text
+    check["rows"][0]["versus_first"]["12"]["verdict"] = "better"
+    assert "Sampling can help" in "\n".join(ship.gap_lines(None, sweep, check))
+
+
+def test_the_card_says_what_the_cooldown_bought(ship):
+    row = lambda task, verdict, delta: {"task": task, "measure": "presence", "versus_first": {"cool": {"verdict": verdict, "delta": delta}}}  # noqa: E731
+    result = {"reports": {"constant": {}, "cool": {}}, "rows": [row("t2v", "better", 0.07), row("ti2v", "same", -0.02)]}
+    loss = {"rows": [{"relative": -0.05}, {"relative": -0.099}]}
+    text = "\n".join(ship.cooldown_lines(result, loss))
+    assert "A cooldown helps" in text and "better on 1 targets (t2v presence +0.070)" in text
+    assert "worse on 0, the same within noise on 1" in text and "10 % lower" in text
+    result["rows"][1] = row("ti2v", "worse", -0.05)
+    text = "\n".join(ship.cooldown_lines(result))
+    assert "The cooldown" in text and "worse on 1 (ti2v presence -0.050)" in text and "loss" not in text
+    assert ship.cooldown_lines(None) == []
+
+
+def test_the_card_says_renormalisation_trades_tasks(ship):
+    row = lambda task, verdict, delta: {"task": task, "measure": "m", "versus_first": {"none": {"verdict": verdict, "delta": delta}}}  # noqa: E731
+    result = {"reports": {"full": {}, "none": {}}, "rows": [row("ti2v", "better", 0.05), row("t2v", "worse", -0.1)]}
+    text = "\n".join(ship.renorm_lines(result))
+    assert "better on 1 (ti2v m +0.050)" in text and "worse on 1 (t2v m -0.100)" in text and "prompt-only" in text
+    result["rows"][1] = row("t2v", "same", 0.0)
+    assert "prompt-only" not in "\n".join(ship.renorm_lines(result))
