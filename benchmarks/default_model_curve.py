@@ -1,7 +1,7 @@
 """The default model's quality over training: issue 5's targets against the video stage's step.
 
     anyframe model export --checkpoint runs/world-s/checkpoints/step-00010000 --out /tmp/world-s-10000
-    anyframe eval --model /tmp/world-s-10000 --suite standard --out reports/world-s-10000
+    anyframe eval --model /tmp/world-s-10000 --suite standard --renorm full --out reports/world-s-10000
     python benchmarks/default_model_curve.py --report 10000=reports/world-s-10000/report.json
 
 Each ``--report STEP=PATH`` (an ``anyframe eval --suite standard`` report of the model exported at that step
@@ -126,10 +126,11 @@ def main() -> None:
     _plot(curve, RESULTS / "curve.png")
     fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
     lines = ["# The default model over training", "",
-             "Issue 5's targets on the full `standard` suite (320 cases, 25 steps, JIT-CFG 7.5 + renorm, seed 0 + the",
-             "case seed) for the multitask run `configs/world-s.yaml` exported at each step (EMA weights):",
+             "Issue 5's targets on the full `standard` suite (320 cases, 25 steps, JIT-CFG 7.5 + renorm full on every",
+             "task — the default until the step-22,000 ship, whose default is `auto` —, seed 0 + the case seed) for the",
+             "multitask run `configs/world-s.yaml` exported at each step (EMA weights):",
              "`anyframe model export --checkpoint runs/world-s/checkpoints/step-N --out DIR`, then",
-             "`anyframe eval --model DIR --suite standard --out REPORT` and",
+             "`anyframe eval --model DIR --suite standard --renorm full --out REPORT` and",
              "`python benchmarks/default_model_curve.py --report N=REPORT/report.json`. The points at steps the model",
              "was shipped are the shipped folder (transformer stored in float16).", ""]
     if noise:

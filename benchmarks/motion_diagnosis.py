@@ -178,8 +178,9 @@ def main() -> None:
     deg = lambda v: "—" if v is None else f"{v:.1f}°"  # noqa: E731
     scenes = f"{args.objects}-object scenes" if args.objects else "scenes of any object count"
     lines = ["# Motion direction, window by window", "", f"Command: `{command}`", "",
-             f"{args.n} cases per task ({scenes}, scene seeds from {args.seed}, train split; 25 steps, JIT-CFG 7.5 +",
-             "renorm). Every constant-velocity 4-frame window of every object, by the oracle's verdict",
+             f"{args.n} cases per task ({scenes}, scene seeds from {args.seed}, train split; each model's default",
+             "sampling — for anyframe's, 25 steps of JIT-CFG 7.5, renormalised without keyframes (T2V), not with",
+             "them (TI2V)). Every constant-velocity 4-frame window of every object, by the oracle's verdict",
              f"(`anyframe.world.scoring.motion_windows`: pass = within {ANGLE_TOLERANCE}° and ≥ 0.4 of the true length).",
              "", "| task | model | windows | pass | off in angle | too short | both | moved (still object) | not found |"
              " moving: median angle error | within 22.5° | within 45° | length ratio (median) |",

@@ -141,11 +141,20 @@ def test_guidance_scale_one_equals_no_guidance(pipe):
 
 def test_guidance_options_change_the_result(pipe):
     kw = dict(prompt="a red circle", keyframes=[Keyframe(_image(0), 0)], num_inference_steps=3, seed=2, guidance_scale=6.0)
-    jit = pipe(**kw).frames
-    assert np.abs(jit - pipe(**kw, guidance_mode="cfg").frames).max() > 1e-4
+    jit = pipe(**kw, renorm="full").frames
+    assert np.abs(jit - pipe(**kw, renorm="full", guidance_mode="cfg").frames).max() > 1e-4
     assert np.abs(jit - pipe(**kw, renorm=None).frames).max() > 1e-4
-    assert np.abs(jit - pipe(**kw, negative_prompt="a blue square").frames).max() > 1e-4
+    assert np.abs(jit - pipe(**kw, renorm="full", negative_prompt="a blue square").frames).max() > 1e-4
     assert np.array_equal(jit, pipe(**kw, guidance=JITCFG(6.0, renorm="full")).frames)
+
+
+def test_auto_renormalises_prompt_only_clips_and_not_keyframed_ones(pipe):
+    kw = dict(prompt="a red circle", num_inference_steps=3, seed=2, guidance_scale=6.0)
+    keyframed = dict(kw, keyframes=[Keyframe(_image(0), 0)])
+    assert pipe.sampling_defaults["renorm"] == "auto"
+    assert np.array_equal(pipe(**keyframed).frames, pipe(**keyframed, renorm=None).frames)  # auto is the default
+    assert np.array_equal(pipe(**kw, renorm="auto").frames, pipe(**kw, renorm="full").frames)
+    assert np.abs(pipe(**kw, renorm="auto").frames - pipe(**kw, renorm=None).frames).max() > 1e-4
 
 
 def test_callback_on_step_end(pipe):

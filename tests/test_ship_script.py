@@ -69,9 +69,13 @@ def test_the_card_says_what_the_cooldown_bought(ship):
 
 
 def test_the_card_says_renormalisation_trades_tasks(ship):
-    row = lambda task, verdict, delta: {"task": task, "measure": "m", "versus_first": {"none": {"verdict": verdict, "delta": delta}}}  # noqa: E731
-    result = {"reports": {"full": {}, "none": {}}, "rows": [row("ti2v", "better", 0.05), row("t2v", "worse", -0.1)]}
+    row = lambda task, verdicts: {"task": task, "measure": "m", "versus_first": {  # noqa: E731
+        k: {"verdict": v, "delta": d} for k, (v, d) in verdicts.items()}}
+    result = {"reports": {"full": {}, "none": {}, "auto": {}},
+              "rows": [row("ti2v", {"none": ("better", 0.05), "auto": ("better", 0.05)}),
+                       row("t2v", {"none": ("worse", -0.1), "auto": ("same", 0.0)})]}
     text = "\n".join(ship.renorm_lines(result))
-    assert "better on 1 (ti2v m +0.050)" in text and "worse on 1 (t2v m -0.100)" in text and "prompt-only" in text
-    result["rows"][1] = row("t2v", "same", 0.0)
-    assert "prompt-only" not in "\n".join(ship.renorm_lines(result))
+    assert "against full" in text
+    assert "none: better on 1 (ti2v m +0.050), worse on 1 (t2v m -0.100), the same on 0." in text
+    assert "auto: better on 1 (ti2v m +0.050), worse on 0, the same on 1." in text
+    assert ship.renorm_lines(None) == []

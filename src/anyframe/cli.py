@@ -159,7 +159,7 @@ def generate(
     ),
     image_guidance: float | None = typer.Option(None, "--image-guidance", help="Image scale for --guidance-mode text-image."),
     renorm: str | None = typer.Option(
-        None, "--renorm", help="CFG renormalisation: full | clamp | none (default: the model's; anyframe full, Wan none)."
+        None, "--renorm", help="CFG renormalisation: full | clamp | none | auto (full without keyframes, none with; default: the model's; anyframe auto, Wan none)."
     ),
     sampler: str | None = typer.Option(None, "--sampler", help="euler | unipc (default: the model's scheduler)."),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Random seed (default: a random one, reported)."),
@@ -181,8 +181,8 @@ def generate(
         raise AnyframeInputError("give --prompt, --image, or both")
     if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
         raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
-    if renorm is not None and renorm not in (*RENORM_MODES, "none"):
-        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, got {renorm!r}")
+    if renorm is not None and renorm not in (*RENORM_MODES, "none", "auto"):
+        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, auto, got {renorm!r}")
     if sampler is not None and sampler not in SAMPLERS:
         raise AnyframeInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if steps is not None and steps < 1:
@@ -365,7 +365,7 @@ def eval_command(
     steps: int | None = typer.Option(None, "--steps", help="Sampling steps (pipeline models; default: the model's)."),
     guidance: float | None = typer.Option(None, "--guidance", "-g", help="Guidance scale (pipeline models; default: the model's)."),
     guidance_mode: str | None = typer.Option(None, "--guidance-mode", help="jit | cfg | text-image | none (default: the model's)."),
-    renorm: str | None = typer.Option(None, "--renorm", help="CFG renormalisation: full | clamp | none (default: the model's)."),
+    renorm: str | None = typer.Option(None, "--renorm", help="CFG renormalisation: full | clamp | none | auto (default: the model's)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
     against: str = typer.Option("program", "--against", help="Score against the scene program, or the prompt alone."),
     detail: float | None = typer.Option(None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1] (default: the model's)."),
@@ -389,8 +389,8 @@ def eval_command(
 
     if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
         raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
-    if renorm is not None and renorm not in (*RENORM_MODES, "none"):
-        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, got {renorm!r}")
+    if renorm is not None and renorm not in (*RENORM_MODES, "none", "auto"):
+        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, auto, got {renorm!r}")
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
     if detail is not None and not 0.0 <= detail <= 1.0:

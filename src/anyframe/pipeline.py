@@ -217,8 +217,9 @@ class AnyFramePipeline(DiffusionPipeline):
     @property
     def sampling_defaults(self) -> dict:
         """How the backbone is meant to be sampled (the CLI's defaults): anyframe's models 25 steps of
-        JIT-CFG 7.5 with renormalisation; Wan its own 50 steps of text CFG 5.0 without."""
-        defaults = dict(num_inference_steps=25, guidance_scale=7.5, guidance_mode="jit", renorm="full")
+        JIT-CFG 7.5, renormalised when no keyframe is given (``auto``); Wan its own 50 steps of text CFG 5.0
+        without."""
+        defaults = dict(num_inference_steps=25, guidance_scale=7.5, guidance_mode="jit", renorm="auto")
         return {**defaults, **getattr(self.transformer, "sampling_defaults", {})}
 
     # ---------------------------------------------------------------------------------- encoding
@@ -348,7 +349,7 @@ class AnyFramePipeline(DiffusionPipeline):
         guidance_scale: float = 7.5,
         guidance_mode: str = "jit",
         image_guidance_scale: float | None = None,
-        renorm: str | None = "full",
+        renorm: str | None = "auto",
         guidance: Guidance | None = None,
         sampler: str | None = None,
         generator: torch.Generator | None = None,
@@ -371,8 +372,10 @@ class AnyFramePipeline(DiffusionPipeline):
             num_frames, height, width: default to the model's training size.
             guidance_mode: ``jit`` (STIV JIT-CFG: text and image dropped together), ``cfg`` (text only),
                 ``text-image`` (separate scales, 3 passes; ``image_guidance_scale``), ``none``.
-            renorm: ``full`` (STIV: always the conditional norm; the default), ``clamp`` (Lumina:
-                only when larger), or ``None``.
+            renorm: ``full`` (STIV: always the conditional norm), ``clamp`` (Lumina: only when larger),
+                ``None``, or ``auto`` (the default): ``full`` for a prompt-only clip, ``None`` when keyframes
+                are given — on the world model renormalisation lifts text-to-video content and motion but
+                costs keyframe-conditioned motion and identity (``benchmarks/results/renorm_full_suite.md``).
             guidance: a ready :class:`~anyframe.flow.guidance.Guidance`; overrides the four above.
             sampler: ``euler`` or ``unipc``; default: the pipeline's scheduler.
             generator / seed: a CPU generator, or a seed for one (the noise is always drawn on the CPU,
@@ -428,6 +431,8 @@ class AnyFramePipeline(DiffusionPipeline):
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
             generator = torch.Generator("cpu").manual_seed(seed)
         if guidance is None:
+            if renorm == "auto":
+                renorm = None if keyframes else "full"
             guidance = make_guidance(guidance_mode, guidance_scale, image_guidance_scale, renorm)
 
         device = self._execution_device  # (where models run; with CPU offload, not where they are stored)

@@ -328,7 +328,7 @@ def test_flashi2v_pipeline_on_wan(tmp_path):
     """An untrained FlashI2V on Wan T2V weights generates what the T2V model generates (JIT-CFG's branches
     with and without the image coincide while φ and the Fourier embedding are zero)."""
     _, pipe = pipelines("t2v", tmp_path)
-    kwargs = dict(num_inference_steps=2, seed=0, output_type="latent", **SIZE)
+    kwargs = dict(num_inference_steps=2, seed=0, output_type="latent", renorm="full", **SIZE)
     t2v = pipe(PROMPT, **kwargs).frames
     pipe.conditioning = FlashI2V.for_backbone(pipe.transformer).eval()
     i2v = pipe(PROMPT, keyframes=[Keyframe(image(0), 0)], detail=0.2, **kwargs).frames
@@ -413,7 +413,7 @@ def test_offload_needs_a_gpu(capsys, tmp_path):
 
 def test_cli_samples_a_wan_model_as_wan_does(capsys, tmp_path, monkeypatch):
     """Without sampling flags a Wan model runs Wan's own recipe (50 steps, text CFG 5.0, no renorm);
-    anyframe's models keep theirs (25 steps, JIT-CFG 7.5, renorm)."""
+    anyframe's models keep theirs (25 steps, JIT-CFG 7.5, renorm auto)."""
     pipelines("t2v", tmp_path)
     seen = {}
 
@@ -430,7 +430,7 @@ def test_cli_samples_a_wan_model_as_wan_does(capsys, tmp_path, monkeypatch):
     from anyframe.cli import default_model_dir
 
     _cli(capsys, "generate", "--model", str(default_model_dir()), "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4"))
-    assert (seen["num_inference_steps"], seen["guidance_scale"], seen["guidance_mode"], seen["renorm"]) == (25, 7.5, "jit", "full")
+    assert (seen["num_inference_steps"], seen["guidance_scale"], seen["guidance_mode"], seen["renorm"]) == (25, 7.5, "jit", "auto")
 
 
 def test_dtype_loads_weights_in_bf16_and_the_vae_in_float32(tmp_path):
