@@ -131,6 +131,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "video"
 
 
+def _check_guidance_flags(guidance_mode: str | None, renorm: str | None) -> None:
+    """``--guidance-mode`` and ``--renorm`` of generate and eval (``None``: the model's own)."""
+    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_MODES
+
+    if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
+        raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
+    if renorm is not None and renorm not in (*RENORM_MODES, "none", "auto"):
+        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, auto, got {renorm!r}")
+
+
 @app.command(epilog=EXAMPLES)
 def generate(
     prompt: str = typer.Option("", "--prompt", "-p", help="What happens in the video."),
@@ -172,17 +182,13 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line with the paths, frame count, size, seconds and seed."),
 ) -> None:
     """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
-    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_MODES
     from anyframe.flow.sampling import SAMPLERS
     from anyframe.io import load_image
 
     # ---- validate everything that needs no model, before loading one
     if not prompt.strip() and not image:
         raise AnyframeInputError("give --prompt, --image, or both")
-    if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
-        raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
-    if renorm is not None and renorm not in (*RENORM_MODES, "none", "auto"):
-        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, auto, got {renorm!r}")
+    _check_guidance_flags(guidance_mode, renorm)
     if sampler is not None and sampler not in SAMPLERS:
         raise AnyframeInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if steps is not None and steps < 1:
@@ -385,12 +391,7 @@ def eval_command(
             cases = [cases[i] for i in keep]
     if steps is not None and steps < 1:
         raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
-    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_MODES
-
-    if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
-        raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
-    if renorm is not None and renorm not in (*RENORM_MODES, "none", "auto"):
-        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, auto, got {renorm!r}")
+    _check_guidance_flags(guidance_mode, renorm)
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
     if detail is not None and not 0.0 <= detail <= 1.0:
