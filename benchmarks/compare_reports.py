@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from itertools import combinations
 from pathlib import Path
 
-from anyframe.evaluation.targets import PSNR_NOISE, compare_targets
+from anyframe.evaluation.targets import PSNR_NOISE, compare_targets, same_case_scores
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,10 +62,11 @@ def main() -> None:
     command = "python benchmarks/compare_reports.py " + " ".join(
         [f"--name {args.name}", f'--title "{args.title}"'] + [f'--report "{k}={v}"' for k, v in paths.items()])
     RESULTS.mkdir(parents=True, exist_ok=True)
+    same = {f"{a} = {b}": same_case_scores(reports[a], reports[b]) for a, b in combinations(labels, 2)}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(
         {"command": command, "title": args.title, "note": args.note, "noise": noise, "psnr_noise": PSNR_NOISE,
          "reports": {k: {"path": paths[k], "model": reports[k].get("model"), "made_by": commands.get(k)} for k in labels},
-         "rows": rows}, indent=1))
+         "rows": rows, "same_case_scores": same}, indent=1))
 
     fmt = lambda v: "—" if v is None else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"  # noqa: E731
     lines = [f"# {args.title}", "", f"Command: `{command}`", ""]
@@ -87,6 +89,11 @@ def main() -> None:
         verdicts = [r["versus_first"][k]["verdict"] for r in rows if r["versus_first"][k]]
         lines.append(f"**{k}** against {labels[0]}: better on {verdicts.count('better')}, worse on "
                      f"{verdicts.count('worse')}, the same within noise on {verdicts.count('same')} of {len(verdicts)} targets.")
+    tasks = sorted({t for counts in same.values() for t in counts})
+    lines += ["", "Cases with identical scores, by task (where two settings sample the same clips):", "",
+              "| reports | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines += [f"| {pair} | " + " | ".join("{}/{}".format(*counts[t]) if t in counts else "—" for t in tasks) + " |"
+              for pair, counts in same.items()]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

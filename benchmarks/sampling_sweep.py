@@ -38,7 +38,7 @@ def main() -> None:
     rows = []
     for label, steps, guidance in SETTINGS:
         start = time.perf_counter()
-        [report] = evaluate([PipelineModel(args.model, steps=steps, guidance=guidance, name=label)], cases,
+        [report] = evaluate([PipelineModel(args.model, steps=steps, guidance=guidance, renorm="full", name=label)], cases,
                             out / f"{steps}-{guidance}")
         rows.append({"setting": label, "steps": steps, "guidance": guidance, "seconds": time.perf_counter() - start,
                      "metrics": report["by_task"][args.task]})

@@ -134,16 +134,20 @@ def comparison(result: dict, label: str | None = None) -> tuple[str, str, list[d
     return base, label, pick("better"), pick("worse"), len(pick("same"))
 
 
+def moves(rows: list[dict], label: str) -> str:
+    """``task measure ±delta`` of comparison rows, for report ``label``."""
+    return ", ".join(f"{r['task']} {r['measure']} {r['versus_first'][label]['delta']:+.3f}" for r in rows)
+
+
 def cooldown_lines(result: dict | None, loss: dict | None = None) -> list[str]:
     """What the cooldown buys at equal steps (``benchmarks/results/cooldown.json``; its paired training
     loss, ``cooldown_loss.json``)."""
     if not result:
         return []
     base, label, better, worse, same = comparison(result)
-    moves = lambda rows: ", ".join(f"{r['task']} {r['measure']} {r['versus_first'][label]['delta']:+.3f}" for r in rows)  # noqa: E731
     lines = [f"- **{'A cooldown helps' if better and not worse else 'The cooldown'}** (`benchmarks/results/cooldown.md`): "
-             f"{label} against {base} is better on {len(better)} targets" + (f" ({moves(better)})" if better else "") + ",",
-             f"  worse on {len(worse)}" + (f" ({moves(worse)})" if worse else "") + f", the same within noise on {same}."]
+             f"{label} against {base} is better on {len(better)} targets" + (f" ({moves(better, label)})" if better else "") + ",",
+             f"  worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "") + f", the same within noise on {same}."]
     if loss and loss.get("rows"):
         end = loss["rows"][-1]
         lines[-1] += (f" On the same batches its training loss is {100 * -end['relative']:.0f} % lower than the "
@@ -159,9 +163,8 @@ def renorm_lines(result: dict | None) -> list[str]:
     lines = []
     for label in list(result["reports"])[1:]:
         base, _, better, worse, same = comparison(result, label)
-        moves = lambda rows: ", ".join(f"{r['task']} {r['measure']} {r['versus_first'][label]['delta']:+.3f}" for r in rows)  # noqa: E731
-        lines.append(f"  {label}: better on {len(better)}" + (f" ({moves(better)})" if better else "")
-                     + f", worse on {len(worse)}" + (f" ({moves(worse)})" if worse else "") + f", the same on {same}.")
+        lines.append(f"  {label}: better on {len(better)}" + (f" ({moves(better, label)})" if better else "")
+                     + f", worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "") + f", the same on {same}.")
     return [f"- **Renormalisation is a trade between tasks** (`benchmarks/results/renorm_full_suite.md`; against {base}):",
             *lines]
 
@@ -181,11 +184,11 @@ def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = Non
         deltas = [(r["metrics"][k] - base[k], r["setting"], k) for r in rows[1:] for k in keys
                   if r["metrics"].get(k) is not None and base.get(k) is not None]
         gain, worst = max(deltas), min(deltas)
-        lead = "Nor is it sampling" if gain[0] < 0.05 else "Sampling can help"
+        lead = "Nor is it the step count or guidance scale" if gain[0] < 0.05 else "The guidance scale or step count can help"
         if check:
             _, label, better, worse, same = comparison(check)
             if not better:
-                lead = "Nor is it sampling"
+                lead = "Nor is it the step count or guidance scale"
         which = f"the step-{sweep['step']:,} model" if sweep.get("step") else "an earlier export of this run"
         lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
                   f"{sweep['task'].upper()} cases, on {which}): of "

@@ -46,13 +46,13 @@ def test_the_card_says_when_a_sweeps_gain_did_not_hold_on_the_whole_suite(ship):
     metrics = lambda p: {"presence": p, "color_binding": 0.3, "motion_direction": 0.2}  # noqa: E731
     sweep = {"n": 40, "task": "t2v", "step": 100,
              "rows": [{"setting": "default", "metrics": metrics(0.40)}, {"setting": "guidance 12", "metrics": metrics(0.48)}]}
-    assert "Sampling can help" in "\n".join(ship.gap_lines(None, sweep))
+    assert "guidance scale or step count can help" in "\n".join(ship.gap_lines(None, sweep))
     check = {"reports": {"7.5": {}, "12": {}}, "rows": [{"versus_first": {"12": {"verdict": "same"}}},
                                                         {"versus_first": {"12": {"verdict": "worse"}}}]}
     text = "\n".join(ship.gap_lines(None, sweep, check))
-    assert "Nor is it sampling" in text and "better on 0, worse on 1" in text and "did not hold" in text
+    assert "Nor is it the step count or guidance scale" in text and "better on 0, worse on 1" in text and "did not hold" in text
     check["rows"][0]["versus_first"]["12"]["verdict"] = "better"
-    assert "Sampling can help" in "\n".join(ship.gap_lines(None, sweep, check))
+    assert "guidance scale or step count can help" in "\n".join(ship.gap_lines(None, sweep, check))
 
 
 def test_the_card_says_what_the_cooldown_bought(ship):

@@ -133,12 +133,12 @@ def _slug(text: str) -> str:
 
 def _check_guidance_flags(guidance_mode: str | None, renorm: str | None) -> None:
     """``--guidance-mode`` and ``--renorm`` of generate and eval (``None``: the model's own)."""
-    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_MODES
+    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_CHOICES
 
     if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
         raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
-    if renorm is not None and renorm not in (*RENORM_MODES, "none", "auto"):
-        raise AnyframeInputError(f"--renorm must be one of full, clamp, none, auto, got {renorm!r}")
+    if renorm is not None and renorm not in (*RENORM_CHOICES, "none"):
+        raise AnyframeInputError(f"--renorm must be one of {', '.join((*RENORM_CHOICES, 'none'))}, got {renorm!r}")
 
 
 @app.command(epilog=EXAMPLES)

@@ -26,7 +26,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 from anyframe.conditioning.base import ConditionInputs, ConditioningMethod, ConditionState, ModelInputs
 from anyframe.errors import AnyframeInputError
-from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance
+from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance, resolve_renorm
 from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
 from anyframe.io import atomic_dir, fit_image, image_to_array, load_image, to_uint8
 from anyframe.models.autoencoder import (
@@ -431,8 +431,7 @@ class AnyFramePipeline(DiffusionPipeline):
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
             generator = torch.Generator("cpu").manual_seed(seed)
         if guidance is None:
-            if renorm == "auto":
-                renorm = None if keyframes else "full"
+            renorm = resolve_renorm(renorm, with_frames=bool(keyframes))
             guidance = make_guidance(guidance_mode, guidance_scale, image_guidance_scale, renorm)
 
         device = self._execution_device  # (where models run; with CPU offload, not where they are stored)

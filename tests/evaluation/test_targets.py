@@ -17,3 +17,13 @@ def test_a_comparison_counts_only_differences_beyond_the_noise_floor():
     assert rows["ti2v", "keyframe_psnr"]["versus_first"]["b"]["verdict"] == "worse"  # −1.5 dB beyond 1 dB
     assert rows["prediction", "motion_direction"]["values"] == {"a": None, "b": None}
     assert rows["prediction", "motion_direction"]["versus_first"]["b"] is None
+
+
+def test_same_case_scores_counts_identical_cases_by_task():
+    from anyframe.evaluation.targets import same_case_scores
+
+    case = lambda i, task, p: {"id": i, "task": task, "scores": {"presence": p}}  # noqa: E731
+    unscored = {"id": "5", "task": "edit", "scores": {}}
+    a = {"cases": [case("1", "t2v", 0.5), case("2", "t2v", 0.7), case("3", "ti2v", 1.0), unscored]}
+    b = {"cases": [case("1", "t2v", 0.5), case("2", "t2v", 0.6), case("4", "ti2v", 1.0), unscored]}
+    assert same_case_scores(a, b) == {"t2v": (1, 2)}  # case 3 only in a, 4 only in b, 5 not scored

@@ -122,3 +122,11 @@ def test_make_guidance():
         make_guidance("bogus")
     with pytest.raises(ValueError):
         make_guidance("jit", 7.5, renorm="bogus")
+
+
+def test_auto_renorm_is_full_without_frames_and_off_with_them():
+    from anyframe.flow.guidance import resolve_renorm
+
+    assert resolve_renorm("auto", with_frames=False) == "full"
+    assert resolve_renorm("auto", with_frames=True) is None
+    assert [resolve_renorm(r, with_frames=True) for r in ("full", "clamp", None)] == ["full", "clamp", None]

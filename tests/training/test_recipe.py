@@ -237,6 +237,10 @@ def test_a_cooldown_branches_off_a_constant_run(tmp_path):
         train(_cfg(tmp_path / "cool2", *cool), resume=branch, progress=False, stop_after=6)
     train(_cfg(tmp_path / "cool2", *cool), resume="latest", progress=False)
     assert _losses(tmp_path / "cool2") == _losses(tmp_path / "cool")
+    # the cooldown ends at train.steps, so extending a cooldown run changes its curve, and says so
+    longer = [c if not c.startswith("train.steps") else "train.steps=10" for c in cool]
+    with pytest.warns(UserWarning, match="train.steps"):
+        train(_cfg(tmp_path / "cool2", *longer), resume="latest", progress=False)
     for bad, message in ((["optim.schedule=wsd"], "decay_steps"), (["optim.decay_steps=3"], "applies to optim.schedule wsd")):
         with pytest.raises(AnyframeInputError, match=message):
             _cfg(tmp_path, *bad)

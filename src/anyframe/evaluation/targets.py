@@ -38,3 +38,18 @@ def compare_targets(reports: dict[str, dict], noise: float) -> list[dict]:
         rows.append({"task": task, "measure": measure, "key": key, "target": target, "values": values,
                      "versus_first": versus})
     return rows
+
+
+def same_case_scores(a: dict, b: dict) -> dict[str, tuple[int, int]]:
+    """Per task of two reports of the same suite: (cases whose every score is identical, cases in both) —
+    where two sampling settings coincide case for case (e.g. ``renorm auto`` and ``full`` without keyframes)."""
+    theirs = {c["id"]: c for c in b.get("cases", [])}
+    out: dict[str, list[int]] = {}
+    for case in a.get("cases", []):
+        other = theirs.get(case["id"])
+        if other is None or not case["scores"]:  # not in b, or not scored (a task the model cannot do)
+            continue
+        counts = out.setdefault(case["task"], [0, 0])
+        counts[0] += case["scores"] == other["scores"]
+        counts[1] += 1
+    return {task: (same, total) for task, (same, total) in out.items()}

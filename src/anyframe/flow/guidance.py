@@ -38,6 +38,17 @@ UNCOND = Branch(text=False, image=False)
 IMAGE_ONLY = Branch(text=False, image=True)
 
 RENORM_MODES = ("full", "clamp")
+# what a request may ask for: a mode, or ``auto`` — chosen per request by :func:`resolve_renorm`
+RENORM_CHOICES = (*RENORM_MODES, "auto")
+
+
+def resolve_renorm(renorm: str | None, with_frames: bool) -> str | None:
+    """``auto`` → ``full`` for a prompt-only request, ``None`` when frames are given (on the world model
+    renormalisation lifts text-to-video content and motion but costs keyframe-conditioned motion and identity:
+    ``benchmarks/results/renorm_full_suite.md``); any other value is returned as it is."""
+    if renorm != "auto":
+        return renorm
+    return None if with_frames else "full"
 
 
 def renormalize(
