@@ -141,6 +141,13 @@ def _check_guidance_flags(guidance_mode: str | None, renorm: str | None) -> None
         raise AnyframeInputError(f"--renorm must be one of {', '.join((*RENORM_CHOICES, 'none'))}, got {renorm!r}")
 
 
+def _renorm_flag(renorm: str | None) -> str | None:
+    """``--renorm`` → the pipeline's ``renorm``: not given → the model's own, ``none`` → no renormalisation."""
+    from anyframe.flow.guidance import MODEL_DEFAULT
+
+    return MODEL_DEFAULT if renorm is None else None if renorm == "none" else renorm
+
+
 @app.command(epilog=EXAMPLES)
 def generate(
     prompt: str = typer.Option("", "--prompt", "-p", help="What happens in the video."),
@@ -244,11 +251,6 @@ def generate(
     if as_json:
         pipe.set_progress_bar_config(disable=True)
 
-    defaults = pipe.sampling_defaults  # what the model was made to sample with, where a flag is not given
-    steps = defaults["num_inference_steps"] if steps is None else steps
-    guidance = defaults["guidance_scale"] if guidance is None else guidance
-    guidance_mode = defaults["guidance_mode"] if guidance_mode is None else guidance_mode
-    renorm = defaults["renorm"] if renorm is None else (None if renorm == "none" else renorm)
     start = time.perf_counter()
     result = pipe(
         prompt=prompt,
@@ -261,7 +263,7 @@ def generate(
         guidance_scale=guidance,
         guidance_mode=guidance_mode,
         image_guidance_scale=image_guidance,
-        renorm=renorm,
+        renorm=_renorm_flag(renorm),  # a flag not given: the model's own setting (sampling_defaults)
         sampler=sampler,
         seed=seed,
         detail=detail,
@@ -406,7 +408,7 @@ def eval_command(
     from anyframe.evaluation.report import evaluate
 
     sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
-                    renorm="default" if renorm is None else None if renorm == "none" else renorm)
+                    renorm=_renorm_flag(renorm))
     models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail)
               if not calibration(spec) else load_model(spec, device=device) for spec in model]
     reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against)

@@ -26,7 +26,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 from anyframe.conditioning.base import ConditionInputs, ConditioningMethod, ConditionState, ModelInputs
 from anyframe.errors import AnyframeInputError
-from anyframe.flow.guidance import Branch, Guidance, guided_velocity, make_guidance, resolve_renorm
+from anyframe.flow.guidance import MODEL_DEFAULT, Branch, Guidance, guided_velocity, make_guidance, resolve_renorm
 from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
 from anyframe.io import atomic_dir, fit_image, image_to_array, load_image, to_uint8
 from anyframe.models.autoencoder import (
@@ -40,7 +40,6 @@ from anyframe.models.autoencoder import (
 from anyframe.models.dit import STIVTransformer, build_stiv
 from anyframe.models.text_encoder import TextCondition, build_t5_encoder, build_word_tokenizer, encode_prompts
 from anyframe.models.wan import WanBackbone, latent_frame_index, num_latent_frames
-
 
 @dataclass
 class Keyframe:
@@ -222,6 +221,16 @@ class AnyFramePipeline(DiffusionPipeline):
         defaults = dict(num_inference_steps=25, guidance_scale=7.5, guidance_mode="jit", renorm="auto")
         return {**defaults, **getattr(self.transformer, "sampling_defaults", {})}
 
+    def sampling_settings(self, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                          guidance_mode: str | None = None, renorm: str | None = MODEL_DEFAULT) -> dict:
+        """The settings a call samples with: each one given, else the model's own (:attr:`sampling_defaults`).
+        ``renorm``'s "not given" is :data:`MODEL_DEFAULT`, as ``None`` already means no renormalisation."""
+        defaults = self.sampling_defaults
+        given = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, guidance_mode=guidance_mode)
+        settings = {key: defaults[key] if value is None else value for key, value in given.items()}
+        settings["renorm"] = defaults["renorm"] if renorm == MODEL_DEFAULT else renorm
+        return settings
+
     # ---------------------------------------------------------------------------------- encoding
 
     @property
@@ -345,11 +354,11 @@ class AnyFramePipeline(DiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 7.5,
-        guidance_mode: str = "jit",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_mode: str | None = None,
         image_guidance_scale: float | None = None,
-        renorm: str | None = "auto",
+        renorm: str | None = MODEL_DEFAULT,
         guidance: Guidance | None = None,
         sampler: str | None = None,
         generator: torch.Generator | None = None,
@@ -370,10 +379,13 @@ class AnyFramePipeline(DiffusionPipeline):
             negative_prompt: replaces the empty prompt in the unconditional branches.
             keyframes: images at frame indices (negative = from the end); none = text-to-video.
             num_frames, height, width: default to the model's training size.
+            num_inference_steps, guidance_scale, guidance_mode, renorm: default to the model's own
+                (:attr:`sampling_defaults`: anyframe's models 25 steps of JIT-CFG 7.5 with ``renorm="auto"``;
+                Wan 50 steps of text CFG 5.0 without renormalisation, as diffusers).
             guidance_mode: ``jit`` (STIV JIT-CFG: text and image dropped together), ``cfg`` (text only),
                 ``text-image`` (separate scales, 3 passes; ``image_guidance_scale``), ``none``.
             renorm: ``full`` (STIV: always the conditional norm), ``clamp`` (Lumina: only when larger),
-                ``None``, or ``auto`` (the default): ``full`` for a prompt-only clip, ``None`` when keyframes
+                ``None``, or ``auto`` (anyframe's models' default): ``full`` for a prompt-only clip, ``None`` when keyframes
                 are given — on the world model renormalisation lifts text-to-video content and motion but
                 costs keyframe-conditioned motion and identity (``benchmarks/results/renorm_full_suite.md``).
             guidance: a ready :class:`~anyframe.flow.guidance.Guidance`; overrides the four above.
@@ -430,8 +442,11 @@ class AnyFramePipeline(DiffusionPipeline):
         if generator is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
             generator = torch.Generator("cpu").manual_seed(seed)
+        settings = self.sampling_settings(num_inference_steps, guidance_scale, guidance_mode, renorm)
+        num_inference_steps = settings["num_inference_steps"]
         if guidance is None:
-            renorm = resolve_renorm(renorm, with_frames=bool(keyframes))
+            guidance_scale, guidance_mode = settings["guidance_scale"], settings["guidance_mode"]
+            renorm = resolve_renorm(settings["renorm"], with_frames=bool(keyframes))
             guidance = make_guidance(guidance_mode, guidance_scale, image_guidance_scale, renorm)
 
         device = self._execution_device  # (where models run; with CPU offload, not where they are stored)

@@ -411,26 +411,44 @@ def test_offload_needs_a_gpu(capsys, tmp_path):
     assert code == 2 and "--offload" in err and not (tmp_path / "x.mp4").exists()
 
 
-def test_cli_samples_a_wan_model_as_wan_does(capsys, tmp_path, monkeypatch):
-    """Without sampling flags a Wan model runs Wan's own recipe (50 steps, text CFG 5.0, no renorm);
-    anyframe's models keep theirs (25 steps, JIT-CFG 7.5, renorm auto)."""
-    pipelines("t2v", tmp_path)
+def test_a_wan_model_samples_as_wan_does(capsys, tmp_path, monkeypatch):
+    """Without sampling settings — from the CLI or from Python — a Wan model runs Wan's own recipe (50 steps,
+    text CFG 5.0, no renorm); anyframe's models keep theirs (25 steps, JIT-CFG 7.5, renorm auto); one given wins."""
+    import anyframe.pipeline as module
+
+    _, ours = pipelines("t2v", tmp_path)
     seen = {}
+    make_guidance = module.make_guidance
 
-    def spy(self, *args, **kwargs):
-        seen.update(kwargs)
-        raise SystemExit(0)
+    def guidance(mode, scale, image_scale, renorm):
+        seen.update(mode=mode, scale=scale, renorm=renorm)
+        return make_guidance(mode, scale, image_scale, renorm)
 
-    monkeypatch.setattr(AnyFramePipeline, "__call__", spy)
+    def sample(velocity, latents, scheduler, steps, **kwargs):
+        seen["steps"] = steps
+        raise SystemExit(0)  # what the call samples with is known; stop before sampling
+
+    monkeypatch.setattr(module, "make_guidance", guidance)
+    monkeypatch.setattr(module, "sample", sample)
+    settings = lambda: (seen["steps"], seen["scale"], seen["mode"], seen["renorm"])  # noqa: E731
     _cli(capsys, "generate", "--model", str(tmp_path / "wan-t2v"), "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4"))
-    assert (seen["num_inference_steps"], seen["guidance_scale"], seen["guidance_mode"], seen["renorm"]) == (50, 5.0, "cfg", None)
+    assert settings() == (50, 5.0, "cfg", None)
+    with pytest.raises(SystemExit):
+        ours(PROMPT, **SIZE)
+    assert settings() == (50, 5.0, "cfg", None)
     _cli(capsys, "generate", "--model", str(tmp_path / "wan-t2v"), "--prompt", PROMPT, "--steps", "3", "--renorm", "full",
          "--out", str(tmp_path / "x.mp4"))
-    assert (seen["num_inference_steps"], seen["renorm"]) == (3, "full")
+    assert settings() == (3, 5.0, "cfg", "full")
+    with pytest.raises(SystemExit):
+        ours(PROMPT, **SIZE, num_inference_steps=4, guidance_mode="jit")
+    assert settings() == (4, 5.0, "jit", None)
     from anyframe.cli import default_model_dir
 
     _cli(capsys, "generate", "--model", str(default_model_dir()), "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4"))
-    assert (seen["num_inference_steps"], seen["guidance_scale"], seen["guidance_mode"], seen["renorm"]) == (25, 7.5, "jit", "auto")
+    assert settings() == (25, 7.5, "jit", "full")  # auto: a prompt-only clip is renormalised
+    _cli(capsys, "generate", "--model", str(default_model_dir()), "--prompt", PROMPT, "--renorm", "none",
+         "--out", str(tmp_path / "x.mp4"))
+    assert settings() == (25, 7.5, "jit", None)
 
 
 def test_dtype_loads_weights_in_bf16_and_the_vae_in_float32(tmp_path):

@@ -154,13 +154,10 @@ def _launch_two_ranks(out, timeout=150):
 
 
 def test_two_processes_stay_in_sync(tmp_path):
-    code, err = _launch_two_ranks(tmp_path / "a")
+    # No retry: the hang this test used to retry (a rank stuck at exit in gloo's destructor, about one run
+    # in ten on one core) is fixed in train() — see the comment before its end_training.
     run = tmp_path / "a"
-    if code != 0:
-        # Seen about once in 20 runs on this 2-core machine: one gloo rank hangs at start-up (the other
-        # waits in a collective). A hang or crash gets one more try; wrong numbers never do.
-        code, err = _launch_two_ranks(tmp_path / "b")
-        run = tmp_path / "b"
+    code, err = _launch_two_ranks(run)
     assert code == 0, err[-3000:]
     records = read_metrics(run)
     final = records[-1]

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from anyframe.flow.guidance import MODEL_DEFAULT
 from anyframe.io import to_uint8
 from anyframe.world.render import render
 from anyframe.world.scene import Scene
@@ -137,7 +138,7 @@ class PipelineModel:
     uses), so a model is scored the way it generates."""
 
     def __init__(self, path: str, steps: int | None = None, guidance: float | None = None, guidance_mode: str | None = None,
-                 seed: int = 0, device: str = "cpu", renorm: str | None = "default", name: str | None = None,
+                 seed: int = 0, device: str = "cpu", renorm: str | None = MODEL_DEFAULT, name: str | None = None,
                  detail: float | None = None):
         from anyframe.errors import AnyframeInputError
         from anyframe.pipeline import AnyFramePipeline
@@ -145,11 +146,9 @@ class PipelineModel:
         self.name = name or str(path)
         self.pipe = AnyFramePipeline.from_pretrained(path).to(device)
         self.pipe.set_progress_bar_config(disable=True)
-        defaults = self.pipe.sampling_defaults
-        self.steps = defaults["num_inference_steps"] if steps is None else steps
-        self.guidance = defaults["guidance_scale"] if guidance is None else guidance
-        self.guidance_mode = defaults["guidance_mode"] if guidance_mode is None else guidance_mode
-        self.renorm = defaults["renorm"] if renorm == "default" else renorm
+        settings = self.pipe.sampling_settings(steps, guidance, guidance_mode, renorm)
+        self.steps, self.guidance = settings["num_inference_steps"], settings["guidance_scale"]
+        self.guidance_mode, self.renorm = settings["guidance_mode"], settings["renorm"]
         self.seed = seed
         if detail is not None and not self.pipe.conditioning.supports_detail:
             raise AnyframeInputError(f"{self.name}: detail applies to models with Fourier guidance (FlashI2V)")

@@ -40,6 +40,8 @@ IMAGE_ONLY = Branch(text=False, image=True)
 RENORM_MODES = ("full", "clamp")
 # what a request may ask for: a mode, or ``auto`` — chosen per request by :func:`resolve_renorm`
 RENORM_CHOICES = (*RENORM_MODES, "auto")
+# ``renorm`` not given: the model's own (the pipeline's ``sampling_defaults``); ``None`` already means none
+MODEL_DEFAULT = "default"
 
 
 def resolve_renorm(renorm: str | None, with_frames: bool) -> str | None:

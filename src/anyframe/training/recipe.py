@@ -481,6 +481,12 @@ def train(
             lora = cfg.lora.enabled
             pipeline_dir = export_model(pipe, export_state, out / ("lora" if lora else "pipeline"), lora)
     accelerator.wait_for_everyone()
+    # The DDP/FSDP wrapper goes before the process group. Freed after it, the wrapper would hold the last
+    # reference to the gloo group, whose destructor joins gloo's threads while holding the GIL — which one
+    # of them may still need, to free a finished collective's tensors: a hang at exit (pytorch#56297; seen in
+    # 1 of 10 two-rank CPU runs here). Freed first, the group ends in destroy_process_group, which releases it.
+    del model, optimizer
+    accelerator.free_memory()
     accelerator.end_training()
     return TrainResult(out, last_step, loss_value, pipeline_dir, in_sync)
 
