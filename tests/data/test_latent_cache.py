@@ -153,6 +153,18 @@ def test_fingerprint_detects_other_encoders(tiny, toy_cache):
     assert encoders_fingerprint(vae, longer, text_encoder) != fingerprint
 
 
+def test_a_cache_of_other_data_is_refused(tiny, tmp_path):
+    source = {"source": "toy", "toy": {"num_clips": 3, "size": 16}, "seed": 0}
+    out = build_latent_cache(ToyMotionDataset(num_clips=3, num_frames=2, size=16), *tiny, tmp_path / "c", source=source)
+    assert len(LatentCacheDataset(out, expected_source=source)) == 3
+    other = {"source": "toy", "toy": {"num_clips": 4, "size": 16}, "seed": 1}
+    with pytest.raises(AnyframeInputError, match=r"other data \(seed, toy.num_clips differ\)"):
+        LatentCacheDataset(out, expected_source=other)
+    # a cache that recorded no source (built before sources were kept, or by hand) is read as it is
+    unrecorded = build_latent_cache(ToyMotionDataset(num_clips=2, num_frames=2, size=16), *tiny, tmp_path / "u")
+    assert len(LatentCacheDataset(unrecorded, expected_source=other)) == 2
+
+
 def test_bad_cache_folders(tmp_path, toy_cache):
     with pytest.raises(AnyframeInputError, match="not a latent cache"):
         LatentCacheDataset(tmp_path)

@@ -69,3 +69,8 @@ def test_train_from_the_latent_cache(tmp_path):
 
     with pytest.raises(AnyframeInputError, match="different encoders"):
         train(load_config(CONFIG, [*common, "seed=1", f"output_dir={tmp_path / 'c'}"]), progress=False)
+    # and one built from other clips (same encoders) is not silently trained on
+    with pytest.raises(AnyframeInputError, match=r"other data \(toy.num_clips, toy.size differ\)"):
+        train(load_config(CONFIG, [*common, "data.toy.num_clips=8", "data.toy.size=24", f"output_dir={tmp_path / 'd'}"]),
+              progress=False)
+    assert not (tmp_path / "d" / "checkpoints").exists() and (cache / "index.json").stat().st_mtime_ns == built

@@ -196,6 +196,7 @@ def build_latent_cache(
     overwrite: bool = False,
     text_padding: str = "masked",
     text_max_length: int | None = None,
+    source: dict | None = None,
 ) -> Path:
     """Encode every item of ``dataset`` (in index order) into a latent cache at ``out_dir``.
 
@@ -204,7 +205,8 @@ def build_latent_cache(
     may). The cache is built in a hidden sibling folder and moved onto ``out_dir`` only when complete,
     so a failure leaves neither a partial cache nor the temporary folder. An existing ``out_dir`` is
     an error unless ``overwrite``. ``text_padding`` / ``text_max_length``: the backbone's text convention
-    (``encode_prompts``).
+    (``encode_prompts``). ``source``: what the dataset is (a JSON-able dict, e.g. its config and seed), kept in
+    the index so that a reader can refuse a cache of other data (``LatentCacheDataset(expected_source=...)``).
     """
     text = {"padding": text_padding, "max_length": text_max_length}
     if shard_size < 1 or batch_size < 1:
@@ -229,6 +231,7 @@ def build_latent_cache(
         index = {
             "version": CACHE_VERSION,
             "fingerprint": encoders_fingerprint(vae, tokenizer, text_encoder, text_padding, text_max_length),
+            "source": source,
             "shards": writer.shards,
             "items": writer.items,
         }
@@ -242,15 +245,27 @@ def build_latent_cache(
 # ------------------------------------------------------------------------------------- reading
 
 
+def _differing_keys(a: dict, b: dict, prefix: str = "") -> Iterator[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            yield from _differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            yield f"{prefix}{key}"
+
+
 class LatentCacheDataset:
     """A latent cache as a dataset of :class:`LatentSample`; ``bucket(index)`` is the latent shape.
 
     Shards are opened lazily with ``safe_open`` (memory-mapped) and only the requested row is read.
     Give ``expected_fingerprint`` (from :func:`encoders_fingerprint`) to refuse a cache built with
-    other encoders.
+    other encoders, and ``expected_source`` to refuse one built from other data (the ``source`` it was built
+    with; a cache that recorded none is accepted).
     """
 
-    def __init__(self, path: str | os.PathLike, expected_fingerprint: str | None = None):
+    def __init__(self, path: str | os.PathLike, expected_fingerprint: str | None = None,
+                 expected_source: dict | None = None):
         self.path = Path(path)
         index_path = self.path / INDEX_FILE
         try:
@@ -268,6 +283,13 @@ class LatentCacheDataset:
         if expected_fingerprint is not None and expected_fingerprint != self.fingerprint:
             raise AnyframeInputError(
                 f"latent cache {self.path} was built with different encoders (fingerprint mismatch): rebuild it"
+            )
+        recorded = index.get("source")
+        if expected_source is not None and recorded is not None and recorded != expected_source:
+            differ = sorted(_differing_keys(recorded, expected_source))
+            raise AnyframeInputError(
+                f"latent cache {self.path} was built from other data ({', '.join(differ)} differ): "
+                "rebuild it, or point data.cache_dir at a new folder"
             )
         missing = [s["file"] for s in self._shards if not (self.path / s["file"]).is_file()]
         missing += [] if (self.path / NULL_TEXT_FILE).is_file() else [NULL_TEXT_FILE]

@@ -149,10 +149,12 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
 
     text = {f"text_{k}": v for k, v in pipe.text_convention.items()}  # padding, max_length
     fingerprint = encoders_fingerprint(pipe.vae, pipe.tokenizer, pipe.text_encoder, **text)
+    # what the clips are: a cache of other data (another split, size, clip count or seed) is refused
+    source = {"source": d.source, d.source: getattr(d, d.source).model_dump(mode="json"), "seed": cfg.seed}
     if accelerator.is_main_process and not (Path(d.cache_dir) / "index.json").is_file():
-        build_latent_cache(dataset, pipe.vae, pipe.tokenizer, pipe.text_encoder, d.cache_dir, **text)
+        build_latent_cache(dataset, pipe.vae, pipe.tokenizer, pipe.text_encoder, d.cache_dir, **text, source=source)
     accelerator.wait_for_everyone()
-    return LatentCacheDataset(d.cache_dir, expected_fingerprint=fingerprint)
+    return LatentCacheDataset(d.cache_dir, expected_fingerprint=fingerprint, expected_source=source)
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
