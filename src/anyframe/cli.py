@@ -131,9 +131,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "video"
 
 
-def _check_guidance_flags(guidance_mode: str | None, renorm: str | None) -> None:
-    """``--guidance-mode`` and ``--renorm`` of generate and eval (``None``: the model's own)."""
+def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: str | None, detail: float | None) -> None:
+    """The sampling flags generate and eval share (``None``: the model's own)."""
     from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_CHOICES
+
+    if steps is not None and steps < 1:
+        raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
+    if detail is not None and not 0.0 <= detail <= 1.0:
+        raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
 
     if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
         raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
@@ -195,17 +200,13 @@ def generate(
     # ---- validate everything that needs no model, before loading one
     if not prompt.strip() and not image:
         raise AnyframeInputError("give --prompt, --image, or both")
-    _check_guidance_flags(guidance_mode, renorm)
+    _check_sampling_flags(steps, guidance_mode, renorm, detail)
     if sampler is not None and sampler not in SAMPLERS:
         raise AnyframeInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if steps is not None and steps < 1:
-        raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
     if num_frames is not None and num_frames < 1:
         raise AnyframeInputError(f"--num-frames must be at least 1, got {num_frames}")
     if fps <= 0:
         raise AnyframeInputError(f"--fps must be positive, got {fps}")
-    if detail is not None and not 0.0 <= detail <= 1.0:
-        raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise AnyframeInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
@@ -391,13 +392,9 @@ def eval_command(
 
             keep = sorted(np.random.default_rng(seed).choice(len(cases), n, replace=False).tolist())
             cases = [cases[i] for i in keep]
-    if steps is not None and steps < 1:
-        raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
-    _check_guidance_flags(guidance_mode, renorm)
+    _check_sampling_flags(steps, guidance_mode, renorm, detail)
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
-    if detail is not None and not 0.0 <= detail <= 1.0:
-        raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
     calibration = lambda spec: spec in ("truth", "random") or spec.startswith("autoencoder:")  # noqa: E731
     for spec in model:
         if not calibration(spec) and not (Path(spec) / "model_index.json").is_file():
