@@ -1,14 +1,17 @@
 """Does a change in how the default model is made or sampled move its targets? Issue 5's target keys of
-standard-suite reports side by side, against the quality curve's noise floor.
+suite reports side by side, with bootstrap intervals.
 
     anyframe eval --model checkpoints/anyframe-world-s --suite standard --guidance 12 --out /tmp/g12
     python benchmarks/compare_reports.py --name guidance_full_suite --title "Guidance 12 on the whole suite" \\
         --report "guidance 7.5 (default)=reports/world-s-standard/report.json" --report "guidance 12=/tmp/g12/report.json" \\
         --command "guidance 7.5 (default)=anyframe eval ... --out reports/world-s-standard" --command "guidance 12=anyframe eval ..."
 
-The first ``--report LABEL=PATH`` is the baseline; each later one is compared with it key by key. A
-difference counts only beyond the noise floor of ``benchmarks/results/default_model/curve.json`` (two
-reports of the same weights; 1 dB for PSNR). ``--command LABEL=CMD`` records how a report was made.
+The first ``--report LABEL=PATH`` is the baseline; each later one is compared with it key by key. Every value
+has its 95 % bootstrap interval over the task's cases, every difference too (paired case by case when the reports
+share their cases, as two reports of one suite do; else two independent draws — e.g. the standard suite against
+a fresh one from ``anyframe world sample``). A difference counts when its interval excludes zero and it is beyond
+the noise floor of ``benchmarks/results/default_model/curve.json`` (two reports of the same weights; 1 dB for
+PSNR) — ``anyframe.evaluation.targets.compare_targets``. ``--command LABEL=CMD`` records how a report was made.
 Writes ``benchmarks/results/NAME.{md,json}`` (the values are kept, so the table outlives the reports).
 """
 
@@ -72,23 +75,31 @@ def main() -> None:
     lines = [f"# {args.title}", "", f"Command: `{command}`", ""]
     if args.note:
         lines += [args.note, ""]
-    lines += ["Reports (standard suite, 320 cases):", ""]
+    lines += [f"Reports ({', '.join(sorted({str(len(r['cases'])) for r in reports.values()}))} cases each):", ""]
     lines += [f"- **{k}**: `{paths[k]}`" + (f", made by `{commands[k]}`" if k in commands else "") for k in labels]
-    lines += ["", f"A difference counts beyond the noise floor: {noise:.3f} (two reports of the same weights, "
-              f"`default_model/curve.md`), {PSNR_NOISE:.0f} dB for PSNR.", "",
+    lines += ["", "Each value with its 95 % bootstrap interval over the task's cases (how far it could move on "
+              "another draw of 40 cases); each difference with its 95 % interval — paired case by case where the "
+              "reports share their cases, else as two independent draws. A difference counts (better / worse) when "
+              f"its interval excludes zero and it is beyond the noise floor of storing the weights: {noise:.3f} "
+              f"(two reports of the same weights, `default_model/curve.md`), {PSNR_NOISE:.0f} dB for PSNR.", "",
               "| task | measure | target | " + " | ".join(labels) + " | "
               + " | ".join(f"{k} − {labels[0]}" for k in labels[1:]) + " |",
               "|---|---|---|" + "---|" * (2 * len(labels) - 1)]
+    span = lambda i: "" if i is None else f" [{fmt(i[0])}, {fmt(i[1])}]"  # noqa: E731
     for r in rows:
-        cells = [fmt(r["values"][k]) for k in labels]
-        diffs = ["—" if r["versus_first"][k] is None else
-                 f"{r['versus_first'][k]['delta']:+.3f} ({r['versus_first'][k]['verdict']})" for k in labels[1:]]
+        cells = [fmt(r["values"][k]) + span(r["intervals"][k]) for k in labels]
+        diffs = []
+        for k in labels[1:]:
+            v = r["versus_first"][k]
+            interval = v and v["interval"] and (v["interval"]["low"], v["interval"]["high"])
+            diffs.append("—" if v is None else f"{v['delta']:+.3f}"
+                         + ("" if not interval else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]") + f" ({v['verdict']})")
         lines.append(f"| {r['task']} | {r['measure']} | {r['target']} | " + " | ".join(cells + diffs) + " |")
     lines.append("")
     for k in labels[1:]:
         verdicts = [r["versus_first"][k]["verdict"] for r in rows if r["versus_first"][k]]
         lines.append(f"**{k}** against {labels[0]}: better on {verdicts.count('better')}, worse on "
-                     f"{verdicts.count('worse')}, the same within noise on {verdicts.count('same')} of {len(verdicts)} targets.")
+                     f"{verdicts.count('worse')}, not distinguishable on {verdicts.count('same')} of {len(verdicts)} targets.")
     tasks = sorted({t for counts in same.values() for t in counts})
     lines += ["", "Cases with identical scores, by task (where two settings sample the same clips):", "",
               "| reports | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from anyframe.evaluation.targets import TARGETS
+from anyframe.evaluation.targets import TARGETS, mean_interval, task_scores
 from anyframe.io import atomic_dir
 from anyframe.pipeline import AnyFramePipeline
 
@@ -127,7 +127,8 @@ def fmt(v) -> str:
 
 def comparison(result: dict, label: str | None = None) -> tuple[str, str, list[dict], list[dict], int]:
     """A ``benchmarks/compare_reports.py`` result: (baseline, the compared report — ``label``, default the
-    last —, the rows it is better on, worse on, and how many are the same within noise)."""
+    last —, the rows it is better on, worse on, and how many are not distinguishable: the difference's 95 %
+    interval holds zero, or it is within the noise floor)."""
     base, label = list(result["reports"])[0], label or list(result["reports"])[-1]
     rows = [r for r in result["rows"] if r["versus_first"].get(label)]
     pick = lambda v: [r for r in rows if r["versus_first"][label]["verdict"] == v]  # noqa: E731
@@ -135,8 +136,18 @@ def comparison(result: dict, label: str | None = None) -> tuple[str, str, list[d
 
 
 def moves(rows: list[dict], label: str) -> str:
-    """``task measure ±delta`` of comparison rows, for report ``label``."""
-    return ", ".join(f"{r['task']} {r['measure']} {r['versus_first'][label]['delta']:+.3f}" for r in rows)
+    """``task measure ±delta [95 % interval]`` of comparison rows, for report ``label``."""
+    def move(r: dict) -> str:
+        v = r["versus_first"][label]
+        i = v.get("interval")
+        return f"{r['task']} {r['measure']} {v['delta']:+.3f}" + (f" [{i['low']:+.3f}, {i['high']:+.3f}]" if i else "")
+    return ", ".join(move(r) for r in rows)
+
+
+def largest(result: dict, label: str, n: int = 3) -> list[dict]:
+    """The ``n`` rows whose difference for ``label`` is largest in size (rates only: PSNR has its own scale)."""
+    rows = [r for r in result["rows"] if r["versus_first"].get(label) and r["key"] != "keyframe_psnr"]
+    return sorted(rows, key=lambda r: -abs(r["versus_first"][label]["delta"]))[:n]
 
 
 def cooldown_lines(result: dict | None, loss: dict | None = None) -> list[str]:
@@ -147,7 +158,8 @@ def cooldown_lines(result: dict | None, loss: dict | None = None) -> list[str]:
     base, label, better, worse, same = comparison(result)
     lines = [f"- **{'A cooldown helps' if better and not worse else 'The cooldown'}** (`benchmarks/results/cooldown.md`): "
              f"{label} against {base} is better on {len(better)} targets" + (f" ({moves(better, label)})" if better else "") + ",",
-             f"  worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "") + f", the same within noise on {same}."]
+             f"  worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "") + f", not distinguishable on {same}"
+             + ("." if better or worse else f" (largest moves, 95 % intervals: {moves(largest(result, label), label)}).")]
     if loss and loss.get("rows"):
         end = loss["rows"][-1]
         lines[-1] += (f" On the same batches its training loss is {100 * -end['relative']:.0f} % lower than the "
@@ -164,9 +176,9 @@ def renorm_lines(result: dict | None) -> list[str]:
     for label in list(result["reports"])[1:]:
         base, _, better, worse, same = comparison(result, label)
         lines.append(f"  {label}: better on {len(better)}" + (f" ({moves(better, label)})" if better else "")
-                     + f", worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "") + f", the same on {same}.")
-    return [f"- **Renormalisation is a trade between tasks** (`benchmarks/results/renorm_full_suite.md`; against {base}):",
-            *lines]
+                     + f", worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "")
+                     + f", not distinguishable on {same}; largest moves, 95 % intervals: {moves(largest(result, label), label)}.")
+    return [f"- **What renormalisation does** (`benchmarks/results/renorm_full_suite.md`; against {base}):", *lines]
 
 
 def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = None) -> list[str]:
@@ -197,7 +209,7 @@ def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = Non
                   f"{worst[0]:+.3f} ({worst[2]}, {worst[1]})."]
         if check:
             lines += [f"  On the whole standard suite (`benchmarks/results/guidance_full_suite.md`) {label} is better on "
-                      f"{len(better)}, worse on {len(worse)} and the same within noise on {same} of the "
+                      f"{len(better)}, worse on {len(worse)} and not distinguishable on {same} of the "
                       f"{len(better) + len(worse) + same} targets"
                       + (": the sweep's gain did not hold, and the default stays." if not better else ".")]
     return lines
@@ -348,12 +360,24 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
                   "*Autoencoder ceiling*: the true clips encoded and decoded by this model's autoencoder (`anyframe eval",
                   "--model autoencoder:DIR`, `benchmarks/oracle_calibration.py`) — what a backbone that denoised to the",
                   "exact true latents would score.", "",
-                  "| task | measure | target | measured | autoencoder ceiling |", "|---|---|---|---|---|"]
+                  "*95 % interval*: the bootstrap interval of the mean over the task's 40 cases — how far the figure",
+                  "could move on another draw of cases from the same world."
+                  + (" *Fresh cases*: the same model on a suite it was never measured on before shipping"
+                     f" (`{reports['fresh'].get('command', '')}`), with its interval." if "fresh" in reports else ""), "",
+                  "| task | measure | target | measured | 95 % interval | "
+                  + ("fresh cases | " if "fresh" in reports else "") + "autoencoder ceiling |",
+                  "|---|---|---|---|---|" + ("---|" if "fresh" in reports else "") + "---|"]
         for task, label, key, target in TARGETS:
             value = by_task.get(task, {}).get(key)
             ok = "" if value is None else (" ✓" if value >= target else " ✗")
             top = (ceiling or {}).get(task, {}).get(key)
-            lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | {fmt(top)} |")
+            span = lambda i: "—" if i is None else f"{fmt(i[0])}–{fmt(i[1])}"  # noqa: E731
+            fresh = ""
+            if "fresh" in reports:
+                other = reports["fresh"]["by_task"].get(task, {}).get(key)
+                fresh = f"{fmt(other)} ({span(mean_interval(task_scores(reports['fresh'], task, key)))}) | "
+            lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | "
+                         f"{span(mean_interval(task_scores(reports['standard'], task, key)))} | {fresh}{fmt(top)} |")
         lines += ["", "Motion continued after the given frames and on both sides of a mid keyframe are the oracle's",
                   "`motion_direction` on those tasks (windows of constant true velocity, so on both sides).", ""]
         video = dict(steps=stages[-1]["steps"], wall_s=sum(s["wall_s"] for s in stages if s.get("video")))
@@ -399,7 +423,8 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
         lines += ["", "![quality over training](quality_curve.png)", ""]
     for name, report in reports.items():
         tasks = list(report["by_task"])
-        lines += [f"## Scores: `{name}` suite", "", f"`{report.get('command', '')}`", "",
+        title = "fresh cases (a suite from `anyframe world sample`)" if name == "fresh" else f"`{name}` suite"
+        lines += [f"## Scores: {title}", "", f"`{report.get('command', '')}`", "",
                   "| task | " + " | ".join(CARD_KEYS) + " |", "|---|" + "---|" * len(CARD_KEYS)]
         lines += ["| **all** | " + " | ".join(fmt(report["metrics"].get(k)) for k in CARD_KEYS) + " |"]
         lines += [f"| {t} | " + " | ".join(fmt(report["by_task"][t].get(k)) for k in CARD_KEYS) + " |" for t in tasks]
@@ -415,6 +440,9 @@ def main() -> None:
     parser.add_argument("--ood-report", default=None, help="report.json of `anyframe eval --suite ood`")
     parser.add_argument("--report-command", default="", help="the eval command, for the card")
     parser.add_argument("--ood-report-command", default="")
+    parser.add_argument("--fresh-report", default=None, help="report.json of `anyframe eval` on a suite from "
+                        "`anyframe world sample` (cases the model was not chosen on), shown beside the standard figures")
+    parser.add_argument("--fresh-report-command", default="")
     parser.add_argument("--step", type=int, default=None, help="the video stage's step shipped (default: the run's last)")
     parser.add_argument("--cooldown", default=None, help="the run folder of a cooldown branch of the video stage "
                         "(optim.schedule wsd, resumed from the run's checkpoint where its decay starts) that made the weights")
@@ -434,7 +462,9 @@ def main() -> None:
     ae_path = Path("runs/world-autoencoder/autoencoder/eval.json")
     ae_eval = json.loads(ae_path.read_text()) if ae_path.is_file() else None
     reports = {}
-    for name, path, command in (("standard", args.report, args.report_command), ("ood", args.ood_report, args.ood_report_command)):
+    given = (("standard", args.report, args.report_command), ("ood", args.ood_report, args.ood_report_command),
+             ("fresh", args.fresh_report, args.fresh_report_command))
+    for name, path, command in given:
         if path:
             reports[name] = dict(json.loads(Path(path).read_text()), command=command)
     calibration = RESULTS / "oracle_calibration.json"
@@ -465,7 +495,7 @@ def main() -> None:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
         (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion,
                                                content, check, (cooled, cooled_loss), renorm))
-    for name, path in (("standard", args.report), ("ood", args.ood_report)):
+    for name, path, _ in given:
         if path:  # the per-case record of the model now shipped
             shutil.copyfile(path, RESULTS / "default_model" / f"{name}_report.json")
     print(f"shipped {out} ({mb:.1f} MB)")

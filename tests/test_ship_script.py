@@ -56,26 +56,31 @@ def test_the_card_says_when_a_sweeps_gain_did_not_hold_on_the_whole_suite(ship):
 
 
 def test_the_card_says_what_the_cooldown_bought(ship):
-    row = lambda task, verdict, delta: {"task": task, "measure": "presence", "versus_first": {"cool": {"verdict": verdict, "delta": delta}}}  # noqa: E731
+    row = lambda task, verdict, delta: {"task": task, "measure": "presence", "key": "presence", "versus_first": {  # noqa: E731
+        "cool": {"verdict": verdict, "delta": delta, "interval": {"low": delta - 0.05, "high": delta + 0.05}}}}
     result = {"reports": {"constant": {}, "cool": {}}, "rows": [row("t2v", "better", 0.07), row("ti2v", "same", -0.02)]}
     loss = {"rows": [{"relative": -0.05}, {"relative": -0.099}]}
     text = "\n".join(ship.cooldown_lines(result, loss))
-    assert "A cooldown helps" in text and "better on 1 targets (t2v presence +0.070)" in text
-    assert "worse on 0, the same within noise on 1" in text and "10 % lower" in text
+    assert "A cooldown helps" in text and "better on 1 targets (t2v presence +0.070 [+0.020, +0.120])" in text
+    assert "worse on 0, not distinguishable on 1." in text and "10 % lower" in text
     result["rows"][1] = row("ti2v", "worse", -0.05)
     text = "\n".join(ship.cooldown_lines(result))
-    assert "The cooldown" in text and "worse on 1 (ti2v presence -0.050)" in text and "loss" not in text
+    assert "The cooldown" in text and "worse on 1 (ti2v presence -0.050 [-0.100, +0.000])" in text and "loss" not in text
+    # nothing distinguishable: the largest moves are still shown, with their intervals
+    result["rows"] = [row("t2v", "same", 0.03), row("ti2v", "same", -0.06)]
+    text = "\n".join(ship.cooldown_lines(result))
+    assert "The cooldown" in text and "largest moves, 95 % intervals: ti2v presence -0.060 [-0.110, -0.010], t2v" in text
     assert ship.cooldown_lines(None) == []
 
 
-def test_the_card_says_renormalisation_trades_tasks(ship):
-    row = lambda task, verdicts: {"task": task, "measure": "m", "versus_first": {  # noqa: E731
+def test_the_card_says_what_renormalisation_does(ship):
+    row = lambda task, verdicts: {"task": task, "measure": "m", "key": "presence", "versus_first": {  # noqa: E731
         k: {"verdict": v, "delta": d} for k, (v, d) in verdicts.items()}}
     result = {"reports": {"full": {}, "none": {}, "auto": {}},
               "rows": [row("ti2v", {"none": ("better", 0.05), "auto": ("better", 0.05)}),
                        row("t2v", {"none": ("worse", -0.1), "auto": ("same", 0.0)})]}
     text = "\n".join(ship.renorm_lines(result))
     assert "against full" in text
-    assert "none: better on 1 (ti2v m +0.050), worse on 1 (t2v m -0.100), the same on 0." in text
-    assert "auto: better on 1 (ti2v m +0.050), worse on 0, the same on 1." in text
+    assert "none: better on 1 (ti2v m +0.050), worse on 1 (t2v m -0.100), not distinguishable on 0;" in text
+    assert "auto: better on 1 (ti2v m +0.050), worse on 0, not distinguishable on 1; largest moves" in text
     assert ship.renorm_lines(None) == []

@@ -386,8 +386,9 @@ class AnyFramePipeline(DiffusionPipeline):
                 ``text-image`` (separate scales, 3 passes; ``image_guidance_scale``), ``none``.
             renorm: ``full`` (STIV: always the conditional norm), ``clamp`` (Lumina: only when larger),
                 ``None``, or ``auto`` (anyframe's models' default): ``full`` for a prompt-only clip, ``None`` when keyframes
-                are given — on the world model renormalisation lifts text-to-video content and motion but
-                costs keyframe-conditioned motion and identity (``benchmarks/results/renorm_full_suite.md``).
+                are given — on the world model renormalisation lifts text-to-video presence, and with keyframes
+                scores lower on motion and identity, within the intervals of 40 cases
+                (``benchmarks/results/renorm_full_suite.md``).
             guidance: a ready :class:`~anyframe.flow.guidance.Guidance`; overrides the four above.
             sampler: ``euler`` or ``unipc``; default: the pipeline's scheduler.
             generator / seed: a CPU generator, or a seed for one (the noise is always drawn on the CPU,

@@ -1,5 +1,7 @@
 """The default model's targets and report comparisons."""
 
+import pytest
+
 from anyframe.evaluation.targets import TARGETS, compare_targets
 
 
@@ -27,3 +29,49 @@ def test_same_case_scores_counts_identical_cases_by_task():
     a = {"cases": [case("1", "t2v", 0.5), case("2", "t2v", 0.7), case("3", "ti2v", 1.0), unscored]}
     b = {"cases": [case("1", "t2v", 0.5), case("2", "t2v", 0.6), case("4", "ti2v", 1.0), unscored]}
     assert same_case_scores(a, b) == {"t2v": (1, 2)}  # case 3 only in a, 4 only in b, 5 not scored
+
+
+def _cases(task, key, values, prefix="c"):
+    return {"cases": [{"id": f"{prefix}{i}", "task": task, "scores": {key: v}} for i, v in enumerate(values)]}
+
+
+def test_intervals_of_a_mean_and_of_a_difference():
+    import numpy as np
+
+    from anyframe.evaluation.targets import difference_interval, mean_interval, task_scores
+
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0, 1, 40).tolist()
+    scores = task_scores(_cases("t2v", "presence", values + [None, float("nan")]), "t2v", "presence")
+    assert len(scores) == 40  # unscored cases are not counted, as in the report's mean
+    low, high = mean_interval(scores)
+    assert low < np.mean(values) < high and 0.1 < high - low < 0.4  # ~ ±2 standard errors of 40 uniforms
+    wide, narrow = mean_interval(values[:10]), mean_interval(values * 10)
+    assert wide[1] - wide[0] > high - low > narrow[1] - narrow[0]
+    assert mean_interval([0.5]) is None and mean_interval([1.0] * 5) == (1.0, 1.0)
+    # paired: every case moved by 0.1 is a sure difference of 0.1, however spread the cases are
+    moved = {i: v + 0.1 for i, v in scores.items()}
+    paired = difference_interval(scores, moved)
+    assert paired["paired"] and paired["low"] == pytest.approx(0.1) and paired["high"] == pytest.approx(0.1)
+    # the same values as another suite's cases (no shared ids): two independent draws, an interval around 0.1
+    other = {f"x{i}": v for i, v in moved.items()}
+    unpaired = difference_interval(scores, other)
+    assert not unpaired["paired"] and unpaired["low"] < 0.1 < unpaired["high"] and unpaired["low"] < 0
+
+
+def test_a_difference_beyond_the_floor_but_within_case_noise_is_not_counted():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 1, 40)
+    error = rng.normal(0, 0.4, 40)
+    noisy = base + 0.06 + error - error.mean()  # +0.06 on average, case by case all over the place
+    shifted = base + 0.06  # +0.06 on every case
+    reports = {name: _cases("t2v", "presence", v.tolist()) for name, v in
+               (("a", base), ("noisy", noisy), ("shifted", shifted))}
+    for name in reports:
+        reports[name]["by_task"] = {"t2v": {"presence": float(np.mean([c["scores"]["presence"] for c in reports[name]["cases"]]))}}
+    row = next(r for r in compare_targets(reports, noise=0.03) if r["key"] == "presence")
+    assert row["versus_first"]["noisy"]["delta"] > 0.03 and row["versus_first"]["noisy"]["verdict"] == "same"
+    assert row["versus_first"]["shifted"]["delta"] > 0.03 and row["versus_first"]["shifted"]["verdict"] == "better"
+    assert row["intervals"]["a"][0] < row["values"]["a"] < row["intervals"]["a"][1]

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+from scipy.stats import bootstrap
+
 # (task, measure, report key, target): a standard-suite report's ``by_task[task][key]`` against ``target``
 TARGETS = [
     ("ti2v", "keyframe PSNR (dB)", "keyframe_psnr", 30), ("ti2v", "motion direction", "motion_direction", 0.9),
@@ -17,16 +22,67 @@ TARGETS = [
 
 
 PSNR_NOISE = 1.0  # dB: a PSNR difference below this is no difference
+LEVEL = 0.95  # the confidence level of the bootstrap intervals
+RESAMPLES = 2000
+
+
+def task_scores(report: dict, task: str, key: str) -> dict[str, float]:
+    """Case id → score ``key`` for each of ``task``'s cases that has one: what ``by_task[task][key]`` averages."""
+    out = {}
+    for case in report.get("cases", []):
+        value = case["scores"].get(key) if case["task"] == task else None
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            out[case["id"]] = float(value)
+    return out
+
+
+def _interval(data: tuple, statistic, seed: int) -> tuple[float, float]:
+    # scipy's percentile bootstrap (BCa is undefined when every resample agrees, e.g. all cases scoring 1)
+    result = bootstrap(data, statistic, n_resamples=RESAMPLES, confidence_level=LEVEL, method="percentile",
+                       vectorized=True, rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return float(low), float(high)
+
+
+def mean_interval(scores: dict[str, float] | list[float], seed: int = 0) -> tuple[float, float] | None:
+    """The 95 % bootstrap interval of a task's mean score over its cases (``None`` under two cases): how far
+    the figure could move on another draw of cases from the same world."""
+    values = np.asarray(list(scores.values()) if isinstance(scores, dict) else scores, dtype=float)
+    if len(values) < 2:
+        return None
+    return _interval((values,), lambda x, axis=-1: np.mean(x, axis=axis), seed)
+
+
+def difference_interval(a: dict[str, float], b: dict[str, float], seed: int = 0) -> dict | None:
+    """The 95 % bootstrap interval of ``mean(b) − mean(a)``. Paired over the cases both scored when the two
+    share case ids (one suite, two models or settings: each case's difference is resampled, so what the
+    cases have in common cancels); otherwise the two as independent draws (two suites)."""
+    shared = sorted(set(a) & set(b))
+    if shared:
+        if len(shared) < 2:
+            return None
+        d = np.array([b[i] - a[i] for i in shared])
+        low, high = _interval((d,), lambda x, axis=-1: np.mean(x, axis=axis), seed)
+        return {"paired": True, "cases": len(shared), "low": low, "high": high}
+    if len(a) < 2 or len(b) < 2:
+        return None
+    x, y = np.array(list(a.values())), np.array(list(b.values()))
+    low, high = _interval((x, y), lambda x, y, axis=-1: np.mean(y, axis=axis) - np.mean(x, axis=axis), seed)
+    return {"paired": False, "cases": len(x) + len(y), "low": low, "high": high}
 
 
 def compare_targets(reports: dict[str, dict], noise: float) -> list[dict]:
-    """One row per target with each report's value (``None`` where a report lacks the task or key), and
-    each later report's difference from the first with a verdict: ``better`` / ``worse`` beyond the
-    noise floor (``noise`` for rates, :data:`PSNR_NOISE` for PSNR), else ``same``."""
+    """One row per target with each report's value (``None`` where a report lacks the task or key) and its
+    95 % interval, and each later report's difference from the first with its 95 % interval
+    (:func:`difference_interval`) and a verdict: ``better`` / ``worse`` when the interval excludes zero
+    and the difference is beyond the noise floor of storing the weights (``noise`` for rates,
+    :data:`PSNR_NOISE` for PSNR), else ``same``. (Reports without per-case scores: the floor alone.)"""
     labels = list(reports)
     rows = []
     for task, measure, key, target in TARGETS:
         values = {label: reports[label].get("by_task", {}).get(task, {}).get(key) for label in labels}
+        scores = {label: task_scores(reports[label], task, key) for label in labels}
+        intervals = {label: mean_interval(scores[label]) for label in labels}
         floor = PSNR_NOISE if key == "keyframe_psnr" else noise
         base, versus = values[labels[0]], {}
         for label in labels[1:]:
@@ -34,9 +90,12 @@ def compare_targets(reports: dict[str, dict], noise: float) -> list[dict]:
                 versus[label] = None
                 continue
             d = values[label] - base
-            versus[label] = {"delta": d, "verdict": "better" if d > floor else "worse" if d < -floor else "same"}
+            interval = difference_interval(scores[labels[0]], scores[label])
+            clear = interval is None or interval["low"] > 0 or interval["high"] < 0
+            verdict = "better" if d > floor and clear else "worse" if d < -floor and clear else "same"
+            versus[label] = {"delta": d, "interval": interval, "verdict": verdict}
         rows.append({"task": task, "measure": measure, "key": key, "target": target, "values": values,
-                     "versus_first": versus})
+                     "intervals": intervals, "versus_first": versus})
     return rows
 
 
