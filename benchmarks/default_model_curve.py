@@ -135,7 +135,9 @@ def main() -> None:
              "was shipped are the shipped folder (transformer stored in float16).", ""]
     if noise:
         lines += [f"Noise floor: {noise['label']} moves a task's unit-scale key by up to {noise['max_abs_diff']:.3f} "
-                  "(40 cases a task; `--noise A B LABEL`), so smaller differences are noise.", ""]
+                  "(40 cases a task; `--noise A B LABEL`), so smaller differences are noise. Every point is the same 40",
+                  "cases a task, so points are paired; one point's own 95 % bootstrap interval over its cases is ±0.05–0.13",
+                  "on the rates (`compare_reports.py`; `fresh_cases_22000.md`: the same model on cases nobody chose).", ""]
     lines += ["| task | measure | target | " + " | ".join(f"step {int(s):,}" for s in steps)
               + " | gain per doubling | target reached at (log-linear) |",
               "|---|---|---|" + "---|" * (len(steps) + 2)]
