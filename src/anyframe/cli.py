@@ -139,7 +139,6 @@ def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: 
         raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
     if detail is not None and not 0.0 <= detail <= 1.0:
         raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
-
     if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
         raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
     if renorm is not None and renorm not in (*RENORM_CHOICES, "none"):
