@@ -317,6 +317,28 @@ def by_object_count(report: dict) -> list[str]:
     return lines + [""]
 
 
+def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
+    """The targets table: the ``standard`` report's value with its 95 % interval over the task's cases, the
+    ``fresh`` report's (a suite nobody chose, when given) with its own, and the autoencoder ceiling."""
+    fresh = reports.get("fresh")
+    span = lambda i: "—" if i is None else f"{fmt(i[0])}–{fmt(i[1])}"  # noqa: E731
+    interval = lambda report, task, key: span(mean_interval(task_scores(report, task, key)))  # noqa: E731
+    lines = ["*95 % interval*: the bootstrap interval of the mean over the task's 40 cases — how far the figure",
+             "could move on another draw of cases from the same world."
+             + (" *Fresh cases*: the same model on a suite it was never measured on before shipping"
+                f" (`{fresh.get('command', '')}`), with its interval." if fresh else ""), "",
+             "| task | measure | target | measured | 95 % interval | " + ("fresh cases | " if fresh else "") + "autoencoder ceiling |",
+             "|---|---|---|---|---|" + ("---|" if fresh else "") + "---|"]
+    for task, label, key, target in TARGETS:
+        value = reports["standard"]["by_task"].get(task, {}).get(key)
+        ok = "" if value is None else (" ✓" if value >= target else " ✗")
+        other = "" if not fresh else f"{fmt(fresh['by_task'].get(task, {}).get(key))} ({interval(fresh, task, key)}) | "
+        top = (ceiling or {}).get(task, {}).get(key)
+        lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | {interval(reports['standard'], task, key)} | "
+                     f"{other}{fmt(top)} |")
+    return lines
+
+
 def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float,
          hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
          motion: dict | None = None, content: dict | None = None, check: dict | None = None,
@@ -355,29 +377,10 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
             f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_style"].items()) + "; held-out splits: " + ", ".join(
             f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_split"].items()) + ".", ""]
     if "standard" in reports:
-        by_task = reports["standard"]["by_task"]
         lines += ["## Targets (issue 5), on the `standard` suite", "",
                   "*Autoencoder ceiling*: the true clips encoded and decoded by this model's autoencoder (`anyframe eval",
                   "--model autoencoder:DIR`, `benchmarks/oracle_calibration.py`) — what a backbone that denoised to the",
-                  "exact true latents would score.", "",
-                  "*95 % interval*: the bootstrap interval of the mean over the task's 40 cases — how far the figure",
-                  "could move on another draw of cases from the same world."
-                  + (" *Fresh cases*: the same model on a suite it was never measured on before shipping"
-                     f" (`{reports['fresh'].get('command', '')}`), with its interval." if "fresh" in reports else ""), "",
-                  "| task | measure | target | measured | 95 % interval | "
-                  + ("fresh cases | " if "fresh" in reports else "") + "autoencoder ceiling |",
-                  "|---|---|---|---|---|" + ("---|" if "fresh" in reports else "") + "---|"]
-        for task, label, key, target in TARGETS:
-            value = by_task.get(task, {}).get(key)
-            ok = "" if value is None else (" ✓" if value >= target else " ✗")
-            top = (ceiling or {}).get(task, {}).get(key)
-            span = lambda i: "—" if i is None else f"{fmt(i[0])}–{fmt(i[1])}"  # noqa: E731
-            fresh = ""
-            if "fresh" in reports:
-                other = reports["fresh"]["by_task"].get(task, {}).get(key)
-                fresh = f"{fmt(other)} ({span(mean_interval(task_scores(reports['fresh'], task, key)))}) | "
-            lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | "
-                         f"{span(mean_interval(task_scores(reports['standard'], task, key)))} | {fresh}{fmt(top)} |")
+                  "exact true latents would score.", "", *target_table(reports, ceiling)]
         lines += ["", "Motion continued after the given frames and on both sides of a mid keyframe are the oracle's",
                   "`motion_direction` on those tasks (windows of constant true velocity, so on both sides).", ""]
         video = dict(steps=stages[-1]["steps"], wall_s=sum(s["wall_s"] for s in stages if s.get("video")))

@@ -84,3 +84,19 @@ def test_the_card_says_what_renormalisation_does(ship):
     assert "none: better on 1 (ti2v m +0.050), worse on 1 (t2v m -0.100), not distinguishable on 0;" in text
     assert "auto: better on 1 (ti2v m +0.050), worse on 0, not distinguishable on 1; largest moves" in text
     assert ship.renorm_lines(None) == []
+
+
+def test_the_targets_table_has_intervals_and_the_fresh_cases(ship):
+    def report(prefix, presence):
+        cases = [{"id": f"{prefix}{i}", "task": "t2v", "scores": {"presence": p}} for i, p in enumerate(presence)]
+        return {"by_task": {"t2v": {"presence": sum(presence) / len(presence)}}, "cases": cases}
+
+    reports = {"standard": report("s", [0.0, 1.0] * 20)}
+    rows = {line.split(" | ")[1]: line for line in ship.target_table(reports, None) if line.startswith("| t2v")}
+    assert "fresh cases" not in "\n".join(ship.target_table(reports, None))
+    low, high = (float(x) for x in rows["presence"].split(" | ")[4].split("–"))
+    assert low < 0.5 < high and high - low < 0.5  # the interval of 40 cases scoring 0 or 1, around their mean
+    reports["fresh"] = dict(report("f", [1.0] * 40), command="anyframe eval --suite fresh.jsonl")
+    table = "\n".join(ship.target_table(reports, None))
+    assert "| fresh cases |" in table and "`anyframe eval --suite fresh.jsonl`" in table
+    assert "| 0.500 ✗ |" in table and "| 1.000 (1.000–1.000) |" in table
