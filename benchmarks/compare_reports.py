@@ -101,10 +101,11 @@ def main() -> None:
         lines.append(f"**{k}** against {labels[0]}: better on {verdicts.count('better')}, worse on "
                      f"{verdicts.count('worse')}, not distinguishable on {verdicts.count('same')} of {len(verdicts)} targets.")
     tasks = sorted({t for counts in same.values() for t in counts})
-    lines += ["", "Cases with identical scores, by task (where two settings sample the same clips):", "",
-              "| reports | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    lines += [f"| {pair} | " + " | ".join("{}/{}".format(*counts[t]) if t in counts else "—" for t in tasks) + " |"
-              for pair, counts in same.items()]
+    if tasks:  # (reports of two different suites share no case)
+        lines += ["", "Cases with identical scores, by task (where two settings sample the same clips):", "",
+                  "| reports | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        lines += [f"| {pair} | " + " | ".join("{}/{}".format(*counts[t]) if t in counts else "—" for t in tasks) + " |"
+                  for pair, counts in same.items()]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
