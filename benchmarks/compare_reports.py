@@ -22,7 +22,7 @@ import json
 from itertools import combinations
 from pathlib import Path
 
-from anyframe.evaluation.targets import PSNR_NOISE, compare_targets, same_case_scores
+from anyframe.evaluation.targets import PSNR_NOISE, compare_targets, format_difference, same_case_scores
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -91,9 +91,8 @@ def main() -> None:
         diffs = []
         for k in labels[1:]:
             v = r["versus_first"][k]
-            interval = v and v["interval"] and (v["interval"]["low"], v["interval"]["high"])
-            diffs.append("—" if v is None else f"{v['delta']:+.3f}"
-                         + ("" if not interval else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]") + f" ({v['verdict']})")
+            diffs.append("—" if v is None else format_difference(v["delta"], v["interval"], bold=False)
+                         + f" ({v['verdict']})")
         lines.append(f"| {r['task']} | {r['measure']} | {r['target']} | " + " | ".join(cells + diffs) + " |")
     lines.append("")
     for k in labels[1:]:

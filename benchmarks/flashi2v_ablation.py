@@ -21,7 +21,9 @@ For each TI2V case (the condition is the true first frame) and model:
 - **motion accuracy**: the oracle's ``motion_direction``;
 - **chunk-wise error growth** (the analog of the paper's Fig. 7a, chunk-wise FVD): the clip split into 4
   chunks of frames; per chunk the RMSE to the true clip and the global colour error. A model that applies
-  what it learned should show the same time-increasing pattern on the held-out splits as in distribution.
+  what it learned should show the same time-increasing pattern on the held-out splits as in distribution;
+- **differences** from ``--reference`` (default: the first model), case by case on the same cases, each with
+  its 95 % bootstrap interval over the cases.
 
 Writes ``benchmarks/results/flashi2v_ablation.{json,md}`` and ``flashi2v_ablation_chunks.png`` /
 ``flashi2v_ablation_metrics.png`` (matplotlib), with the command line.
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from anyframe.evaluation.harness import Conditioning, PipelineModel
+from anyframe.evaluation.targets import format_difference, paired_differences
 from anyframe.world.scoring import match_by_shape, psnr, read_clip, score_clip, truth_of
 from anyframe.world.suite import sample_suite
 
@@ -130,6 +133,37 @@ def aggregate(rows: list[dict]) -> dict:
     return out
 
 
+def per_case(rows: list[dict], ids: list[str]) -> dict[str, dict[str, float]]:
+    """Metric → case id → value (the cases it is defined on): what the paired intervals resample."""
+    return {k: {i: float(r[k]) for i, r in zip(ids, rows) if r[k] is not None and np.isfinite(r[k])} for k in METRICS}
+
+
+DIFFERENCE_METRICS = ("first_frame_psnr", "color_consistency", "global_color_error", "dynamic_degree_px",
+                      "motion_direction", "identity_persistence")
+
+
+def difference_lines(results: dict, models: list[str], reference: str) -> list[str]:
+    """Per split, each model's paired difference from ``reference`` on the same cases, with 95 % intervals."""
+    if any("cases" not in results[name][split] for name in models for split in SPLITS):
+        return []
+    lines = [f"### Differences from {reference}", "",
+             f"Each model minus **{reference}** on the same cases (same scenes and sampling seeds), with the 95 % "
+             "bootstrap interval over the cases (`anyframe.evaluation.targets.paired_differences`); **bold** where the "
+             "interval excludes zero. Lower is better for global_color_error.", ""]
+    for split in SPLITS:
+        lines += [f"#### {split}", "", "| model | " + " | ".join(DIFFERENCE_METRICS) + " |",
+                  "|---|" + "---|" * len(DIFFERENCE_METRICS)]
+        for name in models:
+            if name == reference:
+                continue
+            d = paired_differences(results[reference][split]["cases"], results[name][split]["cases"])
+            lines.append(f"| {name} | " + " | ".join(
+                format_difference(d[k]["delta"], d[k]["interval"], digits=2 if "psnr" in k or "error" in k else 3)
+                if k in d else "—" for k in DIFFERENCE_METRICS) + " |")
+        lines.append("")
+    return lines
+
+
 def _fmt(v, digits=3) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
@@ -184,10 +218,14 @@ def main() -> None:
     parser.add_argument("--note", default="", help="how the models were trained (written into the results)")
     parser.add_argument("--only-measure", action="store_true",
                         help="measure the models into the cache (<out>_cache/) and stop: no tables or plots")
+    parser.add_argument("--reference", default=None, metavar="NAME",
+                        help="the model the others are differenced against, case by case (default: the first)")
     args = parser.parse_args()
     command = "python benchmarks/flashi2v_ablation.py " + shlex.join(sys.argv[1:])
     specs = dict(spec.split("=", 1) for spec in args.model)
     models = list(specs)
+    if args.reference is not None and args.reference not in specs:
+        parser.error(f"--reference {args.reference!r} is not one of the models {models}")
     cases = {split: sample_suite(args.n, split, seed=CASE_SEED, tasks=("ti2v",), prefix="flashi2v") for split in SPLITS}
     conds = {c.id: Conditioning.of(c) for split in SPLITS for c in cases[split]}
 
@@ -196,7 +234,8 @@ def main() -> None:
     out = Path(args.out)
     cache = out.with_name(out.name + "_cache")  # per-model results: models can be measured as they finish
     for name in models:
-        key = {"model": str(Path(specs[name]).resolve()), "n": args.n, "steps": args.steps, "guidance": args.guidance}
+        key = {"model": str(Path(specs[name]).resolve()), "n": args.n, "steps": args.steps, "guidance": args.guidance,
+               "per_case": True}  # (caches from before per-case scores were kept are measured again)
         cached = cache / f"{name.replace(' ', '_').replace('/', '_')}.json"
         if cached.is_file() and json.loads(cached.read_text()).get("key") == key:
             results[name] = json.loads(cached.read_text())["results"]
@@ -210,7 +249,7 @@ def main() -> None:
             for case in cases[split]:
                 gen = model.generate(case, conds[case.id])
                 rows.append(measure(gen.frames, conds[case.id], case))
-            results[name][split] = aggregate(rows)
+            results[name][split] = aggregate(rows) | {"cases": per_case(rows, [c.id for c in cases[split]])}
         cache.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps({"key": key, "results": results[name]}))
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -265,6 +304,7 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(
             " → ".join(_fmt(v, 1) for v in results[name][s]["chunk_color_error"]) for s in SPLITS) + " |")
     lines += ["", f"![chunks]({chunks_png.name})", "", f"![metrics]({metrics_png.name})", ""]
+    lines += difference_lines(results, models, args.reference or models[0])
     if sweep:
         lines += [f"### Detail control ({args.detail_sweep}, train split)", "",
                   "| detail | first_frame_psnr | dynamic_degree | dynamic_degree_px | color_consistency |", "|---|---|---|---|---|"]

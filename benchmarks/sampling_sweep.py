@@ -4,7 +4,8 @@
 
 Scores ``--n`` cases of one task (scene seeds from ``--seed``, outside the built-in suites) with the model's
 default sampling (25 steps, JIT-CFG 7.5 with renorm), twice the steps, and a lower and a higher guidance
-scale. Writes ``benchmarks/results/sampling_sweep.{md,json}``.
+scale, and each setting's paired difference from the default with its 95 % bootstrap interval over the
+cases. Writes ``benchmarks/results/sampling_sweep.{md,json}``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from anyframe.evaluation.harness import PipelineModel
 from anyframe.evaluation.report import evaluate
+from anyframe.evaluation.targets import case_scores, format_difference, paired_differences
 from anyframe.world.suite import sample_suite
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,7 +43,7 @@ def main() -> None:
         [report] = evaluate([PipelineModel(args.model, steps=steps, guidance=guidance, renorm="full", name=label)], cases,
                             out / f"{steps}-{guidance}")
         rows.append({"setting": label, "steps": steps, "guidance": guidance, "seconds": time.perf_counter() - start,
-                     "metrics": report["by_task"][args.task]})
+                     "metrics": report["by_task"][args.task], "cases": case_scores(report, KEYS)[args.task]})
         print(label, {k: rows[-1]["metrics"].get(k) for k in KEYS}, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = (f"python benchmarks/sampling_sweep.py --model {args.model} --task {args.task} --n {args.n} "
@@ -52,10 +54,17 @@ def main() -> None:
     fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
     lines = ["# Sampling sweep", "", f"Command: `{command}`", "",
              f"`{args.model}`" + (f" (step {args.step:,})" if args.step else "") + f" on {args.n} `{args.task}` cases (scene seeds {args.seed}–{args.seed + args.n - 1}, the train",
-             "split), JIT-CFG with renorm, sampling seed 0 + the case seed. Differences under ~0.05 are within the noise of 40",
-             "cases (`default_model/curve.md`).",
+             "split), JIT-CFG with renorm, sampling seed 0 + the case seed.",
              "", "| setting | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     lines += [f"| {r['setting']} | " + " | ".join(fmt(r["metrics"].get(k)) for k in keys) + " |" for r in rows]
+    lines += ["", "Paired differences from the default (same cases, same sampling seeds), with 95 % bootstrap intervals "
+              "over the cases; **bold** where the interval excludes zero.", "",
+              "| setting | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for r in rows[1:]:
+        d = paired_differences(rows[0]["cases"], r["cases"])
+        lines.append(f"| {r['setting']} | " + " | ".join(
+            format_difference(d[k]["delta"], d[k]["interval"], digits=2 if k == "keyframe_psnr" else 3) if k in d else "—"
+            for k in keys) + " |")
     (RESULTS / "sampling_sweep.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -16,7 +16,9 @@
     any-frame and interpolation: the same recipe with ``conditioning.clean_timestep`` false / true.
 
 Each part is measured on its own (``--parts``) and keeps its command and ``--protocol`` (how its models
-were trained); the other parts' results are kept. ``--verdict PART "text"`` (repeatable) records what a part's
+were trained); the other parts' results are kept. Each part keeps its per-case scores, and its table of each
+setting's paired difference from the first setting gives every difference a 95 % bootstrap interval
+(``anyframe.evaluation.targets.paired_differences``). ``--verdict PART "text"`` (repeatable) records what a part's
 numbers say about the paper's claim, without measuring anything (``--parts ""``) or with the measurement. Writes ``benchmarks/results/stiv_ablation.{json,md}``.
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from anyframe.evaluation.harness import Conditioning, PipelineModel
 from anyframe.evaluation.report import run_model
+from anyframe.evaluation.targets import case_scores, format_difference, paired_differences
 from anyframe.world.suite import builtin_suite, load_suite
 
 RESULTS = Path(__file__).parent / "results"
@@ -45,10 +48,31 @@ def cases_for(suite: str, tasks: tuple[str, ...], n: int):
     return out
 
 
-def scores(model: PipelineModel, cases) -> dict:
+def scores(model: PipelineModel, cases) -> tuple[dict, dict]:
+    """Task → key → mean over the cases, and task → key → case id → score (for the intervals)."""
     conds = {c.id: Conditioning.of(c) for c in cases}
     report = run_model(model, cases, conds)
-    return {task: {k: v for k, v in m.items() if k in KEYS} for task, m in report["by_task"].items()}
+    means = {task: {k: v for k, v in m.items() if k in KEYS} for task, m in report["by_task"].items()}
+    return means, case_scores(report, KEYS)
+
+
+def differences(entry: dict, tasks: tuple[str, ...]) -> list[str]:
+    """Each later setting's paired difference from the first, per task and key, with 95 % intervals."""
+    per_case = entry.get("cases")
+    if not per_case:  # measured before per-case scores were kept
+        return ["No per-case scores kept (measured before intervals were added): the differences above have no "
+                "interval; by the fresh-suite comparison, differences under ~0.1 between 20–40 cases are within case noise.", ""]
+    settings = list(per_case)
+    keys = [k for k in KEYS if any(k in per_case[s].get(t, {}) for s in settings for t in tasks)]
+    lines = [f"Paired differences from **{settings[0]}** (same cases, same sampling seeds), with 95 % bootstrap "
+             "intervals over the cases; **bold** where the interval excludes zero.", "",
+             "| setting | task | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for setting in settings[1:]:
+        for task in tasks:
+            d = paired_differences(per_case[settings[0]].get(task, {}), per_case[setting].get(task, {}))
+            lines.append(f"| {setting} − {settings[0]} | {task} | " + " | ".join(
+                format_difference(d[k]["delta"], d[k]["interval"], digits=3) if k in d else "—" for k in keys) + " |")
+    return lines + [""]
 
 
 def table(title: str, rows: dict[str, dict], tasks: tuple[str, ...]) -> list[str]:
@@ -84,6 +108,7 @@ def render(out: dict) -> str:
         if entry.get("protocol"):
             lines += [entry["protocol"], ""]
         lines += table(title, entry["rows"], tasks)[2:]
+        lines += differences(entry, tasks)
         if entry.get("verdict"):
             lines += [f"**Verdict.** {entry['verdict']}", ""]
     return "\n".join(lines)
@@ -121,7 +146,7 @@ def main() -> None:
             settings = {"CFG (text only)": dict(guidance_mode="cfg", renorm=None),
                         "JIT-CFG": dict(guidance_mode="jit", renorm=None),
                         "JIT-CFG + renorm": dict(guidance_mode="jit", renorm="full")}
-            rows = {name: scores(PipelineModel(args.model, **common, **kw), cases) for name, kw in settings.items()}
+            measured = {name: scores(PipelineModel(args.model, **common, **kw), cases) for name, kw in settings.items()}
         else:
             base, other, flag, labels = (
                 (args.image_dropout, args.no_image_dropout, "--no-image-dropout", ("image dropout 0.08", "no image dropout"))
@@ -130,9 +155,11 @@ def main() -> None:
             if other is None:
                 parser.error(f"part ({part}) needs {flag}")
             # renorm on every task, as these parts were measured (the default is now per request: `auto`)
-            rows = {labels[0]: scores(PipelineModel(base or args.model, **common, renorm="full"), cases),
-                    labels[1]: scores(PipelineModel(other, **common, renorm="full"), cases)}
-        out[part] = {"command": command, "protocol": args.protocol, "n": args.n, "suite": args.suite, "rows": rows}
+            measured = {labels[0]: scores(PipelineModel(base or args.model, **common, renorm="full"), cases),
+                        labels[1]: scores(PipelineModel(other, **common, renorm="full"), cases)}
+        out[part] = {"command": command, "protocol": args.protocol, "n": args.n, "suite": args.suite,
+                     "rows": {name: m[0] for name, m in measured.items()},
+                     "cases": {name: m[1] for name, m in measured.items()}}
     for part, text in args.verdict:
         if part not in out:
             parser.error(f"--verdict {part}: part ({part}) has no results yet")

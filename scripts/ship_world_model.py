@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from anyframe.evaluation.targets import TARGETS, mean_interval, task_scores
+from anyframe.evaluation.targets import (TARGETS, excludes_zero, format_difference, mean_interval, paired_differences,
+                                        task_scores)
 from anyframe.io import atomic_dir
 from anyframe.pipeline import AnyFramePipeline
 
@@ -193,10 +194,16 @@ def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = Non
     if sweep:
         rows, keys = sweep["rows"], ("presence", "color_binding", "motion_direction")
         base = rows[0]["metrics"]
-        deltas = [(r["metrics"][k] - base[k], r["setting"], k) for r in rows[1:] for k in keys
-                  if r["metrics"].get(k) is not None and base.get(k) is not None]
-        gain, worst = max(deltas), min(deltas)
-        lead = "Nor is it the step count or guidance scale" if gain[0] < 0.05 else "The guidance scale or step count can help"
+        if all("cases" in r for r in rows):  # per-case scores: paired differences with 95 % intervals
+            paired = [(paired_differences(rows[0]["cases"], r["cases"]), r["setting"]) for r in rows[1:]]
+            deltas = [(d[k]["delta"], setting, k, d[k]["interval"]) for d, setting in paired for k in keys if k in d]
+            helps = any(excludes_zero(i) and delta > 0 for delta, _, _, i in deltas)
+        else:  # a sweep measured before per-case scores were kept: means only
+            deltas = [(r["metrics"][k] - base[k], r["setting"], k, None) for r in rows[1:] for k in keys
+                      if r["metrics"].get(k) is not None and base.get(k) is not None]
+            helps = max(deltas)[0] >= 0.05
+        gain, worst = max(deltas, key=lambda d: d[0]), min(deltas, key=lambda d: d[0])
+        lead = "The guidance scale or step count can help" if helps else "Nor is it the step count or guidance scale"
         if check:
             _, label, better, worse, same = comparison(check)
             if not better:
@@ -205,8 +212,9 @@ def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = Non
         lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
                   f"{sweep['task'].upper()} cases, on {which}): of "
                   + ", ".join(r["setting"] for r in rows[1:]) + ",",
-                  f"  the best gain over the default is {gain[0]:+.3f} ({gain[2]}, {gain[1]}); the largest loss "
-                  f"{worst[0]:+.3f} ({worst[2]}, {worst[1]})."]
+                  f"  the best gain over the default is {format_difference(gain[0], gain[3], bold=False)} ({gain[2]}, "
+                  f"{gain[1]}); the largest loss {format_difference(worst[0], worst[3], bold=False)} ({worst[2]}, {worst[1]})"
+                  + (" — differences with their 95 % intervals over the cases." if gain[3] else ".")]
         if check:
             lines += [f"  On the whole standard suite (`benchmarks/results/guidance_full_suite.md`) {label} is better on "
                       f"{len(better)}, worse on {len(worse)} and not distinguishable on {same} of the "

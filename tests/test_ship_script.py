@@ -55,6 +55,24 @@ def test_the_card_says_when_a_sweeps_gain_did_not_hold_on_the_whole_suite(ship):
     assert "guidance scale or step count can help" in "\n".join(ship.gap_lines(None, sweep, check))
 
 
+def test_the_card_reads_a_sweeps_gain_by_its_interval_when_the_cases_are_kept(ship):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 40)
+    cases = lambda values: {"presence": {f"c{i}": float(v) for i, v in enumerate(values)}}  # noqa: E731
+    row = lambda setting, values: {"setting": setting, "metrics": {"presence": float(np.mean(values))},  # noqa: E731
+                                   "cases": cases(values)}
+    error = rng.normal(0, 0.5, 40)
+    noisy = base + 0.08 + error - error.mean()  # a mean gain above the old 0.05 rule, case by case all over the place
+    sweep = {"n": 40, "task": "t2v", "step": 100, "rows": [row("default", base), row("guidance 12", noisy)]}
+    text = "\n".join(ship.gap_lines(None, sweep))
+    assert "Nor is it the step count or guidance scale" in text and "95 % intervals" in text
+    sweep["rows"][1] = row("guidance 12", base + 0.08)  # the same gain on every case
+    text = "\n".join(ship.gap_lines(None, sweep))
+    assert "guidance scale or step count can help" in text and "+0.080 [+0.080, +0.080] (presence, guidance 12)" in text
+
+
 def test_the_card_says_what_the_cooldown_bought(ship):
     row = lambda task, verdict, delta: {"task": task, "measure": "presence", "key": "presence", "versus_first": {  # noqa: E731
         "cool": {"verdict": verdict, "delta": delta, "interval": {"low": delta - 0.05, "high": delta + 0.05}}}}

@@ -75,3 +75,31 @@ def test_a_difference_beyond_the_floor_but_within_case_noise_is_not_counted():
     assert row["versus_first"]["noisy"]["delta"] > 0.03 and row["versus_first"]["noisy"]["verdict"] == "same"
     assert row["versus_first"]["shifted"]["delta"] > 0.03 and row["versus_first"]["shifted"]["verdict"] == "better"
     assert row["intervals"]["a"][0] < row["values"]["a"] < row["intervals"]["a"][1]
+
+
+def test_paired_differences_of_an_ablation_over_the_cases_both_settings_scored():
+    import numpy as np
+
+    from anyframe.evaluation.targets import case_scores, format_difference, paired_differences
+
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0, 1, 30)
+    report_a = _cases("t2v", "presence", base.tolist())
+    # the other setting: +0.2 on every case, one case unscored; a second task only it has
+    report_b = _cases("t2v", "presence", (base + 0.2).tolist()[:-1] + [None])
+    report_b["cases"] += _cases("ti2v", "presence", [0.5, 0.6], prefix="t")["cases"]
+    a, b = case_scores(report_a, ("presence", "color_binding")), case_scores(report_b, ("presence", "color_binding"))
+    assert set(a) == {"t2v"} and set(a["t2v"]) == {"presence"}  # no colour binding scored: no empty entry
+    assert len(b["t2v"]["presence"]) == 29 and set(b["ti2v"]["presence"]) == {"t0", "t1"}
+    d = paired_differences(a["t2v"], b["t2v"])["presence"]
+    assert d["delta"] == pytest.approx(0.2)  # over the 29 shared cases, not 30 against 29
+    assert d["interval"]["low"] == pytest.approx(0.2) and d["interval"]["paired"] and d["interval"]["cases"] == 29
+    assert format_difference(d["delta"], d["interval"]) == "**+0.200 [+0.200, +0.200]**"
+    assert format_difference(d["delta"], d["interval"], bold=False) == "+0.200 [+0.200, +0.200]"
+    # a spread-out difference of about zero is not bold; nothing shared, nothing returned
+    noise = {"presence": {f"c{i}": v for i, v in enumerate(base + rng.normal(0, 0.3, 30))}}
+    spread = paired_differences(a["t2v"], noise)["presence"]
+    assert spread["interval"]["low"] < 0 < spread["interval"]["high"]
+    assert not format_difference(spread["delta"], spread["interval"]).startswith("**")
+    assert paired_differences(a["t2v"], {"presence": {"zz": 1.0}}) == {}
+    assert format_difference(None, None) == "—"

@@ -71,6 +71,44 @@ def difference_interval(a: dict[str, float], b: dict[str, float], seed: int = 0)
     return {"paired": False, "cases": len(x) + len(y), "low": low, "high": high}
 
 
+def excludes_zero(interval: dict | None) -> bool:
+    """Whether a :func:`difference_interval` tells the two apart at 95 %."""
+    return interval is not None and (interval["low"] > 0 or interval["high"] < 0)
+
+
+def format_difference(delta: float | None, interval: dict | None, digits: int = 3, bold: bool = True) -> str:
+    """A difference with its 95 % interval, ``+0.075 [+0.000, +0.148]``; in bold (Markdown) where the interval
+    excludes zero, unless ``bold`` is off."""
+    if delta is None:
+        return "—"
+    text = f"{delta:+.{digits}f}" + ("" if interval is None else
+                                      f" [{interval['low']:+.{digits}f}, {interval['high']:+.{digits}f}]")
+    return f"**{text}**" if bold and excludes_zero(interval) else text
+
+
+def paired_differences(base: dict[str, dict[str, float]], other: dict[str, dict[str, float]]) -> dict[str, dict]:
+    """Per key of two settings scored on the same cases (key → case id → score): the mean difference
+    ``other − base`` over the cases both scored, with its paired 95 % interval (``None`` under two cases) —
+    for ablations, sweeps and paradigm comparisons, where the same cases are sampled under each setting."""
+    out = {}
+    for key in base:
+        a, b = base[key], other.get(key, {})
+        shared = sorted(set(a) & set(b))
+        if not shared:
+            continue
+        delta = float(np.mean([b[i] - a[i] for i in shared]))
+        out[key] = {"delta": delta, "interval": difference_interval({i: a[i] for i in shared}, {i: b[i] for i in shared})}
+    return out
+
+
+def case_scores(report: dict, keys) -> dict[str, dict[str, dict[str, float]]]:
+    """Task → key → case id → score, for each of ``keys`` a report's cases have: the per-case record an
+    ablation keeps so that its differences can be given intervals (:func:`paired_differences`)."""
+    tasks = sorted({c["task"] for c in report.get("cases", [])})
+    out = {task: {key: task_scores(report, task, key) for key in keys} for task in tasks}
+    return {task: {k: v for k, v in by_key.items() if v} for task, by_key in out.items()}
+
+
 def compare_targets(reports: dict[str, dict], noise: float) -> list[dict]:
     """One row per target with each report's value (``None`` where a report lacks the task or key) and its
     95 % interval, and each later report's difference from the first with its 95 % interval
@@ -91,7 +129,7 @@ def compare_targets(reports: dict[str, dict], noise: float) -> list[dict]:
                 continue
             d = values[label] - base
             interval = difference_interval(scores[labels[0]], scores[label])
-            clear = interval is None or interval["low"] > 0 or interval["high"] < 0
+            clear = interval is None or excludes_zero(interval)
             verdict = "better" if d > floor and clear else "worse" if d < -floor and clear else "same"
             versus[label] = {"delta": d, "interval": interval, "verdict": verdict}
         rows.append({"task": task, "measure": measure, "key": key, "target": target, "values": values,
