@@ -7,7 +7,8 @@
 Each ``--report STEP=PATH`` (an ``anyframe eval --suite standard`` report of the model exported at that step
 of ``configs/world-s.yaml``) adds or replaces one point of ``benchmarks/results/default_model/curve.json``;
 the Markdown table and the plot (``curve.{md,png}``) are redrawn from all points. A point keeps the
-per-task means only (the full per-case report of the shipped model is ``standard_report.json`` beside it).
+per-task means and each target's 95 % bootstrap interval over the cases (points added before the intervals
+were kept have none); the full per-case report of the shipped model is ``standard_report.json`` beside it.
 
 ``--noise A B LABEL``: two reports of the same weights that differ only in something that should not
 matter (e.g. the float32 export and the float16-stored shipped folder); their largest per-task difference
@@ -21,7 +22,7 @@ import json
 import math
 from pathlib import Path
 
-from anyframe.evaluation.targets import TARGETS
+from anyframe.evaluation.targets import TARGETS, mean_interval, task_scores
 
 RESULTS = Path(__file__).parent / "results" / "default_model"
 
@@ -30,7 +31,12 @@ def _point(path: Path) -> dict:
     report = json.loads(path.read_text())
     if len(report.get("cases", [])) < 320:
         raise SystemExit(f"error: {path} is not a full standard-suite report ({len(report.get('cases', []))} cases)")
-    return {"by_task": report["by_task"], "metrics": report["metrics"]}
+    intervals = {}
+    for task, _, key, _ in TARGETS:
+        interval = mean_interval(task_scores(report, task, key))
+        if interval is not None:
+            intervals[f"{task}/{key}"] = list(interval)
+    return {"by_task": report["by_task"], "metrics": report["metrics"], "intervals": intervals}
 
 
 def _max_task_difference(a: dict, b: dict) -> float:
@@ -68,7 +74,15 @@ def _plot(curve: dict, path: Path) -> None:
     for ax, targets in ((axes[0], rates), (axes[1], psnrs)):
         for i, (task, label, key, target) in enumerate(targets):
             values = [curve[s]["by_task"].get(task, {}).get(key) for s in steps]
-            line, = ax.plot([int(s) for s in steps], values, marker="o", label=f"{task}: {label}")
+            dodge = (i - (len(targets) - 1) / 2) * 0.004 * int(steps[-1])  # so that the error bars do not overlap
+            xs = [int(s) + dodge for s in steps]
+            line, = ax.plot(xs, values, marker="o", label=f"{task}: {label}")
+            bars = [(x, v, curve[s].get("intervals", {}).get(f"{task}/{key}")) for x, s, v in zip(xs, steps, values)]
+            bars = [(x, v, i) for x, v, i in bars if i is not None and v is not None]
+            if bars:  # the points' 95 % intervals over the cases, where kept
+                x, v, i = zip(*bars)
+                ax.errorbar(x, v, yerr=[[a - lo for a, (lo, _) in zip(v, i)], [hi - a for a, (_, hi) in zip(v, i)]],
+                            fmt="none", ecolor=line.get_color(), capsize=3, linewidth=0.8)
             ax.axhline(target, color=line.get_color(), linestyle=":", linewidth=0.8)
         ax.set_xlabel("video-stage step (batch 8)")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2 if len(targets) > 3 else 1)
@@ -137,17 +151,21 @@ def main() -> None:
         lines += [f"Noise floor: {noise['label']} moves a task's unit-scale key by up to {noise['max_abs_diff']:.3f} "
                   "(40 cases a task; `--noise A B LABEL`), so smaller differences are noise. Every point is the same 40",
                   "cases a task, so points are paired; one point's own 95 % bootstrap interval over its cases is ±0.05–0.13",
-                  "on the rates (`compare_reports.py`; `fresh_cases_22000.md`: the same model on cases nobody chose).", ""]
+                  "on the rates (the last point's is in the table; the plot's error bars are each point's where it was kept;",
+                  "`fresh_cases_22000.md`: the same model on cases nobody chose).", ""]
     lines += ["| task | measure | target | " + " | ".join(f"step {int(s):,}" for s in steps)
-              + " | gain per doubling | target reached at (log-linear) |",
-              "|---|---|---|" + "---|" * (len(steps) + 2)]
+              + f" | step {int(steps[-1]):,}: 95 % interval | gain per doubling | target reached at (log-linear) |",
+              "|---|---|---|" + "---|" * (len(steps) + 3)]
     where = {"met": "met", "unknown": "—", "flat": "flat: no rise beyond the noise floor", "far": "> 1000× now"}
     for task, label, key, target in TARGETS:
         values = [curve[s]["by_task"].get(task, {}).get(key) for s in steps]
         t = trend[f"{task}/{key}"]
         at = where.get(t["verdict"]) or f"~{t['reach_step']:,} steps ({t['reach_step'] / int(steps[-1]):.0f}× now)"
         slope = "—" if t["per_doubling"] is None else f"{t['per_doubling']:+.3f}"
-        lines.append(f"| {task} | {label} | ≥ {target:g} | " + " | ".join(fmt(v) for v in values) + f" | {slope} | {at} |")
+        last = curve[steps[-1]].get("intervals", {}).get(f"{task}/{key}")
+        span = "—" if last is None else f"{fmt(last[0])}–{fmt(last[1])}"
+        lines.append(f"| {task} | {label} | ≥ {target:g} | " + " | ".join(fmt(v) for v in values)
+                     + f" | {span} | {slope} | {at} |")
     lines += ["", "*Gain per doubling*: the least-squares slope of the key against log2(step) over these points;",
               "*target reached at*: where that line crosses the target. Extrapolated from a few points — real",
               "curves bend, and a key can jump once a skill forms — so read it as the order of magnitude of",
