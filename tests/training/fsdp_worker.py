@@ -2,6 +2,7 @@
 for a STIV backbone, a Wan backbone (one FSDP unit per ``WanTransformerBlock``) and a Wan backbone with LoRA
 (frozen base, trainable adapters)."""
 
+import gc
 import sys
 
 import torch
@@ -100,6 +101,10 @@ def main(folder: str) -> None:
     if rank == 0:
         same = straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
         print("EXACT" if same else "DIFFERENT", flush=True)
+    # The sharded models hold the process group (through their device mesh): freed before it, so that the
+    # group ends in destroy_process_group, not in a destructor at exit (the two-rank hang fixed in train()).
+    del model, opt, ema, ckpt
+    gc.collect()
     dist.barrier()  # no rank tears gloo down while another is still in a collective
     dist.destroy_process_group()
 
