@@ -1,21 +1,15 @@
 """The default model's quality curve: what a point keeps from a standard-suite report."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "default_model_curve.py"
-
 
 @pytest.fixture(scope="module")
-def curve():
-    spec = importlib.util.spec_from_file_location("default_model_curve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def curve(load_script):
+    return load_script("benchmarks/default_model_curve.py")
 
 
 def _report(path: Path, presence: np.ndarray, n: int = 320) -> Path:

@@ -1,21 +1,15 @@
 """The default model's shipping script: what its card reads from the runs and the benchmark results."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "ship_world_model.py"
-
 
 @pytest.fixture(scope="module")
-def ship():
-    spec = importlib.util.spec_from_file_location("ship_world_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ship(load_script):
+    return load_script("scripts/ship_world_model.py")
 
 
 def _run(folder: Path, records: list[dict], config: dict) -> Path:
