@@ -12,7 +12,8 @@ share their cases, as two reports of one suite do; else two independent draws �
 a fresh one from ``anyframe world sample``). A difference counts when its interval excludes zero and it is beyond
 the noise floor of ``benchmarks/results/default_model/curve.json`` (two reports of the same weights; 1 dB for
 PSNR) — ``anyframe.evaluation.targets.compare_targets``. ``--command LABEL=CMD`` records how a report was made.
-Writes ``benchmarks/results/NAME.{md,json}`` (the values are kept, so the table outlives the reports).
+Any suite's reports can be compared (``standard``, ``ood``, a sampled one): a target counts where the reports
+have its task. Writes ``benchmarks/results/NAME.{md,json}`` (the values are kept, so the table outlives the reports).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 from itertools import combinations
 from pathlib import Path
 
-from anyframe.evaluation.targets import PSNR_NOISE, compare_targets, format_difference, same_case_scores
+from anyframe.evaluation.targets import PSNR_NOISE, TARGETS, compare_targets, format_difference, same_case_scores
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -39,7 +40,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", action="append", default=[], metavar="LABEL=PATH", help="a standard-suite report.json")
+    parser.add_argument("--report", action="append", default=[], metavar="LABEL=PATH", help="an `anyframe eval` report.json (any suite)")
     parser.add_argument("--command", action="append", default=[], metavar="LABEL=CMD", help="how that report was made")
     parser.add_argument("--name", required=True, help="results/NAME.{md,json}")
     parser.add_argument("--title", default="Report comparison")
@@ -56,8 +57,9 @@ def main() -> None:
         if not Path(path).is_file():
             raise SystemExit(f"error: --report {label}={path}: no such file")
         reports[label] = json.loads(Path(path).read_text())
-        if len(reports[label].get("cases", [])) < 320:
-            raise SystemExit(f"error: {path} is not a full standard-suite report")
+        tasks = {c.get("task") for c in reports[label].get("cases", []) if c.get("scores")}
+        if not tasks & {task for task, *_ in TARGETS}:
+            raise SystemExit(f"error: {path} has no scored case of a target's task (an `anyframe eval` report.json?)")
     curve = RESULTS / "default_model" / "curve.json"
     noise = json.loads(curve.read_text())["noise"]["max_abs_diff"] if curve.is_file() else 0.03
     rows = compare_targets(reports, noise)
@@ -78,7 +80,7 @@ def main() -> None:
     lines += [f"Reports ({', '.join(sorted({str(len(r['cases'])) for r in reports.values()}))} cases each):", ""]
     lines += [f"- **{k}**: `{paths[k]}`" + (f", made by `{commands[k]}`" if k in commands else "") for k in labels]
     lines += ["", "Each value with its 95 % bootstrap interval over the task's cases (how far it could move on "
-              "another draw of 40 cases); each difference with its 95 % interval — paired case by case where the "
+              "another draw of as many cases); each difference with its 95 % interval — paired case by case where the "
               "reports share their cases, else as two independent draws. A difference counts (better / worse) when "
               f"its interval excludes zero and it is beyond the noise floor of storing the weights: {noise:.3f} "
               f"(two reports of the same weights, `default_model/curve.md`), {PSNR_NOISE:.0f} dB for PSNR.", "",
