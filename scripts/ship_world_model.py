@@ -326,24 +326,28 @@ def by_object_count(report: dict) -> list[str]:
 
 
 def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
-    """The targets table: the ``standard`` report's value with its 95 % interval over the task's cases, the
-    ``fresh`` report's (a suite nobody chose, when given) with its own, and the autoencoder ceiling."""
-    fresh = reports.get("fresh")
+    """The targets table: the ``standard`` report's value with its 95 % interval over the task's cases, then
+    the ``fresh`` report's (a suite nobody chose) and the ``ood`` report's (held-out splits: the gap), each
+    with its own interval where given, and the autoencoder ceiling."""
     span = lambda i: "—" if i is None else f"{fmt(i[0])}–{fmt(i[1])}"  # noqa: E731
     interval = lambda report, task, key: span(mean_interval(task_scores(report, task, key)))  # noqa: E731
+    extra = [(name, title) for name, title in (("fresh", "fresh cases"), ("ood", "`ood` suite")) if name in reports]
+    said = {"fresh": f" *Fresh cases*: the same model on a suite it was never measured on before shipping "
+                     f"(`{reports.get('fresh', {}).get('command', '')}`), with its interval.",
+            "ood": " *`ood` suite*: the held-out splits (unseen backgrounds, colours and shapes, styles, more objects; "
+                   "fewer cases a task, so wider intervals) — no target there yet, the column is the gap."}
     lines = ["*95 % interval*: the bootstrap interval of the mean over the task's 40 cases — how far the figure",
-             "could move on another draw of cases from the same world."
-             + (" *Fresh cases*: the same model on a suite it was never measured on before shipping"
-                f" (`{fresh.get('command', '')}`), with its interval." if fresh else ""), "",
-             "| task | measure | target | measured | 95 % interval | " + ("fresh cases | " if fresh else "") + "autoencoder ceiling |",
-             "|---|---|---|---|---|" + ("---|" if fresh else "") + "---|"]
+             "could move on another draw of cases from the same world." + "".join(said[name] for name, _ in extra), "",
+             "| task | measure | target | measured | 95 % interval | " + "".join(f"{title} | " for _, title in extra)
+             + "autoencoder ceiling |", "|---|---|---|---|---|" + "---|" * len(extra) + "---|"]
     for task, label, key, target in TARGETS:
         value = reports["standard"]["by_task"].get(task, {}).get(key)
         ok = "" if value is None else (" ✓" if value >= target else " ✗")
-        other = "" if not fresh else f"{fmt(fresh['by_task'].get(task, {}).get(key))} ({interval(fresh, task, key)}) | "
+        others = "".join(f"{fmt(reports[name]['by_task'].get(task, {}).get(key))} ({interval(reports[name], task, key)}) | "
+                         for name, _ in extra)
         top = (ceiling or {}).get(task, {}).get(key)
         lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | {interval(reports['standard'], task, key)} | "
-                     f"{other}{fmt(top)} |")
+                     f"{others}{fmt(top)} |")
     return lines
 
 

@@ -112,3 +112,7 @@ def test_the_targets_table_has_intervals_and_the_fresh_cases(ship):
     table = "\n".join(ship.target_table(reports, None))
     assert "| fresh cases |" in table and "`anyframe eval --suite fresh.jsonl`" in table
     assert "| 0.500 ✗ |" in table and "| 1.000 (1.000–1.000) |" in table
+    reports["ood"] = report("o", [0.0] * 20)  # the gap, beside the fresh cases
+    table = "\n".join(ship.target_table(reports, None))
+    assert "| fresh cases | `ood` suite | autoencoder ceiling |" in table and "no target there yet" in table
+    assert "| 1.000 (1.000–1.000) | 0.000 (0.000–0.000) | — |" in table
