@@ -212,7 +212,7 @@ def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = Non
         lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
                   f"{sweep['task'].upper()} cases, on {which}): of "
                   + ", ".join(r["setting"] for r in rows[1:]) + ",",
-                  f"  the best gain over the default is {format_difference(gain[0], gain[3], bold=False)} ({gain[2]}, "
+                  f"  the best difference from the default is {format_difference(gain[0], gain[3], bold=False)} ({gain[2]}, "
                   f"{gain[1]}); the largest loss {format_difference(worst[0], worst[3], bold=False)} ({worst[2]}, {worst[1]})"
                   + (" — differences with their 95 % intervals over the cases." if gain[3] else ".")]
         if check:
