@@ -77,11 +77,11 @@ def _plot(curve: dict, path: Path) -> None:
             dodge = (i - (len(targets) - 1) / 2) * 0.004 * int(steps[-1])  # so that the error bars do not overlap
             xs = [int(s) + dodge for s in steps]
             line, = ax.plot(xs, values, marker="o", label=f"{task}: {label}")
-            bars = [(x, v, curve[s].get("intervals", {}).get(f"{task}/{key}")) for x, s, v in zip(xs, steps, values)]
-            bars = [(x, v, i) for x, v, i in bars if i is not None and v is not None]
-            if bars:  # the points' 95 % intervals over the cases, where kept
-                x, v, i = zip(*bars)
-                ax.errorbar(x, v, yerr=[[a - lo for a, (lo, _) in zip(v, i)], [hi - a for a, (_, hi) in zip(v, i)]],
+            kept = [(x, v, curve[s].get("intervals", {}).get(f"{task}/{key}")) for x, s, v in zip(xs, steps, values)]
+            kept = [(x, v, lo, hi) for x, v, span in kept if span is not None and v is not None for lo, hi in [span]]
+            if kept:  # the points' 95 % intervals over the cases, where kept
+                bx, bv, blo, bhi = zip(*kept)
+                ax.errorbar(bx, bv, yerr=[[v - lo for v, lo in zip(bv, blo)], [hi - v for v, hi in zip(bv, bhi)]],
                             fmt="none", ecolor=line.get_color(), capsize=3, linewidth=0.8)
             ax.axhline(target, color=line.get_color(), linestyle=":", linewidth=0.8)
         ax.set_xlabel("video-stage step (batch 8)")

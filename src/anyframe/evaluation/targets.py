@@ -94,10 +94,8 @@ def paired_differences(base: dict[str, dict[str, float]], other: dict[str, dict[
     for key in base:
         a, b = base[key], other.get(key, {})
         shared = sorted(set(a) & set(b))
-        if not shared:
-            continue
-        delta = float(np.mean([b[i] - a[i] for i in shared]))
-        out[key] = {"delta": delta, "interval": difference_interval({i: a[i] for i in shared}, {i: b[i] for i in shared})}
+        if shared:  # (difference_interval pairs over the same shared cases)
+            out[key] = {"delta": float(np.mean([b[i] - a[i] for i in shared])), "interval": difference_interval(a, b)}
     return out
 
 
