@@ -247,3 +247,37 @@ def test_qk_norm_is_rmsnorm_in_fp32_and_fused_under_bf16_autocast():
         out = m(**_inputs()).sample
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     assert seen and all(x == w == torch.bfloat16 for x, w in seen)  # the fused kernel's condition: one dtype
+
+
+def test_without_a_refiner_cross_attention_reads_a_bag_of_words(model):
+    # No position reaches the text tokens: permuting them (and their mask) leaves the velocity unchanged.
+    # With a text refiner (1D RoPE over the tokens) word order matters.
+    inp = _inputs()
+    perm = torch.tensor([3, 0, 5, 1, 2, 4])
+    shuffled = {**inp, "encoder_hidden_states": inp["encoder_hidden_states"][:, perm],
+                "encoder_attention_mask": inp["encoder_attention_mask"][:, perm]}
+    torch.testing.assert_close(model(**shuffled).sample, model(**inp).sample, rtol=0, atol=1e-5)
+    refined = _randomise(stiv_tiny(in_channels=4, text_dim=32, text_refiner_layers=1))
+    assert (refined(**shuffled).sample - refined(**inp).sample).abs().max() > 1e-3
+    # padding still does not count with the refiner
+    padded = {**inp, "encoder_hidden_states": inp["encoder_hidden_states"].clone()}
+    padded["encoder_hidden_states"][0, 4:] = 100.0
+    torch.testing.assert_close(refined(**padded).sample[0], refined(**inp).sample[0], rtol=0, atol=1e-5)
+
+
+def test_text_refiner_added_to_a_trained_model_starts_as_the_identity(model, tmp_path):
+    inp = _inputs()
+    grown = model.with_text_refiner(2)
+    assert grown.config.text_refiner_layers == 2 and len(grown.text_refiner) == 2
+    torch.testing.assert_close(grown(**inp).sample, model(**inp).sample, rtol=0, atol=0)
+    with torch.no_grad():  # its layers are live: once their outputs leave zero the velocity changes
+        grown.text_refiner[0].attn.to_out.weight.normal_(std=0.1)
+    assert (grown(**inp).sample - model(**inp).sample).abs().max() > 1e-4
+    # it round-trips, keeps trained layers when grown again, and cannot shrink
+    grown.save_pretrained(tmp_path / "g")
+    loaded = STIVTransformer.from_pretrained(tmp_path / "g").eval()
+    assert torch.equal(loaded(**inp).sample, grown(**inp).sample)
+    again = grown.with_text_refiner(3)
+    torch.testing.assert_close(again(**inp).sample, grown(**inp).sample, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="cannot drop"):
+        grown.with_text_refiner(1)

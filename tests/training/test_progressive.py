@@ -35,6 +35,17 @@ def test_t2i_to_t2v_starts_as_the_image_model_frame_by_frame():
 
 
 @torch.no_grad()
+def test_a_video_model_with_a_text_refiner_starts_from_an_image_model_without_one():
+    image = _randomised(stiv_tiny(in_channels=4, text_dim=32))
+    video = stiv_tiny(in_channels=4, text_dim=32, text_refiner_layers=1)
+    fresh = init_from_image_model(video, image)
+    assert any(n.startswith("text_refiner.") for n in fresh)
+    x, t, ctx = _inputs()
+    per_frame = torch.cat([image(x[:, :, i : i + 1], t, ctx).sample for i in range(x.shape[2])], dim=2)
+    torch.testing.assert_close(video(x, t, ctx).sample, per_frame, rtol=0, atol=1e-6)  # the refiner: identity
+
+
+@torch.no_grad()
 def test_t2i_to_t2v_with_a_temporal_patch_inflates_the_patch_embedding():
     image = _randomised(stiv_tiny(in_channels=4, text_dim=32))
     video = stiv_tiny(in_channels=4, text_dim=32, patch_size=(2, 2, 2))

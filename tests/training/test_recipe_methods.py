@@ -137,3 +137,28 @@ def test_export_a_checkpoint_equals_the_recipe_export(tmp_path, method, capsys):
             main(["model", "export", *args])
         err = capsys.readouterr().err
         assert info.value.code == 2 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_a_text_refiner_joins_a_pretrained_pipeline_as_the_identity(tmp_path):
+    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.training.recipe import build_components
+
+    base = train(_cfg(tmp_path / "base", "train.steps=2", "train.export=true"), progress=False)
+    pipe = AnyFramePipeline.from_pretrained(base.pipeline_dir)
+    grown = build_components(_cfg(tmp_path / "grown", "model.preset=null", f"model.pretrained={base.pipeline_dir}",
+                                  "model.backbone.text_refiner_layers=2"))
+    assert grown.transformer.config.text_refiner_layers == 2
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 4, 8, 8, generator=g)
+    text = torch.randn(2, 5, pipe.transformer.config.text_dim, generator=g)
+    a = pipe.transformer(x, torch.tensor([500.0, 100.0]), text).sample
+    b = grown.transformer(x, torch.tensor([500.0, 100.0]), text).sample
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # it trains, and the export carries it
+    result = train(_cfg(tmp_path / "tuned", "model.preset=null", f"model.pretrained={base.pipeline_dir}",
+                        "model.backbone.text_refiner_layers=2", "train.steps=3", "train.export=true"), progress=False)
+    tuned = AnyFramePipeline.from_pretrained(result.pipeline_dir).transformer
+    assert tuned.text_refiner[0].attn.to_out.weight.abs().sum() > 0
+    # other overrides of a pretrained backbone are one clear error
+    with pytest.raises(AnyframeInputError, match="may only set text_refiner_layers"):
+        _cfg(tmp_path / "bad", "model.preset=null", f"model.pretrained={base.pipeline_dir}", "model.backbone.num_layers=4")

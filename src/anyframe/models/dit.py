@@ -143,6 +143,32 @@ class FeedForward(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
+class TextRefinerBlock(nn.Module):
+    """Self-attention over the caption tokens (1D RoPE on the token index, padding masked) and an FFN,
+    pre-norm with residuals; both output projections start at zero, so a refiner added to a trained
+    model leaves it unchanged.
+
+    Why: a frozen text encoder that does not mix its tokens (the world models' randomly initialised T5:
+    a word's output is the same whatever its neighbours, cosine 0.999) hands cross-attention a bag of
+    words, in which "a red circle and a blue square" and "a blue circle and a red square" are the same
+    set. Refining the tokens with positions lets each word take in its neighbours (the colour and the
+    direction into their object) before the video reads them — Lumina-Image 2.0's context refiner,
+    HunyuanVideo's token refiner. Written here: diffusers' versions are tied to their own models'
+    attention processors and timestep modulation.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool):
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qk_norm=qk_norm)
+        self.norm_ffn = nn.LayerNorm(dim, eps=1e-6)
+        self.ffn = FeedForward(dim, mlp_ratio)
+
+    def forward(self, x: Tensor, mask: Tensor | None, rope: tuple[Tensor, Tensor]) -> Tensor:  # x: (B, L, D)
+        x = x + self.attn(self.norm_attn(x), rope=rope, key_mask=mask)
+        return x + self.ffn(self.norm_ffn(x))
+
+
 class STIVBlock(nn.Module):
     """Spatial attn → temporal attn → cross attn → FFN. Self-attentions and FFN are modulated (shift,
     scale, gate from the shared AdaLN + this block's offset) and sandwich-normed."""
@@ -221,6 +247,8 @@ class STIVTransformer(ModelMixin, ConfigMixin):
             progressive recipe); ``None`` uses plain integer positions.
         use_micro_conditions: embed ``micro_conditions`` (see :data:`MICRO_CONDITIONS`).
         qk_norm, sandwich_norm: STIV's stability tricks (on by default, switchable for ablations).
+        text_refiner_layers: :class:`TextRefinerBlock` layers over the projected text tokens before
+            the blocks read them (0: none, STIV's own design).
     """
 
     _supports_gradient_checkpointing = True
@@ -247,6 +275,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         qk_norm: bool = True,
         sandwich_norm: bool = True,
         timestep_freq_dim: int = 256,
+        text_refiner_layers: int = 0,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -260,6 +289,9 @@ class STIVTransformer(ModelMixin, ConfigMixin):
 
         self.patch_embed = nn.Conv3d(in_channels + extra_in_channels, d, kernel_size=self.patch_size, stride=self.patch_size)
         self.text_proj = PixArtAlphaTextProjection(text_dim, d)  # caption tokens → D (PixArt-α)
+        self.text_refiner = nn.ModuleList(
+            TextRefinerBlock(d, num_heads, mlp_ratio, qk_norm) for _ in range(text_refiner_layers)
+        )
 
         # Singleton condition: timestep + micro conditions + pooled text, each stateless-LN'd, summed.
         self.time_proj = Timesteps(timestep_freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
@@ -304,6 +336,10 @@ class STIVTransformer(ModelMixin, ConfigMixin):
             # PixArt-α zero-initialises the cross-attention output so text enters gradually.
             nn.init.zeros_(block.cross_attn.to_out.weight)
             nn.init.zeros_(block.cross_attn.to_out.bias)
+        for layer in self.text_refiner:  # identity at initialisation
+            for out in (layer.attn.to_out, layer.ffn.fc2):
+                nn.init.zeros_(out.weight)
+                nn.init.zeros_(out.bias)
         # Zero output layer: an untrained model predicts 0.
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
@@ -340,6 +376,16 @@ class STIVTransformer(ModelMixin, ConfigMixin):
                 freqs = self.time_proj(cols.reshape(-1).float()).view(b, -1).to(pooled_text.dtype)
                 cond = cond + _stateless_ln(embed(freqs))[:, None]
         return cond
+
+    def text_context(self, encoder_hidden_states: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The text tokens the blocks' cross-attention reads, ``(B, L, D)``: projected, then refined."""
+        context = self.text_proj(encoder_hidden_states)
+        if len(self.text_refiner):
+            cfg = self.config
+            rope = rope_1d(context.shape[1], cfg.hidden_size // cfg.num_heads, cfg.rope_theta, device=context.device)
+            for layer in self.text_refiner:
+                context = layer(context, mask, rope)
+        return context
 
     def _token_timesteps(self, timestep: Tensor, b: int, t: int) -> Tensor:
         """``[B]`` stays ``[B]``; per-frame ``[B, T]`` becomes ``[B, T']`` (mean over a temporal patch)."""
@@ -405,7 +451,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
             else:
                 m = mask.to(encoder_hidden_states.dtype)[..., None]
                 pooled_text = (encoder_hidden_states * m).sum(1) / m.sum(1).clamp_min(1.0)
-        context = self.text_proj(encoder_hidden_states)  # (B, L, D)
+        context = self.text_context(encoder_hidden_states, mask)  # (B, L, D)
 
         token_t = self._token_timesteps(timestep, b, t)
         cond = self._singleton_condition(token_t, pooled_text, micro_conditions)  # (B, T'|1, D)
@@ -442,6 +488,19 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         return Transformer2DModelOutput(sample=x)
 
     # --------------------------------------------------------------------------------------------
+
+    def with_text_refiner(self, num_layers: int) -> STIVTransformer:
+        """A copy with ``num_layers`` text-refiner layers: the layers it has keep their weights, new ones
+        start as the identity, so the copy computes the same velocity as this model."""
+        if num_layers < self.config.text_refiner_layers:
+            raise ValueError(f"the model has {self.config.text_refiner_layers} text-refiner layers; cannot drop to {num_layers}")
+        cfg = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        cfg["text_refiner_layers"] = num_layers
+        new = type(self)(**cfg).to(device=self.device, dtype=self.dtype)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("text_refiner.") for k in missing):
+            raise RuntimeError(f"unexpected weights: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return new
 
     def with_extra_channels(self, extra_in_channels: int = 0, extra_out_channels: int = 0) -> STIVTransformer:
         """A copy with more condition input / output channels; the new weights are zero, so the copy

@@ -20,6 +20,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+PRETRAINED_BACKBONE_OVERRIDES = ("text_refiner_layers",)
+
+
 class ComponentsConfig(_Strict):
     """Where the pipeline being trained comes from."""
 
@@ -27,15 +30,20 @@ class ComponentsConfig(_Strict):
     preset: Literal["tiny", "S", "wan-tiny"] | None = "tiny"
     pretrained: str | None = None  # or a pipeline folder to continue from (an anyframe folder, or a diffusers Wan2.1 one)
     vae: str | None = None  # replace the autoencoder (e.g. one trained first) by this folder
-    backbone: dict[str, Any] = Field(default_factory=dict)  # backbone config overrides (preset only)
+    # backbone config overrides; on a pretrained pipeline only those that add identity-initialised
+    # layers (PRETRAINED_BACKBONE_OVERRIDES)
+    backbone: dict[str, Any] = Field(default_factory=dict)
     shift: float = Field(1.0, gt=0)  # the sampler's timestep shift stored in the pipeline
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.preset is None) == (self.pretrained is None):
             raise ValueError("give exactly one of model.preset and model.pretrained")
-        if self.pretrained is not None and self.backbone:
-            raise ValueError("model.backbone overrides apply to a preset, not to a pretrained pipeline")
+        if self.pretrained is not None and set(self.backbone) - set(PRETRAINED_BACKBONE_OVERRIDES):
+            raise ValueError(
+                "on a pretrained pipeline model.backbone may only set "
+                f"{', '.join(PRETRAINED_BACKBONE_OVERRIDES)} (layers added as the identity)"
+            )
         return self
 
 

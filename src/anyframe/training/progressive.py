@@ -32,8 +32,8 @@ def init_from_image_model(video: STIVTransformer, image: STIVTransformer) -> lis
     fresh = []
     d = video.config.hidden_size
     for name, target in video_state.items():
-        if ".temporal_attn." in name:
-            fresh.append(name)  # keep the video model's own initialisation
+        if ".temporal_attn." in name or (name.startswith("text_refiner.") and name not in image_state):
+            fresh.append(name)  # keep the video model's own initialisation (a new text refiner: the identity)
             continue
         source = image_state[name]
         if name == "patch_embed.weight" and source.shape != target.shape:

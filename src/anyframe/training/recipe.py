@@ -89,6 +89,13 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
         pipe = build_wan_pipeline("tiny", kind=kind, seed=cfg.seed, vocabulary=world_vocabulary(), **backbone)
     else:
         pipe = build_world_pipeline(m.preset, seed=cfg.seed, shift=m.shift, **backbone)
+    if m.pretrained and "text_refiner_layers" in backbone:
+        if not isinstance(pipe.transformer, STIVTransformer):
+            raise AnyframeInputError("model.backbone.text_refiner_layers: only an anyframe (STIV) backbone has a text refiner")
+        try:  # added as the identity: the run starts from the pretrained model's own velocity
+            pipe.transformer = pipe.transformer.with_text_refiner(int(backbone["text_refiner_layers"]))
+        except ValueError as exc:
+            raise AnyframeInputError(f"model.backbone.text_refiner_layers: {exc}") from None
     if m.vae:
         pipe.vae = load_autoencoder(m.vae).eval()
     if cfg.init.from_image_model:
