@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from anyframe.evaluation.harness import Conditioning, PipelineModel
-from anyframe.evaluation.targets import format_difference, paired_differences
+from anyframe.evaluation.targets import difference_digits, format_difference, paired_differences
 from anyframe.world.scoring import match_by_shape, psnr, read_clip, score_clip, truth_of
 from anyframe.world.suite import sample_suite
 
@@ -158,7 +158,7 @@ def difference_lines(results: dict, models: list[str], reference: str) -> list[s
                 continue
             d = paired_differences(results[reference][split]["cases"], results[name][split]["cases"])
             lines.append(f"| {name} | " + " | ".join(
-                format_difference(d[k]["delta"], d[k]["interval"], digits=2 if "psnr" in k or "error" in k else 3)
+                format_difference(d[k]["delta"], d[k]["interval"], digits=difference_digits(k))
                 if k in d else "—" for k in DIFFERENCE_METRICS) + " |")
         lines.append("")
     return lines

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from anyframe.evaluation.harness import PipelineModel
 from anyframe.evaluation.report import evaluate
-from anyframe.evaluation.targets import case_scores, format_difference, paired_differences
+from anyframe.evaluation.targets import case_scores, difference_digits, format_difference, paired_differences
 from anyframe.world.suite import sample_suite
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,7 +63,7 @@ def main() -> None:
     for r in rows[1:]:
         d = paired_differences(rows[0]["cases"], r["cases"])
         lines.append(f"| {r['setting']} | " + " | ".join(
-            format_difference(d[k]["delta"], d[k]["interval"], digits=2 if k == "keyframe_psnr" else 3) if k in d else "—"
+            format_difference(d[k]["delta"], d[k]["interval"], digits=difference_digits(k)) if k in d else "—"
             for k in keys) + " |")
     (RESULTS / "sampling_sweep.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

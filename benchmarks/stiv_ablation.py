@@ -32,7 +32,7 @@ from pathlib import Path
 
 from anyframe.evaluation.harness import Conditioning, PipelineModel
 from anyframe.evaluation.report import run_model
-from anyframe.evaluation.targets import case_scores, format_difference, paired_differences
+from anyframe.evaluation.targets import case_scores, difference_digits, format_difference, paired_differences
 from anyframe.world.suite import builtin_suite, load_suite
 
 RESULTS = Path(__file__).parent / "results"
@@ -71,7 +71,7 @@ def differences(entry: dict, tasks: tuple[str, ...]) -> list[str]:
         for task in tasks:
             d = paired_differences(per_case[settings[0]].get(task, {}), per_case[setting].get(task, {}))
             lines.append(f"| {setting} − {settings[0]} | {task} | " + " | ".join(
-                format_difference(d[k]["delta"], d[k]["interval"], digits=3) if k in d else "—" for k in keys) + " |")
+                format_difference(d[k]["delta"], d[k]["interval"], digits=difference_digits(k)) if k in d else "—" for k in keys) + " |")
     return lines + [""]
 
 

@@ -103,3 +103,13 @@ def test_paired_differences_of_an_ablation_over_the_cases_both_settings_scored()
     assert not format_difference(spread["delta"], spread["interval"]).startswith("**")
     assert paired_differences(a["t2v"], {"presence": {"zz": 1.0}}) == {}
     assert format_difference(None, None) == "—"
+
+
+def test_differences_are_shown_with_each_keys_precision():
+    from anyframe.evaluation.targets import difference_digits, format_difference
+
+    assert difference_digits("keyframe_psnr") == 2 and difference_digits("color_error") == 2
+    assert difference_digits("presence") == 3
+    # temporal_flicker sits near 0.99: a real difference of 3e-4 is not "-0.000" in bold
+    interval = {"paired": True, "cases": 40, "low": -0.0006, "high": -0.0001}
+    assert format_difference(-0.0003, interval, digits=difference_digits("temporal_flicker")) == "**-0.0003 [-0.0006, -0.0001]**"

@@ -76,6 +76,14 @@ def excludes_zero(interval: dict | None) -> bool:
     return interval is not None and (interval["low"] > 0 or interval["high"] < 0)
 
 
+def difference_digits(key: str) -> int:
+    """Decimals to show a difference of ``key`` with: 2 for dB and error scales, 4 for ``temporal_flicker``
+    (it sits near 0.99, so its real differences are in the fourth decimal), else 3."""
+    if "psnr" in key or "error" in key:
+        return 2
+    return 4 if key == "temporal_flicker" else 3
+
+
 def format_difference(delta: float | None, interval: dict | None, digits: int = 3, bold: bool = True) -> str:
     """A difference with its 95 % interval, ``+0.075 [+0.000, +0.148]``; in bold (Markdown) where the interval
     excludes zero, unless ``bold`` is off."""
