@@ -86,7 +86,6 @@ def plot_curves(path: Path, upto: int | None = None, cooldown: Path | None = Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for ax, (stage, _, run, _) in zip(axes, STAGES[1:]):
@@ -100,22 +99,92 @@ def plot_curves(path: Path, upto: int | None = None, cooldown: Path | None = Non
             ax.axvline(branch[0]["step"], color="grey", linestyle=":", linewidth=0.8)
         if run == STAGES[-1][2] and upto is not None:
             records = [r for r in records if r["step"] <= upto]
-        keys = sorted({k for r in records for k in r if k.startswith("loss/")}) or ["loss"]
-        for key in keys:
-            pts = [(r["step"], r[key]) for r in records if key in r]
-            if len(pts) < 2:
-                continue
-            steps, values = map(np.asarray, zip(*pts))
-            n = min(10, len(values))
-            smooth = np.convolve(values, np.ones(n) / n, mode="valid")
-            ax.plot(steps[n - 1 :], smooth, label=key.removeprefix("loss/"))
-        ax.set_title(stage)
-        ax.set_xlabel("step")
-        ax.set_ylabel("flow-matching loss")
-        ax.legend(fontsize=7)
+        _plot_losses(ax, records, stage)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_losses(ax, records: list[dict], title: str) -> None:
+    """Loss per task against step (moving mean over 10 logged points)."""
+    import numpy as np
+
+    keys = sorted({k for r in records for k in r if k.startswith("loss/")}) or ["loss"]
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        if len(pts) < 2:
+            continue
+        steps, values = map(np.asarray, zip(*pts))
+        n = min(10, len(values))
+        smooth = np.convolve(values, np.ones(n) / n, mode="valid")
+        ax.plot(steps[n - 1 :], smooth, label=key.removeprefix("loss/"))
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel("flow-matching loss")
+    ax.legend(fontsize=7)
+
+
+def plot_finetune(path: Path, run: Path, title: str) -> None:
+    """The fine-tune run's loss per task (its own steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "steps_per_s" in line]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    _plot_losses(ax, records, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def base_stages(base: Path) -> tuple[list[dict], str | None]:
+    """The training stages of a shipped folder and its card's autoencoder line: from its ``training.json``,
+    or — a card shipped before that file — from the card's training table. A fine-tune ships on top of
+    them when the run folders of the earlier stages are not on this machine."""
+    record = base / "training.json"
+    if record.is_file():
+        data = json.loads(record.read_text())
+        return data["stages"], data.get("autoencoder_line")
+    card = base / "README.md"
+    if not card.is_file():
+        raise SystemExit(f"error: --base {base}: neither training.json nor a model card (README.md)")
+    stages, in_table, ae_line = [], False, None
+    for line in card.read_text().splitlines():
+        if line.startswith("Autoencoder reconstruction PSNR"):
+            ae_line = line
+        if line.startswith("| stage | recipe |"):
+            in_table = True
+        elif in_table and line.startswith("|") and not line.startswith("|---"):
+            stage, recipe, command, seed, steps, wall, loss = (c.strip().strip("`") for c in line.strip("|").split("|"))
+            stages.append(dict(stage=stage, recipe=recipe, command=command, seed=int(seed) if seed.isdigit() else None,
+                               steps=int(steps.replace(",", "")), wall_s=0.0 if wall == "—" else float(wall.split()[0]) * 60,
+                               loss=None if loss == "—" else float(loss), video=stage not in ("autoencoder", "T2I")))
+        elif in_table and not line.startswith("|"):
+            in_table = False
+    if not stages:
+        raise SystemExit(f"error: --base {base}: its card has no training table")
+    return stages, ae_line
+
+
+def autoencoder_line(ae_eval: dict | None) -> str | None:
+    """The card's line on the autoencoder's reconstruction (its run's ``eval.json``)."""
+    if not ae_eval:
+        return None
+    return ("Autoencoder reconstruction PSNR (dB, held-out frames): " + ", ".join(
+        f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_style"].items()) + "; held-out splits: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_split"].items()) + ".")
+
+
+def finetune_stage(run: Path, base_steps: int, command: str) -> dict:
+    """The fine-tune run as a stage after the base's: its steps counted on from the base's."""
+    if not (run / "config.yaml").is_file() or not (run / "metrics.jsonl").is_file():
+        raise SystemExit(f"error: --finetune {run}: not a run folder (config.yaml, metrics.jsonl)")
+    summary = run_summary(run)
+    recipe = command.split("--config", 1)[1].split()[0] if "--config" in command else str(run / "config.yaml")
+    return dict(summary, stage=f"fine-tune from step {base_steps:,}", recipe=recipe, command=command, video=True,
+                steps=base_steps + summary["steps"], finetune_steps=summary["steps"])
 
 
 def size_mb(folder: Path) -> float:
@@ -354,7 +423,8 @@ def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
 def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float,
          hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
          motion: dict | None = None, content: dict | None = None, check: dict | None = None,
-         cooled: tuple[dict | None, dict | None] = (None, None), renorm: dict | None = None) -> str:
+         cooled: tuple[dict | None, dict | None] = (None, None), renorm: dict | None = None,
+         ae_line: str | None = None) -> str:
     lines = [
         f"# {out_name}", "",
         "The default anyframe model: a world-scale STIV (S: 12 M parameters, 16 frames of 32×32 px) trained from",
@@ -381,13 +451,19 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
                   f"{stages[-1]['decay_steps']:,} steps. The run itself goes on at constant LR from "
                   "that checkpoint; a later", "model is a later cooldown branch (`benchmarks/results/cooldown.md`: "
                   "what the cooldown buys at equal steps)."]
+    finetuned = "finetune_steps" in stages[-1]
+    if finetuned:
+        lines += ["", f"The weights are a **fine-tune** of the model shipped at step {stages[-2]['steps']:,} (the stages "
+                  f"above it): {stages[-1]['finetune_steps']:,} steps of `{stages[-1]['recipe']}` from its folder "
+                  "(its optimizer state is not shipped, so the fine-tune warms up again); its loss is the second plot."]
     lines += ["", f"Hardware: {hardware}; torch {torch.__version__}. Wall time is the sum of the logged windows "
               "(a resumed run: its segments).",
               "", "![training curve](training_curve.png)", ""]
-    if ae_eval:
-        lines += ["Autoencoder reconstruction PSNR (dB, held-out frames): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_style"].items()) + "; held-out splits: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in ae_eval["psnr_by_split"].items()) + ".", ""]
+    if finetuned:
+        lines += ["![fine-tune](finetune_curve.png)", ""]
+    ae_line = ae_line or autoencoder_line(ae_eval)
+    if ae_line:
+        lines += [ae_line, ""]
     if "standard" in reports:
         lines += ["## Targets (issue 5), on the `standard` suite", "",
                   "*Autoencoder ceiling*: the true clips encoded and decoded by this model's autoencoder (`anyframe eval",
@@ -427,7 +503,9 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
                   "The `standard` suite's targets for the video stage exported at each step "
                   "(`benchmarks/default_model_curve.py`, `benchmarks/results/default_model/curve.md`)"
                   + (" — the constant-LR run; the shipped weights, its cooldown branch, are the targets table above:"
-                     if stages[-1]["stage"].startswith("cooldown") else ":"), "",
+                     if stages[-1]["stage"].startswith("cooldown") else
+                     " — the constant-LR run; the shipped weights, a fine-tune of a later branch, are the targets table above:"
+                     if finetuned else ":"), "",
                   "| task | measure | " + " | ".join(f"{int(s):,}" for s in steps) + " |",
                   "|---|---|" + "---|" * len(steps)]
         for task, label, key, _ in TARGETS:
@@ -463,7 +541,13 @@ def main() -> None:
                         "(optim.schedule wsd, resumed from the run's checkpoint where its decay starts) that made the weights")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, no GPU",
                         help="what trained it, for the card")
+    parser.add_argument("--base", default=None, help="a shipped folder the weights were fine-tuned from: its card's "
+                        "stages are kept (their run folders need not be here)")
+    parser.add_argument("--finetune", default=None, help="with --base: the fine-tune's run folder")
+    parser.add_argument("--finetune-command", default="", help="with --base: the command that ran the fine-tune")
     args = parser.parse_args()
+    if bool(args.base) != bool(args.finetune) or (args.base and (args.cooldown or args.step)):
+        raise SystemExit("error: --base and --finetune go together, without --cooldown or --step")
     pipe = AnyFramePipeline.from_pretrained(args.pipeline)
     pipe.transformer.to(torch.float16)  # storage only: from_pretrained loads it back as float32
     cooldown = Path(args.cooldown) if args.cooldown else None
@@ -474,6 +558,11 @@ def main() -> None:
     if branch:
         stages.append(dict(stage=f"cooldown from step {branch['start']:,}", recipe=STAGES[-1][1], command=branch["command"],
                            video=True, decay_steps=branch["decay_steps"], **run_summary(cooldown, args.step, since=branch["start"])))
+    ae_line = None
+    if args.base:  # read before the folder is replaced (--out is usually --base)
+        stages, ae_line = base_stages(Path(args.base))
+        stages.append(finetune_stage(Path(args.finetune), stages[-1]["steps"], args.finetune_command))
+        base_plot = (Path(args.base) / "training_curve.png").read_bytes()
     ae_path = Path("runs/world-autoencoder/autoencoder/eval.json")
     ae_eval = json.loads(ae_path.read_text()) if ae_path.is_file() else None
     reports = {}
@@ -505,11 +594,17 @@ def main() -> None:
         mb = size_mb(tmp)
         if mb > MAX_MB:
             raise SystemExit(f"error: the shipped folder would be {mb:.1f} MB (limit {MAX_MB} MB)")
-        plot_curves(tmp / "training_curve.png", args.step, cooldown)
+        if args.base:
+            (tmp / "training_curve.png").write_bytes(base_plot)
+            plot_finetune(tmp / "finetune_curve.png", Path(args.finetune), stages[-1]["stage"])
+        else:
+            plot_curves(tmp / "training_curve.png", args.step, cooldown)
+        (tmp / "training.json").write_text(json.dumps({"stages": stages, "autoencoder_line": ae_line or autoencoder_line(ae_eval)},
+                                                      indent=1) + "\n")
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
         (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion,
-                                               content, check, (cooled, cooled_loss), renorm))
+                                               content, check, (cooled, cooled_loss), renorm, ae_line))
     for name, path, _ in given:
         if path:  # the per-case record of the model now shipped
             shutil.copyfile(path, RESULTS / "default_model" / f"{name}_report.json")

@@ -116,3 +116,28 @@ def test_the_targets_table_has_intervals_and_the_fresh_cases(ship):
     table = "\n".join(ship.target_table(reports, None))
     assert "| fresh cases | `ood` suite | autoencoder ceiling |" in table and "no target there yet" in table
     assert "| 1.000 (1.000–1.000) | 0.000 (0.000–0.000) | — |" in table
+
+
+def test_a_fine_tune_ships_on_the_stages_of_the_shipped_card(ship, tmp_path):
+    # the shipped card (written before training.json) gives its stages back, wall times and losses included
+    root = Path(__file__).parents[1] / "checkpoints" / "anyframe-world-s"
+    stages, ae_line = ship.base_stages(root)
+    assert [s["stage"] for s in stages][:3] == ["autoencoder", "T2I", "multitask video"]
+    assert all(s["steps"] > 0 and s["wall_s"] > 0 and s["command"].startswith("anyframe ") for s in stages)
+    assert [s["video"] for s in stages][:3] == [False, False, True]
+    assert ae_line.startswith("Autoencoder reconstruction PSNR")
+    # a fine-tune counts its steps on from the base's, and the card says what it is
+    run = _run(tmp_path / "ft", [{"step": 100, "loss": 0.2, "steps_per_s": 1.0, "loss/t2v": 0.3},
+                                 {"step": 200, "loss": 0.1, "steps_per_s": 0.5, "loss/t2v": 0.2}], {"seed": 1})
+    ft = ship.finetune_stage(run, stages[-1]["steps"], "anyframe train --config configs/world-s-refiner.yaml")
+    assert ft["steps"] == stages[-1]["steps"] + 200 and ft["finetune_steps"] == 200 and ft["wall_s"] == 300.0
+    assert ft["recipe"] == "configs/world-s-refiner.yaml" and ft["seed"] == 1
+    card = ship.card("m", [*stages, ft], None, {}, 28.0, "cpu", ae_line=ae_line)
+    assert f"fine-tune from step {stages[-1]['steps']:,}" in card and "finetune_curve.png" in card
+    assert "200 steps of `configs/world-s-refiner.yaml`" in card and ae_line in card
+    # a card from its own training.json reads back the same
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "training.json").write_text(json.dumps({"stages": [*stages, ft], "autoencoder_line": ae_line}))
+    assert ship.base_stages(tmp_path / "shipped") == ([*stages, ft], ae_line)
+    with pytest.raises(SystemExit, match="neither training.json nor a model card"):
+        ship.base_stages(tmp_path / "ft")
