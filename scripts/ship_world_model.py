@@ -187,6 +187,13 @@ def finetune_stage(run: Path, base_steps: int, command: str) -> dict:
                 steps=base_steps + summary["steps"], finetune_steps=summary["steps"])
 
 
+def model_size(transformer) -> str:
+    """``"13.6 M parameters, a 2-layer text refiner included"``."""
+    text = f"{sum(p.numel() for p in transformer.parameters()) / 1e6:.1f} M parameters"
+    layers = getattr(transformer.config, "text_refiner_layers", 0)
+    return text + (f", a {layers}-layer text refiner included" if layers else "")
+
+
 def size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
@@ -380,6 +387,24 @@ def content_lines(content: dict | None) -> list[str]:
             + " tracks per object asked for (spurious or split objects; the ceiling ≈ 1)."]
 
 
+def binding_lines(binding: dict | None) -> list[str]:
+    """Whether the models bind words to their objects (``benchmarks/binding_swap.py``: a caption against its
+    swapped twin; margin = own − twin's score)."""
+    rows = [r for r in (binding or {}).get("rows", []) if not r["model"].startswith("truth")]
+    if not rows:
+        return []
+    def margin(r: dict) -> str:
+        i = r.get("margin_interval")
+        return f"{r['margin']:+.3f}" + (f" [{i['low']:+.3f}, {i['high']:+.3f}]" if i else "")
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    lines = ["- **Binding words to objects** (`benchmarks/results/binding_swap.md`: each caption against its twin with the "
+             "colours or motions of two objects swapped, same seed; margin = own score − the twin's, 95 % interval):"]
+    for kind in kinds:
+        lines.append(f"  {kind}: " + "; ".join(f"{r['model']} {margin(r)} (clips differ {r['twin_difference']:.2f}× as much "
+                                                 "as the renders)" for r in rows if r["kind"] == kind) + ".")
+    return lines
+
+
 def by_object_count(report: dict) -> list[str]:
     """T2V and TI2V scores split by the scene's number of objects: is a gap binding (it grows with the
     objects) or the skill itself (one object fails too)?"""
@@ -424,10 +449,10 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
          hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
          motion: dict | None = None, content: dict | None = None, check: dict | None = None,
          cooled: tuple[dict | None, dict | None] = (None, None), renorm: dict | None = None,
-         ae_line: str | None = None) -> str:
+         ae_line: str | None = None, binding: dict | None = None, size: str = "12 M parameters") -> str:
     lines = [
         f"# {out_name}", "",
-        "The default anyframe model: a world-scale STIV (S: 12 M parameters, 16 frames of 32×32 px) trained from",
+        f"The default anyframe model: a world-scale STIV (S: {size}, 16 frames of 32×32 px) trained from",
         "scratch on the procedural shapes world, for text-to-video, image-to-video, any-frame conditioning,",
         "interpolation (first + last) and prediction (first k) by frame replacement, sampled with JIT-CFG",
         "(25 steps, scale 7.5; renormalised when no keyframe is given: `renorm` `auto`).",
@@ -484,6 +509,7 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
             *cooldown_lines(*cooled),
             *motion_lines(reports["standard"], motion),
             *content_lines(content),
+            *binding_lines(binding),
             *steps_lines(curve, video["steps"]),
             "  STIV trains its T2V and TI2V models for 400 k steps at batch 1,024 (§ Training);",
             f"  this run is a few CPU hours at batch 8, {100 * clips / (400e3 * 1024):.2f} % of those samples. The run "
@@ -575,10 +601,10 @@ def main() -> None:
     ceiling = json.loads(calibration.read_text())["standard"].get("autoencoder_by_task") if calibration.is_file() else None
     read = lambda path: json.loads(path.read_text()) if path.is_file() else None  # noqa: E731
     curve_path = RESULTS / "default_model" / "curve.json"
-    curve, sweep, check, motion, content, cooled, cooled_loss, renorm = (read(p) for p in (
+    curve, sweep, check, motion, content, cooled, cooled_loss, renorm, binding = (read(p) for p in (
         curve_path, RESULTS / "sampling_sweep.json", RESULTS / "guidance_full_suite.json",
         RESULTS / "motion_diagnosis.json", RESULTS / "content_diagnosis.json", RESULTS / "cooldown.json",
-        RESULTS / "cooldown_loss.json", RESULTS / "renorm_full_suite.json"))
+        RESULTS / "cooldown_loss.json", RESULTS / "renorm_full_suite.json", RESULTS / "binding_swap.json"))
     if not cooldown:
         cooled = cooled_loss = None  # a model without a cooldown: nothing to say about one
     out = Path(args.out)
@@ -604,7 +630,8 @@ def main() -> None:
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
         (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion,
-                                               content, check, (cooled, cooled_loss), renorm, ae_line))
+                                               content, check, (cooled, cooled_loss), renorm, ae_line, binding,
+                                               model_size(pipe.transformer)))
     for name, path, _ in given:
         if path:  # the per-case record of the model now shipped
             shutil.copyfile(path, RESULTS / "default_model" / f"{name}_report.json")

@@ -119,8 +119,10 @@ def test_the_targets_table_has_intervals_and_the_fresh_cases(ship):
 
 
 def test_a_fine_tune_ships_on_the_stages_of_the_shipped_card(ship, tmp_path):
-    # the shipped card (written before training.json) gives its stages back, wall times and losses included
-    root = Path(__file__).parents[1] / "checkpoints" / "anyframe-world-s"
+    # a card alone (a folder shipped before training.json) gives its stages back, wall times and losses included
+    root = tmp_path / "legacy"
+    root.mkdir()
+    (root / "README.md").write_text((Path(__file__).parents[1] / "checkpoints" / "anyframe-world-s" / "README.md").read_text())
     stages, ae_line = ship.base_stages(root)
     assert [s["stage"] for s in stages][:3] == ["autoencoder", "T2I", "multitask video"]
     assert all(s["steps"] > 0 and s["wall_s"] > 0 and s["command"].startswith("anyframe ") for s in stages)
@@ -141,3 +143,14 @@ def test_a_fine_tune_ships_on_the_stages_of_the_shipped_card(ship, tmp_path):
     assert ship.base_stages(tmp_path / "shipped") == ([*stages, ft], ae_line)
     with pytest.raises(SystemExit, match="neither training.json nor a model card"):
         ship.base_stages(tmp_path / "ft")
+
+
+def test_the_card_reads_the_binding_swap(ship):
+    interval = {"paired": True, "cases": 60, "low": 0.2, "high": 0.45}
+    binding = {"rows": [
+        {"kind": "t2v-colour", "model": "truth (the renders)", "margin": 0.68, "margin_interval": None, "twin_difference": 1.0},
+        {"kind": "t2v-colour", "model": "ship", "margin": 0.017, "margin_interval": None, "twin_difference": 0.12},
+        {"kind": "t2v-colour", "model": "refiner", "margin": 0.328, "margin_interval": interval, "twin_difference": 0.93}]}
+    text = "\n".join(ship.binding_lines(binding))
+    assert "truth" not in text and "ship +0.017 (clips differ 0.12×" in text and "refiner +0.328 [+0.200, +0.450]" in text
+    assert ship.binding_lines(None) == []
