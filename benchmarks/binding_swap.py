@@ -176,7 +176,8 @@ def main(argv=None) -> int:
         "as a share of |render A − render B|. *Text tokens, shared / swapped words*: 1 − cosine between the twins'",
         "text tokens as the backbone's cross-attention reads them, at the words both captions share (\"circle\" in",
         "\"a red circle\" and \"a blue circle\") and at the words that differ (twins that tokenize to the same length):",
-        "near zero at the shared words, the words do not take in their neighbours. See the script's docstring.", "",
+        "near zero at the shared words, the words do not take in their neighbours (a model may still bind by position, where",
+        "its text tokens carry positions: a text refiner's RoPE). See the script's docstring.", "",
         "| pair | key | model | clips | own | twin's | margin | twin difference | text tokens: shared words | swapped words |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
