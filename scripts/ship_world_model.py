@@ -577,20 +577,22 @@ def main() -> None:
     pipe = AnyFramePipeline.from_pretrained(args.pipeline)
     pipe.transformer.to(torch.float16)  # storage only: from_pretrained loads it back as float32
     cooldown = Path(args.cooldown) if args.cooldown else None
-    branch = cooldown_branch(cooldown) if cooldown else None
-    stages = [dict(stage=s, recipe=r, command=c, video=i == len(STAGES) - 1,
-                   **run_summary(Path(d), (branch["start"] if branch else args.step) if i == len(STAGES) - 1 else None))
-              for i, (s, r, d, c) in enumerate(STAGES)]
-    if branch:
-        stages.append(dict(stage=f"cooldown from step {branch['start']:,}", recipe=STAGES[-1][1], command=branch["command"],
-                           video=True, decay_steps=branch["decay_steps"], **run_summary(cooldown, args.step, since=branch["start"])))
     ae_line = None
-    if args.base:  # read before the folder is replaced (--out is usually --base)
+    if args.base:  # the earlier stages from the base's record, read before --out (usually --base) is replaced
         stages, ae_line = base_stages(Path(args.base))
         stages.append(finetune_stage(Path(args.finetune), stages[-1]["steps"], args.finetune_command))
         base_plot = (Path(args.base) / "training_curve.png").read_bytes()
+    else:  # the stages from their run folders
+        branch = cooldown_branch(cooldown) if cooldown else None
+        stages = [dict(stage=s, recipe=r, command=c, video=i == len(STAGES) - 1,
+                       **run_summary(Path(d), (branch["start"] if branch else args.step) if i == len(STAGES) - 1 else None))
+                  for i, (s, r, d, c) in enumerate(STAGES)]
+        if branch:
+            stages.append(dict(stage=f"cooldown from step {branch['start']:,}", recipe=STAGES[-1][1], command=branch["command"],
+                               video=True, decay_steps=branch["decay_steps"],
+                               **run_summary(cooldown, args.step, since=branch["start"])))
     ae_path = Path("runs/world-autoencoder/autoencoder/eval.json")
-    ae_eval = json.loads(ae_path.read_text()) if ae_path.is_file() else None
+    ae_line = ae_line or autoencoder_line(json.loads(ae_path.read_text()) if ae_path.is_file() else None)
     reports = {}
     given = (("standard", args.report, args.report_command), ("ood", args.ood_report, args.ood_report_command),
              ("fresh", args.fresh_report, args.fresh_report_command))
@@ -625,11 +627,10 @@ def main() -> None:
             plot_finetune(tmp / "finetune_curve.png", Path(args.finetune), stages[-1]["stage"])
         else:
             plot_curves(tmp / "training_curve.png", args.step, cooldown)
-        (tmp / "training.json").write_text(json.dumps({"stages": stages, "autoencoder_line": ae_line or autoencoder_line(ae_eval)},
-                                                      indent=1) + "\n")
+        (tmp / "training.json").write_text(json.dumps({"stages": stages, "autoencoder_line": ae_line}, indent=1) + "\n")
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
-        (tmp / "README.md").write_text(card(out.name, stages, ae_eval, reports, mb, args.hardware, ceiling, curve, sweep, motion,
+        (tmp / "README.md").write_text(card(out.name, stages, None, reports, mb, args.hardware, ceiling, curve, sweep, motion,
                                                content, check, (cooled, cooled_loss), renorm, ae_line, binding,
                                                model_size(pipe.transformer)))
     for name, path, _ in given:

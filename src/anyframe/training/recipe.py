@@ -89,7 +89,7 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
         pipe = build_wan_pipeline("tiny", kind=kind, seed=cfg.seed, vocabulary=world_vocabulary(), **backbone)
     else:
         pipe = build_world_pipeline(m.preset, seed=cfg.seed, shift=m.shift, **backbone)
-    if m.pretrained and "text_refiner_layers" in backbone:
+    if m.pretrained and backbone:  # the config allows only PRETRAINED_BACKBONE_OVERRIDES here: text_refiner_layers
         if not isinstance(pipe.transformer, STIVTransformer):
             raise AnyframeInputError("model.backbone.text_refiner_layers: only an anyframe (STIV) backbone has a text refiner")
         try:  # added as the identity: the run starts from the pretrained model's own velocity
