@@ -1,11 +1,13 @@
 """Generation speed of a pipeline folder on this machine: load time, and a 16-frame clip at 25 steps with
-JIT-CFG (T2V and TI2V).
+JIT-CFG (T2V and TI2V), with the weights in float32 (``anyframe generate``'s default) and in bfloat16
+(``--dtype bfloat16``; the VAE stays float32).
 
-    python benchmarks/generate_speed.py [--model checkpoints/anyframe-world-s] [--repeats 5]
+    python benchmarks/generate_speed.py [--model checkpoints/anyframe-world-s] [--repeats 5] [--dtypes float32,bfloat16]
 
-*Load* is ``AnyFramePipeline.from_pretrained`` in a fresh process (after the imports, which are timed
+*Load* is ``load_pipeline`` (what the CLI calls) in a fresh process (after the imports, which are timed
 apart), median over ``--repeats`` processes. *Generate* is one call of the pipeline after one warm-up
-call, median over ``--repeats`` calls, output decoded to frames. Writes
+call, median over ``--repeats`` calls, output decoded to frames. bf16 is fast only on a CPU with native
+bf16 (AVX512-BF16 / AMX: the table says whether this one has it). Writes
 ``benchmarks/results/generate_speed.{json,md}``.
 """
 
@@ -28,32 +30,32 @@ _LOAD = """
 import time
 t0 = time.perf_counter()
 import torch
-from anyframe.pipeline import AnyFramePipeline
+from anyframe.pipeline import load_pipeline
 t1 = time.perf_counter()
-pipe = AnyFramePipeline.from_pretrained({path!r})
+pipe = load_pipeline({path!r}, {dtype!r})
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
 
 
-def time_load(path: str, repeats: int) -> tuple[float, float]:
+def time_load(path: str, repeats: int, dtype: str) -> tuple[float, float]:
     imports, loads = [], []
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", _LOAD.format(path=path)], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", _LOAD.format(path=path, dtype=dtype)], capture_output=True, text=True, check=True)
         a, b = map(float, out.stdout.split()[-2:])
         imports.append(a)
         loads.append(b)
     return statistics.median(imports), statistics.median(loads)
 
 
-def time_generate(path: str, repeats: int, image: bool) -> float:
+def time_generate(path: str, repeats: int, image: bool, dtype: str) -> float:
     import torch
 
-    from anyframe.pipeline import AnyFramePipeline, Keyframe
+    from anyframe.pipeline import Keyframe, load_pipeline
     from anyframe.world.render import render
     from anyframe.world.sampling import scene_for_seed
 
-    pipe = AnyFramePipeline.from_pretrained(path)
+    pipe = load_pipeline(path, dtype)
     pipe.set_progress_bar_config(disable=True)
     keyframes = [Keyframe(render(scene_for_seed(0, "train")).frames[0], 0)] if image else []
     times = []
@@ -67,34 +69,55 @@ def time_generate(path: str, repeats: int, image: bool) -> float:
     return statistics.median(times)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="checkpoints/anyframe-world-s")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="Comma-separated: float32, bfloat16.")
     args = parser.parse_args()
+    dtypes = args.dtypes.split(",")
+    if not dtypes or any(d not in ("float32", "bfloat16") for d in dtypes):
+        parser.error(f"--dtypes takes float32 and/or bfloat16, got {args.dtypes!r}")
     import torch
 
-    imports, load = time_load(args.model, args.repeats)
-    t2v = time_generate(args.model, args.repeats, image=False)
-    ti2v = time_generate(args.model, args.repeats, image=True)
+    rows = {}
+    for dtype in dtypes:
+        imports, load = time_load(args.model, args.repeats, dtype)
+        rows[dtype] = {"import_s": imports, "load_s": load,
+                       "t2v_s": time_generate(args.model, args.repeats, False, dtype),
+                       "ti2v_s": time_generate(args.model, args.repeats, True, dtype)}
     result = {
-        "model": args.model, "repeats": args.repeats, "import_s": imports, "load_s": load, "t2v_s": t2v,
-        "ti2v_s": ti2v, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "model": args.model, "repeats": args.repeats, "by_dtype": rows, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "cpu": cpu_name(), "cores": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "generate_speed.json").write_text(json.dumps(result, indent=1))
     lines = [
         "# Generation speed", "",
-        f"Command: `python benchmarks/generate_speed.py --model {args.model} --repeats {args.repeats}`", "",
-        f"Machine: {result['cores']} cores ({result['cpu']}), {result['threads']} torch threads, torch {result['torch']}, "
-        "no GPU. Medians.", "",
-        "| what | seconds | target |", "|---|---|---|",
-        f"| import torch + anyframe (fresh process) | {imports:.2f} | — |",
-        f"| load the pipeline (`from_pretrained`) | {load:.2f} | ≤ 3 |",
-        f"| T2V: 16 frames, 25 steps, JIT-CFG | {t2v:.2f} | ≤ 2 |",
-        f"| TI2V: 16 frames, 25 steps, JIT-CFG | {ti2v:.2f} | ≤ 2 |", "",
+        f"Command: `python benchmarks/generate_speed.py --model {args.model} --repeats {args.repeats} --dtypes {args.dtypes}`", "",
+        f"Machine: {result['cores']} cores ({result['cpu']}, {result['cpu_capability']}, native bf16: "
+        f"{'yes' if result['native_bf16'] else 'no'}), {result['threads']} torch threads, torch {result['torch']}, "
+        "no GPU. Medians. The weights' dtype is `anyframe generate --dtype` (the VAE stays float32).", "",
+        "| what | " + " | ".join(dtypes) + " | target |", "|---|" + "---|" * len(dtypes) + "---|",
     ]
+    for key, what, target in (("import_s", "import torch + anyframe (fresh process)", "—"),
+                              ("load_s", "load the pipeline (`load_pipeline`)", "≤ 3"),
+                              ("t2v_s", "T2V: 16 frames, 25 steps, JIT-CFG", "≤ 2"),
+                              ("ti2v_s", "TI2V: 16 frames, 25 steps, JIT-CFG", "≤ 2")):
+        lines.append(f"| {what} | " + " | ".join(f"{rows[d][key]:.2f}" for d in dtypes) + f" | {target} |")
+    lines.append("")
     (RESULTS / "generate_speed.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -543,6 +543,29 @@ class AnyFramePipeline(DiffusionPipeline):
 #                               Building a (randomly initialised) pipeline
 # ------------------------------------------------------------------------------------------------
 
+def load_pipeline(model_dir: str | os.PathLike, dtype: str = "auto", transformer_file: str | os.PathLike | None = None) -> AnyFramePipeline:
+    """A pipeline folder (anyframe's, or a diffusers Wan2.1 one) with its weights at ``dtype``: ``auto`` (as
+    ``from_pretrained`` loads them: float32), ``float32`` or ``bfloat16``. The VAE stays float32 (decoding in bf16 costs quality
+    for little memory; the Wan loader does so itself). On a CPU with native bf16 (AVX512-BF16 / AMX) ``bfloat16``
+    is the fast path (``benchmarks/generate_speed.py``); without it bf16 matrix products are emulated."""
+    from anyframe.models.wan_loading import is_wan_folder
+
+    torch_dtypes = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
+    if dtype not in torch_dtypes:
+        raise AnyframeInputError(f"dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    kwargs = {}
+    if transformer_file is not None:
+        if not is_wan_folder(model_dir):
+            raise AnyframeInputError("--transformer-file applies to a diffusers Wan2.1 folder given as --model")
+        kwargs["transformer_file"] = transformer_file
+    if (torch_dtype := torch_dtypes[dtype]) is not None:
+        if is_wan_folder(model_dir):
+            kwargs["torch_dtype"] = torch_dtype
+        else:  # diffusers deprecates torch_dtype for dtype
+            kwargs["dtype"] = {"default": torch_dtype, "vae": torch.float32}
+    return AnyFramePipeline.from_pretrained(model_dir, **kwargs)
+
+
 WORLD_PRESETS = {
     # size: (backbone, autoencoder, text encoder, pixels, frames, tokenizer length)
     # max_length: world captions of up to 4 objects run to ~122 word tokens (95th percentile ~96)

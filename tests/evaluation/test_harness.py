@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from anyframe.cli import main
 from anyframe.errors import AnyframeInputError
@@ -67,6 +68,13 @@ def test_a_pipeline_runs_every_task_and_edits_are_unsupported(tmp_path):
         defaults["num_inference_steps"], defaults["guidance_scale"], defaults["guidance_mode"], defaults["renorm"])
     model = PipelineModel(str(tmp_path / "m"), steps=3, guidance=2.0, guidance_mode="cfg", renorm=None)
     assert (model.steps, model.guidance, model.guidance_mode, model.renorm) == (3, 2.0, "cfg", None)
+    assert model.pipe.transformer.dtype == torch.float32
+
+    # --dtype bfloat16: the backbone runs in bf16, the VAE stays float32, and the report names the dtype
+    model = PipelineModel(str(tmp_path / "m"), steps=1, dtype="bfloat16")
+    assert model.pipe.transformer.dtype == torch.bfloat16 and model.pipe.vae.dtype == torch.float32
+    [report] = evaluate([model], [c for c in cases if c.task == "ti2v"], tmp_path / "r16")
+    assert report["model"].endswith("(bfloat16)") and report["cases"][0]["scores"]
 
 
 def test_the_autoencoder_model_is_the_true_clip_through_the_autoencoder(tmp_path):
@@ -108,7 +116,8 @@ def test_eval_cli(tmp_path, capsys):
                            (["--model", "truth", "--n", "0"], "--n"),
                            (["--model", "truth", "--against", "vibes"], "--against"),
                            (["--model", "truth", "--renorm", "half"], "--renorm"),
-                           (["--model", "truth", "--guidance-mode", "loud"], "--guidance-mode")]:
+                           (["--model", "truth", "--guidance-mode", "loud"], "--guidance-mode"),
+                           (["--model", "truth", "--dtype", "float16"], "--dtype")]:
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
             main(["eval", *args, "--out", str(tmp_path / "x")])
@@ -151,9 +160,11 @@ def test_eval_cli_passes_the_sampling_settings_on(tmp_path, monkeypatch):
         raise SystemExit(0)
 
     monkeypatch.setattr(harness, "load_model", fake_load_model)
-    for args in ([], ["--renorm", "none", "--guidance-mode", "cfg", "--guidance", "3", "--steps", "2"], ["--renorm", "clamp"]):
+    for args in ([], ["--renorm", "none", "--guidance-mode", "cfg", "--guidance", "3", "--steps", "2"], ["--renorm", "clamp"],
+                 ["--dtype", "bfloat16"]):
         with pytest.raises(SystemExit):
             main(["eval", "--model", str(tmp_path / "m"), "--suite", "smoke", "--out", str(tmp_path / "r"), *args])
-    # nothing given: the model's own settings ("default"); none → no renormalisation
-    assert [(k["steps"], k["guidance"], k["guidance_mode"], k["renorm"]) for k in seen] == [
-        (None, None, None, "default"), (2, 3.0, "cfg", None), (None, None, None, "clamp")]
+    # nothing given: the model's own settings ("default"); none → no renormalisation; weights as saved
+    assert [(k["steps"], k["guidance"], k["guidance_mode"], k["renorm"], k["dtype"]) for k in seen] == [
+        (None, None, None, "default", "auto"), (2, 3.0, "cfg", None, "auto"), (None, None, None, "clamp", "auto"),
+        (None, None, None, "default", "bfloat16")]

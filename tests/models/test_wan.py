@@ -454,7 +454,8 @@ def test_a_wan_model_samples_as_wan_does(capsys, tmp_path, monkeypatch):
 def test_dtype_loads_weights_in_bf16_and_the_vae_in_float32(tmp_path):
     """--dtype bfloat16: transformer and encoders in bf16 (Wan: the modules diffusers keeps in float32 stay
     so), the VAE loaded in float32 — its weights exactly the saved ones, not rounded through bf16."""
-    from anyframe.cli import default_model_dir, load_pipeline
+    from anyframe.cli import default_model_dir
+    from anyframe.pipeline import load_pipeline
 
     _, ours = pipelines("t2v", tmp_path)
     for folder, reference in ((tmp_path / "wan-t2v", ours), (default_model_dir(), AnyFramePipeline.from_pretrained(default_model_dir()))):
@@ -465,6 +466,8 @@ def test_dtype_loads_weights_in_bf16_and_the_vae_in_float32(tmp_path):
         assert all(torch.equal(want[k], got[k]) for k in want)
     wan = load_pipeline(tmp_path / "wan-t2v", "bfloat16")
     assert wan.transformer.scale_shift_table.dtype == torch.float32  # kept in float32, as diffusers loads it
+    with pytest.raises(AnyframeInputError, match="float16"):
+        load_pipeline(default_model_dir(), "float16")
 
 
 def test_keyframes_on_a_causal_vae_need_resolved_indices(tmp_path):
