@@ -23,7 +23,8 @@ import json
 from itertools import combinations
 from pathlib import Path
 
-from anyframe.evaluation.targets import PSNR_NOISE, TARGETS, compare_targets, format_difference, same_case_scores
+from anyframe.evaluation.targets import (PSNR_NOISE, TARGETS, compare_targets, format_difference, format_interval,
+                                        format_value, same_case_scores)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -73,7 +74,6 @@ def main() -> None:
          "reports": {k: {"path": paths[k], "model": reports[k].get("model"), "made_by": commands.get(k)} for k in labels},
          "rows": rows, "same_case_scores": same}, indent=1))
 
-    fmt = lambda v: "—" if v is None else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"  # noqa: E731
     lines = [f"# {args.title}", "", f"Command: `{command}`", ""]
     if args.note:
         lines += [args.note, ""]
@@ -87,9 +87,9 @@ def main() -> None:
               "| task | measure | target | " + " | ".join(labels) + " | "
               + " | ".join(f"{k} − {labels[0]}" for k in labels[1:]) + " |",
               "|---|---|---|" + "---|" * (2 * len(labels) - 1)]
-    span = lambda i: "" if i is None else f" [{fmt(i[0])}, {fmt(i[1])}]"  # noqa: E731
+    span = lambda i: "" if i is None else " " + format_interval(i)  # noqa: E731
     for r in rows:
-        cells = [fmt(r["values"][k]) + span(r["intervals"][k]) for k in labels]
+        cells = [format_value(r["values"][k]) + span(r["intervals"][k]) for k in labels]
         diffs = []
         for k in labels[1:]:
             v = r["versus_first"][k]

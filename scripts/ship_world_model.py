@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from anyframe.evaluation.targets import (TARGETS, excludes_zero, format_difference, mean_interval, paired_differences,
-                                        task_scores)
+from anyframe.evaluation.targets import (TARGETS, excludes_zero, format_difference, format_interval, mean_interval,
+                                        paired_differences, task_scores)
+from anyframe.evaluation.targets import format_value as fmt
 from anyframe.io import atomic_dir
 from anyframe.pipeline import AnyFramePipeline
 
@@ -196,10 +197,6 @@ def model_size(transformer) -> str:
 
 def size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
-
-
-def fmt(v) -> str:
-    return "—" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
 
 
 def comparison(result: dict, label: str | None = None) -> tuple[str, str, list[dict], list[dict], int]:
@@ -423,8 +420,7 @@ def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
     """The targets table: the ``standard`` report's value with its 95 % interval over the task's cases, then
     the ``fresh`` report's (a suite nobody chose) and the ``ood`` report's (held-out splits: the gap), each
     with its own interval where given, and the autoencoder ceiling."""
-    span = lambda i: "—" if i is None else f"{fmt(i[0])}–{fmt(i[1])}"  # noqa: E731
-    interval = lambda report, task, key: span(mean_interval(task_scores(report, task, key)))  # noqa: E731
+    interval = lambda report, task, key: format_interval(mean_interval(task_scores(report, task, key)))  # noqa: E731
     extra = [(name, title) for name, title in (("fresh", "fresh cases"), ("ood", "`ood` suite")) if name in reports]
     said = {"fresh": f" *Fresh cases*: the same model on a suite it was never measured on before shipping "
                      f"(`{reports.get('fresh', {}).get('command', '')}`), with its interval.",
@@ -437,7 +433,7 @@ def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
     for task, label, key, target in TARGETS:
         value = reports["standard"]["by_task"].get(task, {}).get(key)
         ok = "" if value is None else (" ✓" if value >= target else " ✗")
-        others = "".join(f"{fmt(reports[name]['by_task'].get(task, {}).get(key))} ({interval(reports[name], task, key)}) | "
+        others = "".join(f"{fmt(reports[name]['by_task'].get(task, {}).get(key))} {interval(reports[name], task, key)} | "
                          for name, _ in extra)
         top = (ceiling or {}).get(task, {}).get(key)
         lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | {interval(reports['standard'], task, key)} | "

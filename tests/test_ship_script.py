@@ -106,16 +106,16 @@ def test_the_targets_table_has_intervals_and_the_fresh_cases(ship):
     reports = {"standard": report("s", [0.0, 1.0] * 20)}
     rows = {line.split(" | ")[1]: line for line in ship.target_table(reports, None) if line.startswith("| t2v")}
     assert "fresh cases" not in "\n".join(ship.target_table(reports, None))
-    low, high = (float(x) for x in rows["presence"].split(" | ")[4].split("–"))
+    low, high = (float(x) for x in rows["presence"].split(" | ")[4].strip("[]").split(", "))
     assert low < 0.5 < high and high - low < 0.5  # the interval of 40 cases scoring 0 or 1, around their mean
     reports["fresh"] = dict(report("f", [1.0] * 40), command="anyframe eval --suite fresh.jsonl")
     table = "\n".join(ship.target_table(reports, None))
     assert "| fresh cases |" in table and "`anyframe eval --suite fresh.jsonl`" in table
-    assert "| 0.500 ✗ |" in table and "| 1.000 (1.000–1.000) |" in table
+    assert "| 0.500 ✗ |" in table and "| 1.000 [1.000, 1.000] |" in table
     reports["ood"] = report("o", [0.0] * 20)  # the gap, beside the fresh cases
     table = "\n".join(ship.target_table(reports, None))
     assert "| fresh cases | `ood` suite | autoencoder ceiling |" in table and "no target there yet" in table
-    assert "| 1.000 (1.000–1.000) | 0.000 (0.000–0.000) | — |" in table
+    assert "| 1.000 [1.000, 1.000] | 0.000 [0.000, 0.000] | — |" in table
 
 
 def test_a_fine_tune_ships_on_the_stages_of_the_shipped_card(ship, tmp_path):

@@ -84,6 +84,16 @@ def difference_digits(key: str) -> int:
     return 4 if key == "temporal_flicker" else 3
 
 
+def format_value(value: float | None) -> str:
+    """A target's value as the reports print it: three decimals, one for PSNR-sized figures, ``—`` for none."""
+    return "—" if value is None else f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def format_interval(interval: tuple[float, float] | None) -> str:
+    """A value's 95 % interval as every table prints it, ``[0.404, 0.605]`` (``—`` for none)."""
+    return "—" if interval is None else f"[{format_value(interval[0])}, {format_value(interval[1])}]"
+
+
 def format_difference(delta: float | None, interval: dict | None, digits: int = 3, bold: bool = True) -> str:
     """A difference with its 95 % interval, ``+0.075 [+0.000, +0.148]``; in bold (Markdown) where the interval
     excludes zero, unless ``bold`` is off."""
