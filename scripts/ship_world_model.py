@@ -390,9 +390,7 @@ def binding_lines(binding: dict | None) -> list[str]:
     rows = [r for r in (binding or {}).get("rows", []) if not r["model"].startswith("truth")]
     if not rows:
         return []
-    def margin(r: dict) -> str:
-        i = r.get("margin_interval")
-        return f"{r['margin']:+.3f}" + (f" [{i['low']:+.3f}, {i['high']:+.3f}]" if i else "")
+    margin = lambda r: format_difference(r["margin"], r.get("margin_interval"), bold=False)  # noqa: E731
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     lines = ["- **Binding words to objects** (`benchmarks/results/binding_swap.md`: each caption against its twin with the "
              "colours or motions of two objects swapped, same seed; margin = own score − the twin's, 95 % interval):"]
@@ -441,14 +439,14 @@ def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
     return lines
 
 
-def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[str, dict], mb: float,
+def card(out_name: str, stages: list[dict], reports: dict[str, dict], mb: float,
          hardware: str, ceiling: dict | None = None, curve: dict | None = None, sweep: dict | None = None,
          motion: dict | None = None, content: dict | None = None, check: dict | None = None,
          cooled: tuple[dict | None, dict | None] = (None, None), renorm: dict | None = None,
-         ae_line: str | None = None, binding: dict | None = None, size: str = "12 M parameters") -> str:
+         ae_line: str | None = None, binding: dict | None = None, size: str | None = None) -> str:
     lines = [
         f"# {out_name}", "",
-        f"The default anyframe model: a world-scale STIV (S: {size}, 16 frames of 32×32 px) trained from",
+        f"The default anyframe model: a world-scale STIV (S{': ' + size if size else ''}, 16 frames of 32×32 px) trained from",
         "scratch on the procedural shapes world, for text-to-video, image-to-video, any-frame conditioning,",
         "interpolation (first + last) and prediction (first k) by frame replacement, sampled with JIT-CFG",
         "(25 steps, scale 7.5; renormalised when no keyframe is given: `renorm` `auto`).",
@@ -482,7 +480,6 @@ def card(out_name: str, stages: list[dict], ae_eval: dict | None, reports: dict[
               "", "![training curve](training_curve.png)", ""]
     if finetuned:
         lines += ["![fine-tune](finetune_curve.png)", ""]
-    ae_line = ae_line or autoencoder_line(ae_eval)
     if ae_line:
         lines += [ae_line, ""]
     if "standard" in reports:
@@ -626,7 +623,7 @@ def main() -> None:
         (tmp / "training.json").write_text(json.dumps({"stages": stages, "autoencoder_line": ae_line}, indent=1) + "\n")
         if curve:
             shutil.copyfile(curve_path.with_suffix(".png"), tmp / "quality_curve.png")
-        (tmp / "README.md").write_text(card(out.name, stages, None, reports, mb, args.hardware, ceiling, curve, sweep, motion,
+        (tmp / "README.md").write_text(card(out.name, stages, reports, mb, args.hardware, ceiling, curve, sweep, motion,
                                                content, check, (cooled, cooled_loss), renorm, ae_line, binding,
                                                model_size(pipe.transformer)))
     for name, path, _ in given:

@@ -134,7 +134,7 @@ def test_a_fine_tune_ships_on_the_stages_of_the_shipped_card(ship, tmp_path):
     ft = ship.finetune_stage(run, stages[-1]["steps"], "anyframe train --config configs/world-s-refiner.yaml")
     assert ft["steps"] == stages[-1]["steps"] + 200 and ft["finetune_steps"] == 200 and ft["wall_s"] == 300.0
     assert ft["recipe"] == "configs/world-s-refiner.yaml" and ft["seed"] == 1
-    card = ship.card("m", [*stages, ft], None, {}, 28.0, "cpu", ae_line=ae_line)
+    card = ship.card("m", [*stages, ft], {}, 28.0, "cpu", ae_line=ae_line)
     assert f"fine-tune from step {stages[-1]['steps']:,}" in card and "finetune_curve.png" in card
     assert "200 steps of `configs/world-s-refiner.yaml`" in card and ae_line in card
     # a card from its own training.json reads back the same
