@@ -74,3 +74,26 @@ def test_training_sigmas_distributions_and_determinism():
     assert a.shape == (8, 4) and torch.equal(a, b)
     with pytest.raises(ValueError):
         sample_training_sigmas(4, g, "bogus")
+
+
+def test_object_loss_weights_follow_the_masks():
+    from anyframe.flow.path import object_loss_weights
+
+    masks = torch.zeros(2, 3, 8, 8)  # two objects, 3 frames, 8×8 px → a 4×4 latent grid (2×2 px cells)
+    masks[0, :, 0:2, 0:2] = 1  # object 0 fills the top-left cell
+    masks[1, 1, 4:5, 4:6] = 1  # object 1 covers half of cell (2, 2), in frame 1 only
+    w = object_loss_weights([masks, None], (2, 4, 3, 4, 4), 4.0)
+    assert w.shape == (2, 1, 3, 4, 4)
+    assert torch.all(w[1] == 1)  # no masks: uniform
+    assert torch.all(w[0, 0, :, 0, 0] == 5)
+    assert w[0, 0, 1, 2, 2] == pytest.approx(3.0) and w[0, 0, 0, 2, 2] == 1
+    assert w[0].sum() == pytest.approx(48 + 3 * 4 + 2)  # ones, plus the covered fractions × 4
+    # an error on the object counts 5× one on the background, and the loss stays a weighted mean
+    pred, target = torch.zeros(1, 1, 1, 4, 4), torch.zeros(1, 1, 1, 4, 4)
+    on_object, off_object = pred.clone(), pred.clone()
+    on_object[..., 0, 0], off_object[..., 3, 3] = 1.0, 1.0
+    one = object_loss_weights([masks[:, :1]], (1, 1, 1, 4, 4), 4.0)
+    assert flow_matching_loss(on_object, target, one) == pytest.approx(5 / 20)
+    assert flow_matching_loss(off_object, target, one) == pytest.approx(1 / 20)
+    with pytest.raises(ValueError, match="latent frames"):
+        object_loss_weights([masks], (1, 4, 5, 4, 4), 4.0)

@@ -50,6 +50,8 @@ def test_defaults_and_overrides():
         (["train.steps=0"], "train.steps"),
         (["train.steps"], "key.path=value"),
         (["optim=3"], "optim"),
+        (["flow.object_weight=4"], "flow.object_weight needs the objects' masks"),
+        (["flow.object_weight=-1"], "flow.object_weight"),
     ],
 )
 def test_bad_configs_are_one_clear_error(overrides, fragment):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from torch import Tensor
 
 
@@ -23,6 +26,26 @@ def add_noise(x0: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
 def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:
     """The flow-matching regression target ``v = ε − x0`` (dx_σ/dσ)."""
     return noise - x0
+
+
+def object_loss_weights(masks: Sequence[Tensor | None], latent_shape: Sequence[int], object_weight: float) -> Tensor:
+    """Per-element loss weights ``[B, 1, T, h, w]``: ``1 + object_weight × coverage``, where coverage is the
+    fraction of each latent cell the clip's objects cover (the union of its ``[K, T, H, W]`` masks,
+    area-averaged down to the latent grid ``h × w``). A clip without masks (``None``) weighs 1 everywhere.
+    Used as :func:`flow_matching_loss`'s mask, so each sample's loss stays a weighted *mean*."""
+    b, _, t, h, w = latent_shape
+    out = torch.ones(b, 1, t, h, w)
+    for i, m in enumerate(masks):
+        if m is None:
+            continue
+        if m.ndim != 4 or m.shape[1] != t:
+            raise ValueError(f"masks must be [K, {t}, H, W] for {t} latent frames, got {tuple(m.shape)}")
+        if m.shape[0] == 0:
+            continue
+        union = m.float().amax(0)  # [T, H, W]
+        coverage = torch.nn.functional.adaptive_avg_pool2d(union[:, None], (h, w))[:, 0]  # [T, h, w]
+        out[i, 0] += object_weight * coverage
+    return out
 
 
 def flow_matching_loss(

@@ -183,6 +183,9 @@ class FlowConfig(_Strict):
     logit_mean: float = 0.0
     logit_std: float = Field(1.0, gt=0)
     shift: float = Field(1.0, gt=0)
+    # Extra loss weight on object pixels: an element's weight is 1 + object_weight × the fraction of its
+    # latent cell the objects cover (the clips' masks: world data; manifest clips have none). 0: uniform.
+    object_weight: float = Field(0.0, ge=0)
 
 
 class OptimConfig(_Strict):
@@ -247,6 +250,12 @@ class RecipeConfig(_Strict):
     ema: EMAConfig = Field(default_factory=EMAConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _object_weight_needs_masks(self):
+        if self.flow.object_weight > 0 and (self.data.source != "world" or self.data.cache_dir is not None):
+            raise ValueError("flow.object_weight needs the objects' masks: data.source 'world', without data.cache_dir")
+        return self
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

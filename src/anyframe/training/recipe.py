@@ -46,7 +46,7 @@ from anyframe.conditioning.base import Denoiser, TrainingBatch
 from anyframe.data.base import LatentBatch, VideoBatch, collate
 from anyframe.data.sampler import EpochIndexBatches, EpochIndexedDataset, ShardedBucketSampler
 from anyframe.errors import AnyframeInputError
-from anyframe.flow.path import flow_matching_loss
+from anyframe.flow.path import flow_matching_loss, object_loss_weights
 from anyframe.flow.timesteps import sample_training_sigmas
 from anyframe.io import atomic_dir, atomic_path, filmstrip, to_uint8
 from anyframe.models.autoencoder import encode_video, load_autoencoder, spatial_compression
@@ -404,6 +404,9 @@ def train(
                 with accelerator.autocast():
                     prediction = model(**kwargs).sample
                 mask = None if inputs.loss_mask is None else inputs.loss_mask.to(device)
+                if cfg.flow.object_weight > 0:  # the config allows it only on world clips, which carry masks
+                    objects = object_loss_weights(batch.masks, latents.shape, cfg.flow.object_weight).to(device)
+                    mask = objects if mask is None else mask * objects
                 weight = None if inputs.loss_weight is None else inputs.loss_weight.to(device)
                 per_sample = flow_matching_loss(prediction.float(), inputs.target.to(device), mask, weight, reduction="none")
                 loss = per_sample.mean()
