@@ -1,13 +1,13 @@
 """Generation speed of a pipeline folder on this machine: load time, and a 16-frame clip at 25 steps with
-JIT-CFG (T2V and TI2V), with the weights in float32 (``anyframe generate``'s default) and in bfloat16
-(``--dtype bfloat16``; the VAE stays float32).
+JIT-CFG (T2V and TI2V), with the weights in float32 and in bfloat16 (``anyframe generate --dtype``; the VAE
+stays float32). ``generate``'s default, ``auto``, is bfloat16 on a CPU with native bf16, float32 elsewhere.
 
     python benchmarks/generate_speed.py [--model checkpoints/anyframe-world-s] [--repeats 5] [--dtypes float32,bfloat16]
 
 *Load* is ``load_pipeline`` (what the CLI calls) in a fresh process (after the imports, which are timed
 apart), median over ``--repeats`` processes. *Generate* is one call of the pipeline after one warm-up
 call, median over ``--repeats`` calls, output decoded to frames. bf16 is fast only on a CPU with native
-bf16 (AVX512-BF16 / AMX: the table says whether this one has it). Writes
+bf16 (AVX512-BF16 / AMX: the table says whether this one has it, and so which one ``auto`` picks). Writes
 ``benchmarks/results/generate_speed.{json,md}``.
 """
 
@@ -90,6 +90,8 @@ def main() -> None:
         parser.error(f"--dtypes takes float32 and/or bfloat16, got {args.dtypes!r}")
     import torch
 
+    from anyframe.pipeline import native_bf16, resolve_dtype
+
     rows = {}
     for dtype in dtypes:
         imports, load = time_load(args.model, args.repeats, dtype)
@@ -100,7 +102,7 @@ def main() -> None:
         "model": args.model, "repeats": args.repeats, "by_dtype": rows, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "cpu": cpu_name(), "cores": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "native_bf16": native_bf16("cpu"), "default_dtype": resolve_dtype("auto", "cpu"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "generate_speed.json").write_text(json.dumps(result, indent=1))
@@ -109,7 +111,8 @@ def main() -> None:
         f"Command: `python benchmarks/generate_speed.py --model {args.model} --repeats {args.repeats} --dtypes {args.dtypes}`", "",
         f"Machine: {result['cores']} cores ({result['cpu']}, {result['cpu_capability']}, native bf16: "
         f"{'yes' if result['native_bf16'] else 'no'}), {result['threads']} torch threads, torch {result['torch']}, "
-        "no GPU. Medians. The weights' dtype is `anyframe generate --dtype` (the VAE stays float32).", "",
+        "no GPU. Medians. The weights' dtype is `anyframe generate --dtype` (the VAE stays float32); its default "
+        f"here, `auto`, is **{result['default_dtype']}**.", "",
         "| what | " + " | ".join(dtypes) + " | target |", "|---|" + "---|" * len(dtypes) + "---|",
     ]
     for key, what, target in (("import_s", "import torch + anyframe (fresh process)", "—"),

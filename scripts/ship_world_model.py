@@ -456,7 +456,7 @@ def card(out_name: str, stages: list[dict], reports: dict[str, dict], mb: float,
         "anyframe generate --prompt \"$(jq -r .caption outputs/world-7/captions.json)\" \\",
         "    --image outputs/world-7/frames/frame_0000.png@0 --out outputs/ti2v.mp4",
         "```", "",
-        f"Folder: {mb:.1f} MB, safetensors (transformer stored in float16, loaded as float32).", "",
+        f"Folder: {mb:.1f} MB, safetensors (transformer stored in float16, loaded as float32, or as bfloat16 by `anyframe generate` on a CPU or GPU with native bf16: `--dtype`).", "",
         "## Training", "",
         "| stage | recipe | command | seed | steps | wall time | final loss |", "|---|---|---|---|---|---|---|",
     ]

@@ -111,6 +111,9 @@ def test_generate_json(capsys, tmp_path, model_dir, key_png):
     assert record["seed"] == 3
     assert record["keyframes"] == [FRAMES - 1]
     assert isinstance(record["seconds"], float) and record["seconds"] >= 0
+    from anyframe.pipeline import resolve_dtype
+
+    assert record["dtype"] == resolve_dtype("auto", "cpu")  # --dtype auto: the weights' dtype is reported
 
     frames = decode(out_path)
     assert frames.shape == (FRAMES, SIZE, SIZE, 3)

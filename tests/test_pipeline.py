@@ -241,3 +241,23 @@ def test_trimming_text_padding_changes_nothing(pipe, monkeypatch):
     padded = pipe(["a red circle moves right", "a blue square"], **kwargs).frames
     assert lengths and lengths[0] < pipe.tokenizer.model_max_length
     np.testing.assert_allclose(trimmed, padded, atol=1e-5)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bf16_only_where_native(pipe, tmp_path, monkeypatch, native):
+    """``auto`` (generate's default) loads bfloat16 weights where the CPU multiplies bf16 in hardware, float32
+    elsewhere; the VAE stays float32 either way, and the pipeline says which it used."""
+    from anyframe.pipeline import load_pipeline, native_bf16, resolve_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert native_bf16("cpu") is native
+    want = "bfloat16" if native else "float32"
+    assert resolve_dtype("auto", "cpu") == want
+    assert resolve_dtype("float32", "cpu") == "float32" and resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(AnyframeInputError, match="dtype must be"):
+        resolve_dtype("float16", "cpu")
+    pipe.save_pretrained(tmp_path / "m")
+    loaded = load_pipeline(tmp_path / "m")
+    assert loaded.dtype_name == want
+    assert loaded.transformer.dtype == getattr(torch, want) and loaded.vae.dtype == torch.float32

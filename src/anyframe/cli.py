@@ -151,7 +151,9 @@ def generate(
     transformer_file: Path | None = typer.Option(
         None, "--transformer-file", help="Wan: an original-layout Wan2.1 transformer .safetensors to use instead of the folder's."
     ),
-    dtype: str = typer.Option("auto", "--dtype", help="Weights: auto (float32) | float32 | bfloat16 (faster on a CPU with native bf16; the VAE stays float32)."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="Weights: auto (bfloat16 where the device has native bf16 — a CPU with AVX512-BF16 or AMX, a bf16 GPU — else float32) | float32 | bfloat16. The VAE stays float32."
+    ),
     offload: bool = typer.Option(False, "--offload", help="Keep models on the CPU and move each to the GPU only while it runs (diffusers' model CPU offload)."),
     negative_prompt: str | None = typer.Option(None, "--negative-prompt", help="Replaces the empty prompt in guidance."),
     num_frames: int | None = typer.Option(None, "--num-frames", "-n", help="Frames (default: the model's)."),
@@ -223,7 +225,7 @@ def generate(
         raise AnyframeInputError(f"--device {device}: no CUDA device is available")
     if offload and not device.startswith("cuda"):
         raise AnyframeInputError("--offload moves models to a GPU while they run; it needs --device cuda")
-    pipe = load_pipeline(model_dir, dtype, transformer_file)
+    pipe = load_pipeline(model_dir, dtype, transformer_file, device=device)
     if lora is not None:
         pipe.load_lora(lora)
     if offload:
@@ -281,6 +283,7 @@ def generate(
         "seed": result.seed,
         "keyframes": list(result.keyframe_indices),
         "model": str(model_dir),
+        "dtype": pipe.dtype_name,
     }
     if as_json:
         typer.echo(json.dumps(record))
@@ -288,7 +291,7 @@ def generate(
         from rich.console import Console
 
         Console(soft_wrap=True).print(
-            f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s, seed {result.seed}"
+            f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s ({pipe.dtype_name}), seed {result.seed}"
         )
 
 
@@ -362,7 +365,9 @@ def eval_command(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
     against: str = typer.Option("program", "--against", help="Score against the scene program, or the prompt alone."),
     detail: float | None = typer.Option(None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1] (default: the model's)."),
-    dtype: str = typer.Option("auto", "--dtype", help="Pipeline models' weights: auto (float32) | float32 | bfloat16 (the VAE stays float32)."),
+    dtype: str = typer.Option(
+        "float32", "--dtype", help="Pipeline models' weights: float32 (default: a report any host reproduces) | bfloat16 | auto (as `generate`: bfloat16 where native). The VAE stays float32."
+    ),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""

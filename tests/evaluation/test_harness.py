@@ -164,7 +164,8 @@ def test_eval_cli_passes_the_sampling_settings_on(tmp_path, monkeypatch):
                  ["--dtype", "bfloat16"]):
         with pytest.raises(SystemExit):
             main(["eval", "--model", str(tmp_path / "m"), "--suite", "smoke", "--out", str(tmp_path / "r"), *args])
-    # nothing given: the model's own settings ("default"); none → no renormalisation; weights as saved
+    # nothing given: the model's own settings ("default"); none → no renormalisation; weights in float32 on
+    # every host (not generate's auto), so a report reproduces anywhere
     assert [(k["steps"], k["guidance"], k["guidance_mode"], k["renorm"], k["dtype"]) for k in seen] == [
-        (None, None, None, "default", "auto"), (2, 3.0, "cfg", None, "auto"), (None, None, None, "clamp", "auto"),
+        (None, None, None, "default", "float32"), (2, 3.0, "cfg", None, "float32"), (None, None, None, "clamp", "float32"),
         (None, None, None, "default", "bfloat16")]

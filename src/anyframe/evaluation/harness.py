@@ -139,12 +139,13 @@ class PipelineModel:
 
     def __init__(self, path: str, steps: int | None = None, guidance: float | None = None, guidance_mode: str | None = None,
                  seed: int = 0, device: str = "cpu", renorm: str | None = MODEL_DEFAULT, name: str | None = None,
-                 detail: float | None = None, dtype: str = "auto"):
+                 detail: float | None = None, dtype: str = "float32"):
         from anyframe.errors import AnyframeInputError
         from anyframe.pipeline import load_pipeline
 
-        self.name = name or (str(path) if dtype == "auto" else f"{path} ({dtype})")
-        self.pipe = load_pipeline(path, dtype).to(device)
+        self.pipe = load_pipeline(path, dtype, device=device).to(device)
+        self.dtype = self.pipe.dtype_name
+        self.name = name or (str(path) if self.dtype == "float32" else f"{path} ({self.dtype})")
         self.pipe.set_progress_bar_config(disable=True)
         settings = self.pipe.sampling_settings(steps, guidance, guidance_mode, renorm)
         self.steps, self.guidance = settings["num_inference_steps"], settings["guidance_scale"]
