@@ -97,3 +97,24 @@ def test_object_loss_weights_follow_the_masks():
     assert flow_matching_loss(off_object, target, one) == pytest.approx(1 / 20)
     with pytest.raises(ValueError, match="latent frames"):
         object_loss_weights([masks], (1, 4, 5, 4, 4), 4.0)
+
+
+def test_temporal_difference_loss_weighs_errors_that_move():
+    from anyframe.flow.path import temporal_difference_loss
+
+    target = torch.zeros(2, 1, 4, 4, 4)
+    static, moving = target.clone(), target.clone()
+    static[..., 1, 1] = 1.0  # the same wrong cell in every frame
+    for t in range(4):
+        moving[:, :, t, 1, t] = 1.0  # a wrong cell that moves one cell a frame
+    # both have the same per-element loss; only the moving one changes between frames
+    assert flow_matching_loss(static, target) == pytest.approx(flow_matching_loss(moving, target).item())
+    assert torch.all(temporal_difference_loss(static, target) == 0)
+    torch.testing.assert_close(temporal_difference_loss(moving, target), torch.full((2,), 2 / 16))
+    # a pair counts only when both frames do: with frame 0 replaced (mask 0) two pairs of three remain
+    mask = torch.ones(2, 1, 4, 1, 1)
+    mask[:, :, 0] = 0
+    torch.testing.assert_close(temporal_difference_loss(moving, target, mask), torch.full((2,), 2 / 16))
+    mask[1, :, 1:] = 0  # sample 1: no pair left
+    assert temporal_difference_loss(moving, target, mask)[1] == 0
+    assert torch.all(temporal_difference_loss(moving[:, :, :1], target[:, :, :1]) == 0)  # an image

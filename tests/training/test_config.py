@@ -52,6 +52,7 @@ def test_defaults_and_overrides():
         (["optim=3"], "optim"),
         (["flow.object_weight=4"], "flow.object_weight needs the objects' masks"),
         (["flow.object_weight=-1"], "flow.object_weight"),
+        (["flow.temporal_weight=-1"], "flow.temporal_weight"),
     ],
 )
 def test_bad_configs_are_one_clear_error(overrides, fragment):

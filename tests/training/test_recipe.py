@@ -256,3 +256,15 @@ def test_object_weighted_loss_on_world_clips(tmp_path):
         first[weight] = _losses(tmp_path / str(weight))[0]
     assert all(map(torch.isfinite, map(torch.tensor, first.values())))
     assert first[4] != pytest.approx(first[0], rel=1e-3)
+
+
+def test_temporal_difference_term_is_added_and_logged(tmp_path):
+    """flow.temporal_weight adds weight × the error's frame-to-frame change to each sample's loss: on the
+    same first batch, the loss grows by exactly weight × the logged term."""
+    first = {}
+    for weight in (0, 2):
+        train(_cfg(tmp_path / str(weight), "train.steps=1", "train.log_every=1", f"flow.temporal_weight={weight}"),
+              progress=False)
+        first[weight] = read_metrics(tmp_path / str(weight))[0]
+    assert "loss_temporal" not in first[0] and first[2]["loss_temporal"] > 0
+    assert first[2]["loss"] == pytest.approx(first[0]["loss"] + 2 * first[2]["loss_temporal"], rel=1e-4)

@@ -186,6 +186,9 @@ class FlowConfig(_Strict):
     # Extra loss weight on object pixels: an element's weight is 1 + object_weight × the fraction of its
     # latent cell the objects cover (the clips' masks: world data; manifest clips have none). 0: uniform.
     object_weight: float = Field(0.0, ge=0)
+    # Weight of an extra loss term on the frame-to-frame change of the error (flow.path.temporal_difference_loss:
+    # errors that move, i.e. motion); 0: none.
+    temporal_weight: float = Field(0.0, ge=0)
 
 
 class OptimConfig(_Strict):

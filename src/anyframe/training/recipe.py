@@ -46,7 +46,7 @@ from anyframe.conditioning.base import Denoiser, TrainingBatch
 from anyframe.data.base import LatentBatch, VideoBatch, collate
 from anyframe.data.sampler import EpochIndexBatches, EpochIndexedDataset, ShardedBucketSampler
 from anyframe.errors import AnyframeInputError
-from anyframe.flow.path import flow_matching_loss, object_loss_weights
+from anyframe.flow.path import flow_matching_loss, object_loss_weights, temporal_difference_loss
 from anyframe.flow.timesteps import sample_training_sigmas
 from anyframe.io import atomic_dir, atomic_path, filmstrip, to_uint8
 from anyframe.models.autoencoder import encode_video, load_autoencoder, spatial_compression
@@ -409,6 +409,10 @@ def train(
                     mask = objects if mask is None else mask * objects
                 weight = None if inputs.loss_weight is None else inputs.loss_weight.to(device)
                 per_sample = flow_matching_loss(prediction.float(), inputs.target.to(device), mask, weight, reduction="none")
+                if cfg.flow.temporal_weight > 0:
+                    moving = temporal_difference_loss(prediction, inputs.target.to(device), mask)
+                    terms["loss_temporal"] = terms.get("loss_temporal", 0.0) + float(moving.detach().mean()) / cfg.optim.grad_accum
+                    per_sample = per_sample + cfg.flow.temporal_weight * (moving if weight is None else moving * weight)
                 loss = per_sample.mean()
                 for name, extra in inputs.extra_losses.items():
                     loss = loss + extra
