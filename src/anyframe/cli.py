@@ -127,8 +127,10 @@ def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: 
 
 
 def _check_dtype(dtype: str) -> None:
-    if dtype not in ("auto", "float32", "bfloat16"):
-        raise AnyframeInputError(f"--dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    from anyframe.pipeline import DTYPES  # already imported with the package
+
+    if dtype not in DTYPES:
+        raise AnyframeInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def _renorm_flag(renorm: str | None) -> str | None:
