@@ -217,7 +217,7 @@ def generate(
 
     _silence_libraries()
     from anyframe.io import atomic_path, to_uint8, write_filmstrip, write_gif, write_mp4
-    from anyframe.pipeline import Keyframe, load_pipeline, resolve_frame_index
+    from anyframe.pipeline import Keyframe, load_pipeline, resolve_dtype, resolve_frame_index
 
     import torch
 
@@ -227,7 +227,8 @@ def generate(
         raise AnyframeInputError(f"--device {device}: no CUDA device is available")
     if offload and not device.startswith("cuda"):
         raise AnyframeInputError("--offload moves models to a GPU while they run; it needs --device cuda")
-    pipe = load_pipeline(model_dir, dtype, transformer_file, device=device)
+    dtype = resolve_dtype(dtype, device)  # auto → what this device runs natively; reported below
+    pipe = load_pipeline(model_dir, dtype, transformer_file)
     if lora is not None:
         pipe.load_lora(lora)
     if offload:
@@ -285,7 +286,7 @@ def generate(
         "seed": result.seed,
         "keyframes": list(result.keyframe_indices),
         "model": str(model_dir),
-        "dtype": pipe.dtype_name,
+        "dtype": dtype,
     }
     if as_json:
         typer.echo(json.dumps(record))
@@ -293,7 +294,7 @@ def generate(
         from rich.console import Console
 
         Console(soft_wrap=True).print(
-            f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s ({pipe.dtype_name}), seed {result.seed}"
+            f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s ({dtype}), seed {result.seed}"
         )
 
 

@@ -575,11 +575,10 @@ def load_pipeline(model_dir: str | os.PathLike, dtype: str = "auto", transformer
     """A pipeline folder (anyframe's, or a diffusers Wan2.1 one) with its weights at ``dtype``: ``float32``,
     ``bfloat16``, or ``auto`` (:func:`resolve_dtype` for the ``device`` it will run on: bf16 where that is
     native). The VAE stays float32 (decoding in bf16 costs quality for little memory; the Wan loader does so
-    itself). The pipeline's ``dtype_name`` says which was used."""
+    itself). Callers that report the dtype resolve it first (:func:`resolve_dtype`) and pass the result."""
     from anyframe.models.wan_loading import is_wan_folder
 
-    resolved = resolve_dtype(dtype, device)
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[resolved]
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[resolve_dtype(dtype, device)]
     kwargs = {}
     if transformer_file is not None:
         if not is_wan_folder(model_dir):
@@ -589,9 +588,7 @@ def load_pipeline(model_dir: str | os.PathLike, dtype: str = "auto", transformer
         kwargs["torch_dtype"] = torch_dtype
     else:  # diffusers deprecates torch_dtype for dtype
         kwargs["dtype"] = {"default": torch_dtype, "vae": torch.float32}
-    pipe = AnyFramePipeline.from_pretrained(model_dir, **kwargs)
-    pipe.dtype_name = resolved
-    return pipe
+    return AnyFramePipeline.from_pretrained(model_dir, **kwargs)
 
 
 WORLD_PRESETS = {

@@ -141,10 +141,10 @@ class PipelineModel:
                  seed: int = 0, device: str = "cpu", renorm: str | None = MODEL_DEFAULT, name: str | None = None,
                  detail: float | None = None, dtype: str = "float32"):
         from anyframe.errors import AnyframeInputError
-        from anyframe.pipeline import load_pipeline
+        from anyframe.pipeline import load_pipeline, resolve_dtype
 
-        self.pipe = load_pipeline(path, dtype, device=device).to(device)
-        self.dtype = self.pipe.dtype_name
+        self.dtype = resolve_dtype(dtype, device)
+        self.pipe = load_pipeline(path, self.dtype).to(device)
         self.name = name or (str(path) if self.dtype == "float32" else f"{path} ({self.dtype})")
         self.pipe.set_progress_bar_config(disable=True)
         settings = self.pipe.sampling_settings(steps, guidance, guidance_mode, renorm)

@@ -408,11 +408,13 @@ def train(
                     objects = object_loss_weights(batch.masks, latents.shape, cfg.flow.object_weight).to(device)
                     mask = objects if mask is None else mask * objects
                 weight = None if inputs.loss_weight is None else inputs.loss_weight.to(device)
-                per_sample = flow_matching_loss(prediction.float(), inputs.target.to(device), mask, weight, reduction="none")
+                per_sample = flow_matching_loss(prediction.float(), inputs.target.to(device), mask, reduction="none")
                 if cfg.flow.temporal_weight > 0:
                     moving = temporal_difference_loss(prediction, inputs.target.to(device), mask)
                     terms["loss_temporal"] = terms.get("loss_temporal", 0.0) + float(moving.detach().mean()) / cfg.optim.grad_accum
-                    per_sample = per_sample + cfg.flow.temporal_weight * (moving if weight is None else moving * weight)
+                    per_sample = per_sample + cfg.flow.temporal_weight * moving
+                if weight is not None:  # the method's per-sample weights, on every term
+                    per_sample = per_sample * weight.to(per_sample.dtype)
                 loss = per_sample.mean()
                 for name, extra in inputs.extra_losses.items():
                     loss = loss + extra
