@@ -108,7 +108,7 @@ def shift_scale(path: str, conds: list[Conditioning]) -> float | None:
     latents ``s`` of the given cases (None for a model without φ)."""
     import torch
 
-    from anyframe.pipeline import AnyFramePipeline, Keyframe
+    from anyframe.pipelines import AnyFramePipeline, Keyframe
 
     pipe = AnyFramePipeline.from_pretrained(path)
     phi = getattr(pipe.conditioning, "shift", None)

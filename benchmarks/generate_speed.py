@@ -30,7 +30,7 @@ _LOAD = """
 import time
 t0 = time.perf_counter()
 import torch
-from anyframe.pipeline import load_pipeline
+from anyframe.pipelines import load_pipeline
 t1 = time.perf_counter()
 pipe = load_pipeline({path!r}, {dtype!r})
 t2 = time.perf_counter()
@@ -51,7 +51,7 @@ def time_load(path: str, repeats: int, dtype: str) -> tuple[float, float]:
 def time_generate(path: str, repeats: int, image: bool, dtype: str) -> float:
     import torch
 
-    from anyframe.pipeline import Keyframe, load_pipeline
+    from anyframe.pipelines import Keyframe, load_pipeline
     from anyframe.world.render import render
     from anyframe.world.sampling import scene_for_seed
 
@@ -90,7 +90,7 @@ def main() -> None:
         parser.error(f"--dtypes takes float32 and/or bfloat16, got {args.dtypes!r}")
     import torch
 
-    from anyframe.pipeline import native_bf16, resolve_dtype
+    from anyframe.pipelines import native_bf16, resolve_dtype
 
     rows = {}
     for dtype in dtypes:

@@ -1,4 +1,4 @@
-"""What ``flow.object_weight`` does to the loss's attention: the share of the latent area the objects cover, and
+"""What the loss_weighting method's ``object_weight`` (formerly ``flow.object_weight``) does to the loss's attention: the share of the latent area the objects cover, and
 the share of the loss weight they get, over world training clips (the recipe's own data and its masks).
 
     python benchmarks/object_weight_share.py [--weights 0 4] [--clips 200] [--seed 1]

@@ -23,7 +23,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, 
 from PIL import Image
 
 from anyframe.models.wan import tiny_wan_components
-from anyframe.pipeline import AnyFramePipeline, Keyframe
+from anyframe.pipelines import AnyFramePipeline, Keyframe
 
 RESULTS = Path(__file__).parent / "results"
 PROMPT = "a red circle moves left"

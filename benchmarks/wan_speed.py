@@ -99,7 +99,7 @@ def main() -> None:
     from diffusers import WanPipeline
 
     from anyframe.conditioning import FrameReplacement
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
 
     components = build(args.size, dtype, args.device)
     pipes = {

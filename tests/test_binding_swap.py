@@ -2,7 +2,7 @@
 
 import json
 
-from anyframe.pipeline import build_world_pipeline
+from anyframe.pipelines import build_world_pipeline
 
 
 def test_truth_tells_twins_apart_and_identical_clips_cannot(load_script, tmp_path):

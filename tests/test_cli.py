@@ -28,7 +28,7 @@ JSON_KEYS = {"video", "filmstrip", "frames", "height", "width", "seconds", "seed
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from anyframe.pipeline import build_world_pipeline
+    from anyframe.pipelines import build_world_pipeline
 
     path = tmp_path_factory.mktemp("model") / "anyframe-tiny"
     build_world_pipeline("tiny", seed=0).save_pretrained(path)
@@ -111,7 +111,7 @@ def test_generate_json(capsys, tmp_path, model_dir, key_png):
     assert record["seed"] == 3
     assert record["keyframes"] == [FRAMES - 1]
     assert isinstance(record["seconds"], float) and record["seconds"] >= 0
-    from anyframe.pipeline import resolve_dtype
+    from anyframe.pipelines import resolve_dtype
 
     assert record["dtype"] == resolve_dtype("auto", "cpu")  # --dtype auto: the weights' dtype is reported
 
@@ -294,7 +294,7 @@ def test_error_paths(capsys, tmp_path, model_dir, key_png, build, fragment):
 
 
 def test_model_init(capsys, tmp_path):
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
 
     target = tmp_path / "models" / "fresh"
     code, out, err = run(capsys, "model", "init", "--size", "tiny", "--out", target)
@@ -324,7 +324,7 @@ def test_model_init_existing_needs_force(capsys, tmp_path):
 
 @pytest.mark.parametrize("method, cls", [("flashi2v", "FlashI2V"), ("channel_concat", "ChannelConcat")])
 def test_model_init_with_a_conditioning_method(capsys, tmp_path, method, cls):
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
 
     code, out, err = run(capsys, "model", "init", "--size", "tiny", "--method", method, "--out", tmp_path / "m")
     assert code == 0, err
@@ -411,12 +411,13 @@ def test_console_script_bad_input(tmp_path, model_dir, key_png, build, fragment)
 
 
 def test_index_checked_before_sampling(capsys, tmp_path, model_dir, key_png, monkeypatch):
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
 
     def must_not_sample(self, *args, **kwargs):
         raise AssertionError("sampling started before the frame index was checked")
 
     monkeypatch.setattr(AnyFramePipeline, "__call__", must_not_sample)
+    monkeypatch.setattr(AnyFramePipeline, "generate", must_not_sample)
     code, out, err = run(capsys, *gen(model_dir, "-p", "x", "-i", f"{key_png}@{FRAMES}", "-o", tmp_path / "c.mp4"))
     assert code == 2
     assert err.startswith("error:") and "out of range" in err
@@ -437,7 +438,7 @@ def test_console_script_model_without_weights_is_one_line(tmp_path, model_dir):
 
 def test_failed_write_keeps_earlier_outputs(capsys, tmp_path, model_dir, monkeypatch):
     # an earlier video and filmstrip at the same paths survive a failed write, and no half pair appears
-    import anyframe.io
+    import anyframe.cli
 
     out = tmp_path / "outputs" / "v.mp4"
     out.parent.mkdir()
@@ -447,7 +448,7 @@ def test_failed_write_keeps_earlier_outputs(capsys, tmp_path, model_dir, monkeyp
     def broken_filmstrip(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(anyframe.io, "write_filmstrip", broken_filmstrip)
+    monkeypatch.setattr(anyframe.cli, "write_filmstrip", broken_filmstrip)
     code, _, err = run(capsys, *gen(model_dir, "-p", "a red circle", "-o", out))
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "disk full" in errors[0]

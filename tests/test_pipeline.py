@@ -247,7 +247,7 @@ def test_trimming_text_padding_changes_nothing(pipe, monkeypatch):
 def test_auto_dtype_is_bf16_only_where_native(pipe, tmp_path, monkeypatch, native):
     """``auto`` (generate's default) loads bfloat16 weights where the CPU multiplies bf16 in hardware, float32
     elsewhere; the VAE stays float32 either way, and the pipeline says which it used."""
-    from anyframe.pipeline import load_pipeline, native_bf16, resolve_dtype
+    from anyframe.pipelines import load_pipeline, native_bf16, resolve_dtype
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)

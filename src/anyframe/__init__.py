@@ -12,9 +12,9 @@ except PackageNotFoundError:  # running from a source tree without installation
 from anyframe.conditioning import ConditioningMethod, FrameReplacement
 from anyframe.errors import AnyframeInputError
 from anyframe.models.dit import STIVTransformer, build_stiv
-from anyframe.pipeline import AnyFrameOutput, AnyFramePipeline, Keyframe, build_world_pipeline
+from anyframe.pipelines import AnyFrameOutput, AnyFramePipeline, GenerationRequest, Keyframe, build_world_pipeline
 
 __all__ = [
-    "__version__", "AnyFramePipeline", "AnyFrameOutput", "Keyframe", "STIVTransformer", "build_stiv",
+    "__version__", "AnyFramePipeline", "AnyFrameOutput", "GenerationRequest", "Keyframe", "STIVTransformer", "build_stiv",
     "FrameReplacement", "ConditioningMethod", "AnyframeInputError", "build_world_pipeline",
 ]

@@ -10,14 +10,47 @@ import importlib
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import diffusers
+import numpy as np
+import torch
+import transformers
 import typer
+import yaml
+from rich.console import Console
 
 from anyframe import __version__
+from anyframe.conditioning import METHODS
 from anyframe.errors import AnyframeInputError
+from anyframe.flow.guidance import MODEL_DEFAULT, RENORM_CHOICES
+from anyframe.io import (
+    atomic_path,
+    default_permissions,
+    load_image,
+    to_uint8,
+    write_filmstrip,
+    write_gif,
+    write_mp4,
+    write_png_frames,
+)
+from anyframe.pipelines import (
+    DTYPES,
+    WORLD_PRESETS,
+    GenerationRequest,
+    Keyframe,
+    build_world_pipeline,
+    load_pipeline,
+    resolve_dtype,
+)
+from anyframe.pipelines.request import check_settings
+from anyframe.training.config import ConditioningConfig, load_config
+from anyframe.world import SPLITS, caption, frame_captions, regional_captions, render, scene_for_seed
+from anyframe.world.suite import TASKS, load_suite, sample_suite, write_suite
 
 DEFAULT_MODEL_NAME = "anyframe-world-s"
 EXAMPLES = """
@@ -87,8 +120,6 @@ def parse_image_spec(spec: str) -> tuple[Path, int]:
 
 
 def _silence_libraries() -> None:
-    import diffusers
-    import transformers
 
     # CRITICAL, not ERROR: diffusers logs a failed component fetch at ERROR before raising, and the
     # CLI reports that failure itself, on one line.
@@ -112,22 +143,50 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "video"
 
 
-def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: str | None, detail: float | None) -> None:
-    """The sampling flags generate and eval share (``None``: the model's own)."""
-    from anyframe.flow.guidance import GUIDANCE_MODES, RENORM_CHOICES
+# request fields → the flags that set them (errors from the request's checks name the flag)
+FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "guidance_mode": "--guidance-mode", "renorm": "--renorm",
+         "sampler": "--sampler", "seed": "--seed", "num_frames": "--num-frames", "height": "--height", "width": "--width",
+         "image_guidance_scale": "--image-guidance", "detail": "--detail"}
 
-    if steps is not None and steps < 1:
-        raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
-    if detail is not None and not 0.0 <= detail <= 1.0:
-        raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
-    if guidance_mode is not None and guidance_mode not in GUIDANCE_MODES:
-        raise AnyframeInputError(f"--guidance-mode must be one of {', '.join(GUIDANCE_MODES)}, got {guidance_mode!r}")
+
+def check_request_flags(**fields) -> None:
+    """The model-independent checks of a request (``pipelines.request.check_settings``: the same checks the
+    Python API runs), before a model is loaded; the error names the flag instead of the field."""
+
+    try:
+        check_settings(GenerationRequest(**fields))
+    except AnyframeInputError as exc:
+        message = str(exc)
+        field = message.split(" ", 1)[0]
+        raise AnyframeInputError(FLAGS.get(field, field) + message[len(field):]) from None
+
+
+def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: str | None, detail: float | None,
+                          **more) -> None:
+    """The sampling flags generate and eval share (``None``: the model's own)."""
     if renorm is not None and renorm not in (*RENORM_CHOICES, "none"):
         raise AnyframeInputError(f"--renorm must be one of {', '.join((*RENORM_CHOICES, 'none'))}, got {renorm!r}")
+    check_request_flags(steps=steps, guidance_mode=guidance_mode, renorm=_renorm_flag(renorm), **more)
+    if detail is not None and not 0.0 <= detail <= 1.0:
+        raise AnyframeInputError(f"--detail must be in [0, 1], got {detail}")
+
+
+def parse_options(items: list[str]) -> dict:
+    """``--option key=value`` (repeatable) → the method's request options; values read as YAML (numbers, bools)."""
+
+    options = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise AnyframeInputError(f"--option expects key=value, got {item!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = raw
+    return options
 
 
 def _check_dtype(dtype: str) -> None:
-    from anyframe.pipeline import DTYPES  # already imported with the package
 
     if dtype not in DTYPES:
         raise AnyframeInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -135,7 +194,6 @@ def _check_dtype(dtype: str) -> None:
 
 def _renorm_flag(renorm: str | None) -> str | None:
     """``--renorm`` → the pipeline's ``renorm``: not given → the model's own, ``none`` → no renormalisation."""
-    from anyframe.flow.guidance import MODEL_DEFAULT
 
     return MODEL_DEFAULT if renorm is None else None if renorm == "none" else renorm
 
@@ -177,23 +235,20 @@ def generate(
     detail: float | None = typer.Option(
         None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1]; lower keeps more of the image's fine detail (default 0.1)."
     ),
+    option: list[str] = typer.Option(
+        [], "--option", metavar="KEY=VALUE", help="An option of the model's conditioning method (e.g. detail=0.2 for FlashI2V). Repeatable."
+    ),
     fps: float = typer.Option(8.0, "--fps", help="Frame rate of the written video."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .mp4 (or .gif); a <out>.png filmstrip is written beside it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line with the paths, frame count, size, seconds and seed."),
 ) -> None:
     """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
-    from anyframe.flow.sampling import SAMPLERS
-    from anyframe.io import load_image
-
     # ---- validate everything that needs no model, before loading one
     if not prompt.strip() and not image:
         raise AnyframeInputError("give --prompt, --image, or both")
-    _check_sampling_flags(steps, guidance_mode, renorm, detail)
-    if sampler is not None and sampler not in SAMPLERS:
-        raise AnyframeInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if num_frames is not None and num_frames < 1:
-        raise AnyframeInputError(f"--num-frames must be at least 1, got {num_frames}")
+    _check_sampling_flags(steps, guidance_mode, renorm, detail, sampler=sampler, seed=seed, guidance_scale=guidance,
+                          image_guidance_scale=image_guidance, num_frames=num_frames, height=height, width=width)
     if fps <= 0:
         raise AnyframeInputError(f"--fps must be positive, got {fps}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
@@ -216,10 +271,6 @@ def generate(
         )
 
     _silence_libraries()
-    from anyframe.io import atomic_path, to_uint8, write_filmstrip, write_gif, write_mp4
-    from anyframe.pipeline import Keyframe, load_pipeline, resolve_dtype, resolve_frame_index
-
-    import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -235,30 +286,31 @@ def generate(
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)  # the noise is drawn on the CPU either way, so a seed gives the same video
-    frames_total = pipe.default_num_frames if num_frames is None else num_frames
-    for _, index in images:
-        resolve_frame_index(index, frames_total)  # out of range → input error, before sampling
     if as_json:
         pipe.set_progress_bar_config(disable=True)
-
-    start = time.perf_counter()
-    result = pipe(
+    options = parse_options(option)
+    if detail is not None:
+        options["detail"] = detail
+    request = GenerationRequest(
         prompt=prompt,
         negative_prompt=negative_prompt,
         keyframes=[Keyframe(img, index) for img, index in images],
         num_frames=num_frames,
         height=height,
         width=width,
-        num_inference_steps=steps,
+        steps=steps,
         guidance_scale=guidance,
         guidance_mode=guidance_mode,
         image_guidance_scale=image_guidance,
         renorm=_renorm_flag(renorm),  # a flag not given: the model's own setting (sampling_defaults)
         sampler=sampler,
         seed=seed,
-        detail=detail,
-        output_type="np",
+        options=options,
     )
+    request = pipe.validate(request)  # every check against the model, before sampling
+
+    start = time.perf_counter()
+    result = pipe.generate(request, output_type="np")
     seconds = time.perf_counter() - start
     video = to_uint8(result.frames[0])  # [T, H, W, 3]
 
@@ -291,7 +343,6 @@ def generate(
     if as_json:
         typer.echo(json.dumps(record))
     else:
-        from rich.console import Console
 
         Console(soft_wrap=True).print(
             f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s ({dtype}), seed {result.seed}"
@@ -309,7 +360,6 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train from a YAML recipe; on one process, or under `accelerate launch` on several."""
-    from anyframe.training.config import load_config
 
     cfg = load_config(config, overrides)
     if stop_after is not None and stop_after < 1:
@@ -318,7 +368,7 @@ def train_command(
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     _silence_libraries()
-    from anyframe.training.recipe import train
+    from anyframe.training.recipe import train  # (deferred: accelerate and peft load only for training)
 
     result = train(cfg, resume=resume, output_dir=str(output) if output else None, progress=not quiet, stop_after=stop_after)
     typer.echo(
@@ -338,8 +388,7 @@ def train_autoencoder_command(
 ) -> None:
     """Stage one of the world recipe: train the per-frame autoencoder on shapes-world frames; writes
     OUTPUT/autoencoder (with eval.json: reconstruction PSNR per style and split)."""
-    from anyframe.training.autoencoder import AutoencoderRecipe, train_autoencoder
-    from anyframe.training.config import load_config
+    from anyframe.training.autoencoder import AutoencoderRecipe, train_autoencoder  # (deferred: accelerate loads only for training)
 
     cfg = load_config(config, overrides, schema=AutoencoderRecipe)
     if stop_after is not None and stop_after < 1:
@@ -374,14 +423,12 @@ def eval_command(
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
-    from anyframe.world.suite import load_suite
 
     cases = load_suite(suite)
     if n is not None:
         if n < 1:
             raise AnyframeInputError(f"--n must be at least 1, got {n}")
         if n < len(cases):
-            import numpy as np
 
             keep = sorted(np.random.default_rng(seed).choice(len(cases), n, replace=False).tolist())
             cases = [cases[i] for i in keep]
@@ -395,7 +442,7 @@ def eval_command(
             raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random/autoencoder:DIR")
     check_writable(out / "report.json")
     _silence_libraries()
-    from anyframe.evaluation.harness import load_model
+    from anyframe.evaluation.harness import load_model  # (deferred: matplotlib and scipy load only for evaluation)
     from anyframe.evaluation.report import evaluate
 
     sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
@@ -422,13 +469,7 @@ def world_render(
 ) -> None:
     """Render one scene: video.mp4, filmstrip.png, frames/frame_NNNN.png, masks.npz + masks.png, scene.json,
     captions.json."""
-    import shutil
-    import tempfile
 
-    import numpy as np
-
-    from anyframe.io import default_permissions, write_filmstrip, write_mp4, write_png_frames
-    from anyframe.world import SPLITS, caption, frame_captions, regional_captions, render, scene_for_seed
 
     if split not in SPLITS:
         raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -477,8 +518,6 @@ def world_sample(
     out: Path = typer.Option(..., "--out", "-o", help="Suite file to write (.jsonl)."),
 ) -> None:
     """Write an evaluation suite (JSONL: task, scene program, conditions, what to score)."""
-    from anyframe.world.sampling import SPLITS
-    from anyframe.world.suite import TASKS, sample_suite, write_suite
 
     if split not in SPLITS:
         raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -502,14 +541,10 @@ def model_init(
     seed: int = typer.Option(0, "--seed", help="Initialisation seed."),
     shift: float = typer.Option(1.0, "--shift", help="Timestep shift of the sampler."),
     clean_timestep: bool = typer.Option(False, "--clean-timestep", help="Conditioned frames carry σ = 0 (frame replacement)."),
-    method: str = typer.Option("frame_replacement", "--method", help="Conditioning: frame_replacement | channel_concat | flashi2v."),
+    method: str = typer.Option("frame_replacement", "--method", help="Conditioning method: frame_replacement | channel_concat | flashi2v (`anyframe.conditioning.METHODS`)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
 ) -> None:
     """Create an untrained (randomly initialised) world-scale pipeline folder."""
-    from anyframe.conditioning import METHODS
-    from anyframe.pipeline import WORLD_PRESETS, build_world_pipeline
-    from anyframe.training.config import ConditioningConfig
-
     if method not in METHODS:
         raise AnyframeInputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     try:  # the recipe's rules: an option the method does not take is an error
@@ -525,7 +560,10 @@ def model_init(
     if out.exists() and not force:
         raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
     _silence_libraries()
-    pipe = build_world_pipeline(size, seed=seed, shift=shift, method=method, method_options=conditioning.method_options())
+    try:
+        pipe = build_world_pipeline(size, seed=seed, shift=shift, method=method, method_options=conditioning.method_options())
+    except ValueError as exc:  # a method that does not fit a world backbone (wan_i2v)
+        raise AnyframeInputError(f"--method {method}: {exc}") from None
     pipe.save_pretrained(out)
     params = sum(p.numel() for p in pipe.transformer.parameters())
     typer.echo(f"wrote an untrained {size} pipeline ({params / 1e6:.1f}M backbone parameters) to {out}")
@@ -542,7 +580,7 @@ def model_export(
     if out.exists() and not force:
         raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
     _silence_libraries()
-    from anyframe.training.recipe import export_checkpoint
+    from anyframe.training.recipe import export_checkpoint  # (deferred: accelerate and peft load only for training)
 
     path = export_checkpoint(checkpoint, out, ema=not raw)
     typer.echo(f"wrote {'raw' if raw else 'EMA'} weights of {checkpoint} to {path}")

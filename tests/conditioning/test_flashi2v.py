@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from anyframe.conditioning import ChannelConcat, ConditionInputs, Denoiser, FlashI2V, ModelInputs, TrainingBatch
+from fake_encoders import encode, request
+
+from anyframe.conditioning import ChannelConcat, Denoiser, FlashI2V, ModelInputs, TrainingBatch
 from anyframe.flow.guidance import FULL, UNCOND
 from anyframe.flow.sampling import make_scheduler, sample
 from anyframe.models.dit import stiv_tiny
@@ -42,8 +44,7 @@ def _perturb(module, seed=1):
 
 
 def _inputs(x, sigma, method, image, detail=0.1):
-    state = method.prepare(ConditionInputs(noise=x, text=_text(1), null_text=_text(-1), keyframe_latents=image,
-                                           keyframe_indices=(0,), detail=detail))
+    state = encode(method, x, _text(1), _text(-1), image, (0,), detail=detail)
     return state, method.model_inputs(x, sigma, state, FULL)
 
 
@@ -116,7 +117,7 @@ def test_branches_drop_the_shift_and_the_fourier_features_with_the_image():
     sigma = torch.tensor([0.5, 0.5])
     state, full = _inputs(x, sigma, method, image)
     uncond = method.model_inputs(x, sigma, state, UNCOND)
-    assert torch.equal(uncond.hidden_states, x) and uncond.method_inputs["present"].sum() == 0
+    assert torch.equal(uncond.hidden_states, x) and uncond.method_inputs["flashi2v_present"].sum() == 0
     with torch.no_grad():
         # the image-dropped branch is the base model on the null text
         torch.testing.assert_close(method(backbone, uncond).sample, backbone(**uncond.as_kwargs()).sample)
@@ -127,7 +128,7 @@ def test_branches_drop_the_shift_and_the_fourier_features_with_the_image():
         _, more_detail = _inputs(x, sigma, method, image, detail=0.9)
         assert (method(backbone, more_detail).sample - method(backbone, full).sample).abs().max() > 1e-4
     # text-to-video with no image: the image flag is moot
-    t2v = method.prepare(ConditionInputs(noise=x, text=_text(1), null_text=_text(-1)))
+    t2v = encode(method, x, _text(1), _text(-1))
     assert not t2v.has_image and method.canonical_branch(FULL, t2v).image is False
 
 
@@ -139,10 +140,10 @@ def test_training_inputs_use_the_first_frame_draw_ratios_and_drop_independently(
     sigma = torch.rand(64)
     out = method.training_inputs(batch, sigma, noise, torch.Generator().manual_seed(5))
     mi = out.model_inputs.method_inputs
-    assert torch.equal(mi["image"], x0[:, :, :1])
-    ratio = mi["ratio"]
+    assert torch.equal(mi["flashi2v_image"], x0[:, :, :1])
+    ratio = mi["flashi2v_ratio"]
     assert ratio.min() >= 0.05 and ratio.max() <= 0.95 and ratio.std() > 0.1
-    present = mi["present"].bool()
+    present = mi["flashi2v_present"].bool()
     assert torch.equal(present, ~out.info["drop_image"])
     assert 10 < present.sum() < 54  # ~50%
     text_kept = out.model_inputs.encoder_hidden_states[:, 0, 0] > 0
@@ -171,9 +172,9 @@ def test_denoiser_trains_the_method_layers_with_the_backbone():
 
 def test_flashi2v_takes_one_image_at_frame_0():
     method = _flash()
-    assert method.check_keyframes((0,), T) is None and method.check_keyframes((), T) is None
-    assert "frame 0" in method.check_keyframes((3,), T)
-    assert "frame 0" in method.check_keyframes((0, 4), T)
+    assert method.check_request(request((0,), T), None) is None and method.check_request(request((), T), None) is None
+    assert "frame 0" in method.check_request(request((3,), T), None)
+    assert "frame 0" in method.check_request(request((0, 4), T), None)
     with pytest.raises(ValueError):
         _flash(latent_shift=False, fourier=False)
 
@@ -189,8 +190,7 @@ def test_channel_concat_adds_zero_initialised_channels_and_leaves_the_base_uncha
     g = torch.Generator().manual_seed(6)
     x, image = torch.randn(B, C, T, H, W, generator=g), torch.randn(B, C, 1, H, W, generator=g)
     sigma = torch.tensor([0.6, 0.2])
-    state = method.prepare(ConditionInputs(noise=x, text=_text(1), null_text=_text(-1), keyframe_latents=image,
-                                           keyframe_indices=(0,)))
+    state = encode(method, x, _text(1), _text(-1), image, (0,))
     inputs = method.model_inputs(x, sigma, state, FULL)
     extra = inputs.extra_channels
     assert extra.shape == (B, C + 1, T, H, W)
@@ -223,7 +223,7 @@ def test_channel_concat_training_conditions_on_clean_frames_and_keeps_them_in_th
 
 
 def _pipeline(method, tmp_path=None):
-    from anyframe.pipeline import build_world_pipeline
+    from anyframe.pipelines import build_world_pipeline
 
     pipe = build_world_pipeline("tiny", method=method)
     with torch.no_grad():
@@ -235,7 +235,7 @@ def _pipeline(method, tmp_path=None):
 
 @pytest.mark.parametrize("method", ["flashi2v", "channel_concat"])
 def test_pipeline_round_trip_keeps_the_method_and_its_weights(tmp_path, method):
-    from anyframe.pipeline import AnyFramePipeline, Keyframe
+    from anyframe.pipelines import AnyFramePipeline, Keyframe
 
     pipe = _pipeline(method)
     image = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
@@ -252,7 +252,7 @@ def test_pipeline_round_trip_keeps_the_method_and_its_weights(tmp_path, method):
 
 def test_pipeline_rejects_what_the_method_cannot_do():
     from anyframe.errors import AnyframeInputError
-    from anyframe.pipeline import Keyframe
+    from anyframe.pipelines import Keyframe
 
     image = np.zeros((16, 16, 3), np.float32)
     flash = _pipeline("flashi2v")
@@ -327,8 +327,7 @@ def _train_and_sample(method, steps=150, seed=0):
     denoiser.eval()
     test = clips(8, torch.Generator().manual_seed(123))
     noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(7))
-    state = method.prepare(ConditionInputs(noise=noise, text=_text(1, 8), null_text=_text(-1, 8),
-                                           keyframe_latents=test[:, :, :1], keyframe_indices=(0,)))
+    state = encode(method, noise, _text(1, 8), _text(-1, 8), test[:, :, :1], (0,))
     with torch.no_grad():
         velocity = lambda z, s: method(backbone, method.model_inputs(z, s, state, FULL)).sample  # noqa: E731
         final = method.finalize(sample(velocity, noise, make_scheduler("euler", 1.0), 20), state)

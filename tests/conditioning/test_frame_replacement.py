@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from fake_encoders import encode
+
 from anyframe.conditioning import (
-    ConditionInputs,
     FrameReplacement,
     ModelInputs,
     TaskMixture,
@@ -24,9 +25,7 @@ def _state(method, indices=(0, 5), seed=0):
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(B, C, T, H, W, generator=g)
     keyframes = torch.randn(B, C, len(indices), H, W, generator=g)
-    state = method.prepare(
-        ConditionInputs(noise=noise, text=_text(1), null_text=_text(-1), keyframe_latents=keyframes, keyframe_indices=indices)
-    )
+    state = encode(method, noise, _text(1), _text(-1), keyframes, indices)
     return state, noise, keyframes
 
 
@@ -85,7 +84,7 @@ def test_after_step_keeps_keyframes_on_their_path_and_finalize_is_exact():
 def test_no_keyframes_is_text_to_video():
     method = FrameReplacement()
     noise = torch.randn(B, C, T, H, W)
-    state = method.prepare(ConditionInputs(noise=noise, text=_text(1), null_text=_text(-1)))
+    state = encode(method, noise, _text(1), _text(-1))
     assert not state.has_image and state.generated_mask() is None
     x = torch.randn(B, C, T, H, W)
     assert torch.equal(method.model_inputs(x, torch.ones(B), state, FULL).hidden_states, x)

@@ -52,7 +52,7 @@ def test_reports_are_complete(smoke_reports):
 
 
 def test_a_pipeline_runs_every_task_and_edits_are_unsupported(tmp_path):
-    from anyframe.pipeline import build_world_pipeline
+    from anyframe.pipelines import build_world_pipeline
 
     build_world_pipeline("tiny", seed=0).save_pretrained(tmp_path / "m")
     cases = sample_suite(8, seed=11)  # one case per task
@@ -81,7 +81,7 @@ def test_the_autoencoder_model_is_the_true_clip_through_the_autoencoder(tmp_path
     import torch
 
     from anyframe.models.autoencoder import decode_video, encode_video
-    from anyframe.pipeline import build_world_pipeline
+    from anyframe.pipelines import build_world_pipeline
 
     pipe = build_world_pipeline("tiny", seed=0)
     pipe.save_pretrained(tmp_path / "m")
@@ -150,7 +150,7 @@ def test_truth_scores_high_against_the_prompt_alone(tmp_path):
 
 def test_eval_cli_passes_the_sampling_settings_on(tmp_path, monkeypatch):
     from anyframe.evaluation import harness
-    from anyframe.pipeline import build_world_pipeline
+    from anyframe.pipelines import build_world_pipeline
 
     build_world_pipeline("tiny", seed=0).save_pretrained(tmp_path / "m")
     seen = []

@@ -27,7 +27,7 @@ from anyframe.models.wan import (
     pixel_frames_of,
     tiny_wan_components,
 )
-from anyframe.pipeline import AnyFramePipeline, Keyframe
+from anyframe.pipelines import AnyFramePipeline, Keyframe
 
 PROMPT = "a red circle moves left"
 SIZE = dict(num_frames=9, height=32, width=32, max_sequence_length=16)  # 3 latent frames of 4×4
@@ -178,18 +178,18 @@ def test_loads_an_original_wan_checkpoint_with_from_single_file(tmp_path):
     assert "head.modulation" in original and "blocks.0.self_attn.q.weight" in original
     path = tmp_path / "wan2.1_t2v_tiny.safetensors"
     save_file(original, str(path))
-    from anyframe.models.wan_loading import load_wan_pipeline
+    from anyframe.pipelines.wan_folder import load_wan_pipeline
 
-    loaded = load_wan_pipeline(tmp_path / "wan-t2v", transformer_file=path)
+    loaded = load_wan_pipeline(tmp_path / "wan-t2v", AnyFramePipeline, transformer_file=path)
     assert isinstance(loaded.transformer, WanBackbone)
     want, got = ours.transformer.state_dict(), loaded.transformer.state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     with pytest.raises(AnyframeInputError, match="not found"):
-        load_wan_pipeline(tmp_path / "wan-t2v", transformer_file=tmp_path / "missing.safetensors")
+        load_wan_pipeline(tmp_path / "wan-t2v", AnyFramePipeline, transformer_file=tmp_path / "missing.safetensors")
     pickle = tmp_path / "model.pth"
     pickle.write_bytes(b"x")
     with pytest.raises(AnyframeInputError, match="safetensors"):
-        load_wan_pipeline(tmp_path / "wan-t2v", transformer_file=pickle)
+        load_wan_pipeline(tmp_path / "wan-t2v", AnyFramePipeline, transformer_file=pickle)
 
 
 def test_a_saved_anyframe_wan_pipeline_round_trips(tmp_path):
@@ -236,14 +236,14 @@ def test_added_embeddings_and_extra_channels_reach_the_backbone():
     x, extra = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 20, 3, 4, 4)
     text, clip = torch.randn(1, 16, 32), torch.randn(1, 1025, 4)
     with torch.no_grad():
-        base = backbone(x, torch.tensor([400.0]), text, extra_channels=extra, encoder_hidden_states_image=clip).sample
+        base = backbone(x, torch.tensor([400.0]), text, extra_channels=extra, context_tokens={"image": clip}).sample
         want = diffusers_transformer(backbone)(hidden_states=torch.cat([x, extra], 1), timestep=torch.tensor([400.0]),
                                                encoder_hidden_states=text, encoder_hidden_states_image=clip).sample
         torch.testing.assert_close(base, want, atol=0, rtol=0)
-        zero = backbone(x, torch.tensor([400.0]), text, extra_channels=extra, encoder_hidden_states_image=clip,
+        zero = backbone(x, torch.tensor([400.0]), text, extra_channels=extra, context_tokens={"image": clip},
                         added_embeddings=torch.zeros(1, backbone.token_dim, 3, 2, 2)).sample
         assert torch.equal(zero, base)
-        moved = backbone(x, torch.tensor([400.0]), text, extra_channels=extra, encoder_hidden_states_image=clip,
+        moved = backbone(x, torch.tensor([400.0]), text, extra_channels=extra, context_tokens={"image": clip},
                          added_embeddings=torch.randn(1, backbone.token_dim, 3, 2, 2)).sample
         assert (moved - base).abs().max() > 1e-4
     assert not backbone.patch_embedding._forward_hooks  # the hook is gone after the call
@@ -265,18 +265,19 @@ def test_frame_replacement_on_wan_keeps_keyframes_at_any_pixel_frame(tmp_path):
     with pytest.raises(AnyframeInputError, match="1 \\+ 4·k"):
         pipe(PROMPT, num_inference_steps=1, seed=0, **{**SIZE, "num_frames": 10})
     # the conditioned frames carry σ = 0: per-frame (→ per-token) timesteps
-    state = pipe.conditioning.prepare(_condition_inputs(pipe, clean, (0, 2)))
+    state = _encode(pipe, [Keyframe(image(0), 0), Keyframe(image(1), 6)])
     inputs = pipe.conditioning.model_inputs(torch.randn(1, 16, 3, 4, 4), torch.tensor([0.7]), state, FULL)
     assert inputs.timestep.tolist() == [[0.0, 700.0, 0.0]]
 
 
-def _condition_inputs(pipe, keyframe_latents, indices):
-    from anyframe.conditioning import ConditionInputs
+def _encode(pipe, keyframes):
+    """The method's state for a request with ``keyframes``, encoded by the pipeline's encoders."""
+    from anyframe.pipelines import GenerationRequest, PipelineEncoders
 
+    request = pipe.validate(GenerationRequest(prompt=PROMPT, keyframes=keyframes, **SIZE))
     text = pipe.encode_text([PROMPT], 16)
     null = pipe.encode_text([""], 16)
-    return ConditionInputs(noise=torch.randn(1, 16, 3, 4, 4), text=text, null_text=null,
-                           keyframe_latents=keyframe_latents, keyframe_indices=indices)
+    return pipe.conditioning.encode(request, PipelineEncoders(pipe, request, torch.randn(1, 16, 3, 4, 4), text, null))
 
 
 def test_wan_i2v_mask_resolves_pixel_frames():
@@ -291,8 +292,7 @@ def test_wan_i2v_mask_resolves_pixel_frames():
 
 def test_jit_cfg_and_renorm_on_wan(tmp_path):
     _, pipe = pipelines("t2v", tmp_path)
-    clean = pipe.encode_keyframes([Keyframe(image(0), 0)], 32, 32, [0])
-    state = pipe.conditioning.prepare(_condition_inputs(pipe, clean, (0,)))
+    state = _encode(pipe, [Keyframe(image(0), 0)])
     x, sigma = torch.randn(1, 16, 3, 4, 4), torch.tensor([0.6])
     branches = pipe.branch_velocity(state)
     conditional, unconditional = branches(x, sigma, [FULL, UNCOND])
@@ -312,7 +312,7 @@ def test_flashi2v_on_wan_starts_as_the_base_model():
     text = TextCondition(torch.randn(2, 16, 32), torch.ones(2, 16, dtype=torch.bool))
     image_latent = torch.randn(2, 16, 1, 4, 4)
     inputs = ModelInputs.of(x, torch.tensor([500.0, 200.0]), text, method_inputs={
-        "image": image_latent, "present": torch.ones(2), "ratio": torch.tensor([0.1, 0.5])})
+        "flashi2v_image": image_latent, "flashi2v_present": torch.ones(2), "flashi2v_ratio": torch.tensor([0.1, 0.5])})
     with torch.no_grad():
         base = backbone(**inputs.as_kwargs()).sample
         assert torch.equal(method(backbone, inputs).sample, base)  # φ = 0, zero Fourier embedding
@@ -414,7 +414,7 @@ def test_offload_needs_a_gpu(capsys, tmp_path):
 def test_a_wan_model_samples_as_wan_does(capsys, tmp_path, monkeypatch):
     """Without sampling settings — from the CLI or from Python — a Wan model runs Wan's own recipe (50 steps,
     text CFG 5.0, no renorm); anyframe's models keep theirs (25 steps, JIT-CFG 7.5, renorm auto); one given wins."""
-    import anyframe.pipeline as module
+    import anyframe.pipelines.anyframe as module
 
     _, ours = pipelines("t2v", tmp_path)
     seen = {}
@@ -455,7 +455,7 @@ def test_dtype_loads_weights_in_bf16_and_the_vae_in_float32(tmp_path):
     """--dtype bfloat16: transformer and encoders in bf16 (Wan: the modules diffusers keeps in float32 stay
     so), the VAE loaded in float32 — its weights exactly the saved ones, not rounded through bf16."""
     from anyframe.cli import default_model_dir
-    from anyframe.pipeline import load_pipeline
+    from anyframe.pipelines import load_pipeline
 
     _, ours = pipelines("t2v", tmp_path)
     for folder, reference in ((tmp_path / "wan-t2v", ours), (default_model_dir(), AnyFramePipeline.from_pretrained(default_model_dir()))):

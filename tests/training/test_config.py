@@ -42,7 +42,8 @@ def test_defaults_and_overrides():
         (["optim.lr=abc"], "optim.lr"),
         (["optim.lr=-1"], "optim.lr"),
         (["optim.optimizer=sgd"], "optim.optimizer"),
-        (["conditioning.text_dropout=1.5"], "conditioning.text_dropout"),
+        (["conditioning.text_dropout=1.5"], "text_dropout must be in [0, 1]"),
+        (["conditioning.latent_shift=false"], "latent_shift does not apply to the frame_replacement method (an option of flashi2v)"),
         (["conditioning.task_weights.walk=1"], "task_weights"),
         (["model.preset=XL"], "model.preset"),
         (["model.pretrained=x"], "exactly one of model.preset and model.pretrained"),
@@ -50,9 +51,9 @@ def test_defaults_and_overrides():
         (["train.steps=0"], "train.steps"),
         (["train.steps"], "key.path=value"),
         (["optim=3"], "optim"),
-        (["flow.object_weight=4"], "flow.object_weight needs the objects' masks"),
-        (["flow.object_weight=-1"], "flow.object_weight"),
-        (["flow.temporal_weight=-1"], "flow.temporal_weight"),
+        (["flow.object_weight=4"], "data.source toy does not give object_masks, which the frame_replacement+loss_weighting"),
+        (["flow.object_weight=-1"], "object_weight must be ≥ 0"),
+        (["flow.temporal_weight=-1"], "temporal_weight must be ≥ 0"),
     ],
 )
 def test_bad_configs_are_one_clear_error(overrides, fragment):

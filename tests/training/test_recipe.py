@@ -105,7 +105,7 @@ def test_export_is_a_pipeline_the_cli_generates_from(tmp_path):
     assert info.value.code in (0, None)
     assert (tmp_path / "v.mp4").is_file() and (tmp_path / "v.png").is_file()
     # the export holds the EMA weights, not the raw ones
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
     from anyframe.training.checkpoint import load_checkpoint
 
     exported = AnyFramePipeline.from_pretrained(result.pipeline_dir).transformer.state_dict()
@@ -259,12 +259,15 @@ def test_object_weighted_loss_on_world_clips(tmp_path):
 
 
 def test_temporal_difference_term_is_added_and_logged(tmp_path):
-    """flow.temporal_weight adds weight × the error's frame-to-frame change to each sample's loss: on the
-    same first batch, the loss grows by exactly weight × the logged term."""
+    """flow.temporal_weight (the loss_weighting method) adds weight × the error's frame-to-frame change to each
+    sample's loss as its own term: on the same first batch, the loss grows by exactly the logged term, which
+    doubles with the weight, and the diffusion term is untouched."""
     first = {}
-    for weight in (0, 2):
+    for weight in (0, 1, 2):
         train(_cfg(tmp_path / str(weight), "train.steps=1", "train.log_every=1", f"flow.temporal_weight={weight}"),
               progress=False)
         first[weight] = read_metrics(tmp_path / str(weight))[0]
     assert "loss_temporal" not in first[0] and first[2]["loss_temporal"] > 0
-    assert first[2]["loss"] == pytest.approx(first[0]["loss"] + 2 * first[2]["loss_temporal"], rel=1e-4)
+    assert first[2]["loss"] == pytest.approx(first[0]["loss"] + first[2]["loss_temporal"], rel=1e-4)
+    assert first[2]["loss_temporal"] == pytest.approx(2 * first[1]["loss_temporal"], rel=1e-4)
+    assert first[2]["loss_diffusion"] == pytest.approx(first[0]["loss_diffusion"], rel=1e-6)

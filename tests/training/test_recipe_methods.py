@@ -43,7 +43,7 @@ def test_flashi2v_layers_train_resume_exactly_and_export(tmp_path):
     assert model["conditioning.fourier_embed.zero_proj.weight"].abs().sum() > 0
 
     from anyframe.conditioning import FlashI2V
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
 
     pipe = AnyFramePipeline.from_pretrained(tmp_path / "straight" / "pipeline")
     assert isinstance(pipe.conditioning, FlashI2V)
@@ -64,7 +64,7 @@ def test_flashi2v_variants_and_channel_concat_build_and_train(tmp_path):
         "concat": ["conditioning.method=channel_concat"],
     }.items():
         result = train(_cfg(tmp_path / name, *overrides, "train.steps=2", "train.export=true"), progress=False)
-        from anyframe.pipeline import AnyFramePipeline
+        from anyframe.pipelines import AnyFramePipeline
 
         pipe = AnyFramePipeline.from_pretrained(result.pipeline_dir)
         if name == "concat":
@@ -113,7 +113,7 @@ def test_a_checkpoint_from_before_the_denoiser_wrapper_resumes_exactly(tmp_path)
 @pytest.mark.parametrize("method", ["frame_replacement", "flashi2v"])
 def test_export_a_checkpoint_equals_the_recipe_export(tmp_path, method, capsys):
     from anyframe.cli import main
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
 
     result = train(_cfg(tmp_path / "run", f"conditioning.method={method}", "train.steps=4", "train.checkpoint_every=4",
                         "train.export=true"), progress=False)
@@ -140,7 +140,7 @@ def test_export_a_checkpoint_equals_the_recipe_export(tmp_path, method, capsys):
 
 
 def test_a_text_refiner_joins_a_pretrained_pipeline_as_the_identity(tmp_path):
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
     from anyframe.training.recipe import build_components
 
     base = train(_cfg(tmp_path / "base", "train.steps=2", "train.export=true"), progress=False)

@@ -53,7 +53,7 @@ def test_lora_trains_only_adapters_resumes_exactly_and_reloads(tmp_path):
     exported = load_file(lora_dir / "pytorch_lora_weights.safetensors")
     assert exported.keys() == {k.replace(".default", "") for k in model}
 
-    from anyframe.pipeline import build_wan_pipeline
+    from anyframe.pipelines import build_wan_pipeline
     from anyframe.world import world_vocabulary
 
     def generate(pipe):
@@ -91,7 +91,7 @@ def test_full_fine_tuning_exports_a_wan_pipeline(tmp_path):
     before = build_components(cfg).transformer.state_dict()
     result = train(cfg, progress=False)
     from anyframe.models.wan import WanBackbone
-    from anyframe.pipeline import AnyFramePipeline
+    from anyframe.pipelines import AnyFramePipeline
 
     pipe = AnyFramePipeline.from_pretrained(result.pipeline_dir)
     assert isinstance(pipe.transformer, WanBackbone)
@@ -134,7 +134,7 @@ def test_flashi2v_on_wan_with_lora_trains_its_layers_and_exports_them(tmp_path):
     assert model["conditioning.shift.conv_out.weight"].abs().sum() > 0  # φ (zero at start) trained with the LoRA
     assert any(".lora_B." in k for k in model)
     from anyframe.conditioning import FlashI2V
-    from anyframe.pipeline import build_wan_pipeline
+    from anyframe.pipelines import build_wan_pipeline
     from anyframe.world import world_vocabulary
 
     pipe = build_wan_pipeline("tiny", seed=0, vocabulary=world_vocabulary())  # the base: frame replacement
@@ -154,25 +154,23 @@ def test_wan_i2v_fine_tunes_through_the_recipe(tmp_path):
     assert (result.pipeline_dir / "pytorch_lora_weights.safetensors").is_file()
 
     # the batch condition is the inference condition: the same clip's first frame, the same encoders
-    from anyframe.conditioning import ConditionInputs, WanI2V
-    from anyframe.pipeline import Keyframe
+    from PIL import Image
+
+    from anyframe.conditioning import WanI2V
+    from anyframe.pipelines import GenerationRequest, Keyframe, PipelineEncoders
 
     pipe = build_components(_cfg(tmp_path / "x", *common))
     assert isinstance(pipe.conditioning, WanI2V)
     torch.manual_seed(0)
     video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
-    extras = pipe.conditioning.batch_extras(pipe, video)
+    condition, image = pipe.conditioning.training_condition(video, PipelineEncoders(pipe))
     first = ((video[0, :, 0].permute(1, 2, 0) + 1) / 2 * 255).round().to(torch.uint8).numpy()
-    from PIL import Image
-
-    frame = Image.fromarray(first)
-    latents, mask = pipe.encode_condition_video([Keyframe(frame, 0)], [0], 9, 32, 32)
+    request = pipe.validate(GenerationRequest(prompt="", keyframes=[Keyframe(Image.fromarray(first), 0)],
+                                              num_frames=9, height=32, width=32))
     text = pipe.encode_text([""])
-    state = pipe.conditioning.prepare(ConditionInputs(
-        noise=torch.zeros(1, 16, 3, 4, 4), text=text, null_text=text, condition_latents=latents, pixel_frame_mask=mask,
-        image_embeds=pipe.encode_image_embeds([Keyframe(frame, 0)], [0])))
-    torch.testing.assert_close(extras["condition"], state.condition, atol=2e-2, rtol=0)  # (the frame was rounded to 8 bits)
-    torch.testing.assert_close(extras["image_embeds"], state.image_embeds, atol=1e-5, rtol=0)
+    state = pipe.conditioning.encode(request, PipelineEncoders(pipe, request, torch.zeros(1, 16, 3, 4, 4), text, text))
+    torch.testing.assert_close(condition, state.condition, atol=2e-2, rtol=0)  # (the frame was rounded to 8 bits)
+    torch.testing.assert_close(image, state.image_embeds, atol=1e-5, rtol=0)
 
     with pytest.raises(AnyframeInputError, match="latent cache"):
         train(_cfg(tmp_path / "cached", *common, f"data.cache_dir={tmp_path / 'cache'}"), progress=False)

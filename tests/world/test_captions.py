@@ -208,7 +208,7 @@ def test_word_level_tokenizer_knows_every_caption_word():
 def test_world_pipelines_tokenize_world_text_without_unknowns():
     import numpy as np
 
-    from anyframe.pipeline import build_world_pipeline
+    from anyframe.pipelines import build_world_pipeline
     from anyframe.world import frame_captions, make_edit, scene_for_seed
 
     tok = build_world_pipeline("tiny").tokenizer

@@ -1,33 +1,31 @@
-"""Conditioning methods: one file each, behind one protocol (see ``base``)."""
+"""Conditioning methods: one file each, behind one protocol (``base``), in one registry (``registry``).
+
+Adding a method is adding a file: a :class:`ConditioningMethod` subclass decorated with
+:func:`register_method`, imported below so that its name is known (see ``docs/adding-a-method.md``).
+"""
 
 from anyframe.conditioning.base import (
-    ConditionInputs,
     ConditioningMethod,
-    Denoiser,
     ConditionState,
+    Denoiser,
+    Encoders,
     ModelInputs,
+    NoOptions,
     TrainingBatch,
     TrainingInputs,
 )
 from anyframe.conditioning.channel_concat import ChannelConcat
 from anyframe.conditioning.flashi2v import FlashI2V
 from anyframe.conditioning.frame_replacement import FrameReplacement, FrameReplacementState
+from anyframe.conditioning.loss_weighting import LossWeighting
+from anyframe.conditioning.registry import METHODS, build_method, method_class, register_method
+from anyframe.conditioning.stack import MethodStack
 from anyframe.conditioning.tasks import TASKS, TaskMixture
 from anyframe.conditioning.wan_i2v import WanI2V
 
-METHODS = {"frame_replacement": FrameReplacement, "channel_concat": ChannelConcat, "flashi2v": FlashI2V,
-           "wan_i2v": WanI2V}
-
-
-def build_method(name: str, backbone, **options) -> ConditioningMethod:
-    """A conditioning method by name, sized for ``backbone`` (latent channels, token width, patch)."""
-    if name not in METHODS:
-        raise ValueError(f"unknown conditioning method {name!r} ({', '.join(METHODS)})")
-    return METHODS[name].for_backbone(backbone, **options)
-
-
 __all__ = [
-    "METHODS", "build_method",
-    "ConditioningMethod", "ConditionInputs", "ConditionState", "ModelInputs", "TrainingBatch", "TrainingInputs",
-    "Denoiser", "FrameReplacement", "FrameReplacementState", "ChannelConcat", "FlashI2V", "WanI2V", "TaskMixture", "TASKS",
+    "METHODS", "build_method", "method_class", "register_method",
+    "ConditioningMethod", "ConditionState", "Encoders", "ModelInputs", "NoOptions", "TrainingBatch", "TrainingInputs",
+    "Denoiser", "MethodStack", "FrameReplacement", "FrameReplacementState", "ChannelConcat", "FlashI2V", "WanI2V",
+    "LossWeighting", "TaskMixture", "TASKS",
 ]

@@ -1,22 +1,29 @@
 """The conditioning protocol: how a method turns a request or a training batch into backbone inputs.
 
-A conditioning method is one file and one :class:`ConditioningMethod` subclass. It serves both halves:
+A conditioning method is one file and one :class:`ConditioningMethod` subclass, registered by name
+(:func:`anyframe.conditioning.registry.register_method`). It serves both halves of the work, and it only
+ever *adds to* what the methods before it built — so methods compose (:class:`~anyframe.conditioning.stack.MethodStack`):
 
 Inference (the sampler loop is the same for every method)::
 
-    state = method.prepare(ConditionInputs(...))            # once per request
+    state = method.encode(request, encoders)                    # once per request: asks the VAE, image encoder...
     for σ in schedule:
-        inputs = method.model_inputs(x, σ, state, branch)   # per guidance branch, batched
-        v = method(backbone, inputs).sample                  # the method's layers, then the backbone
+        inputs = method.model_inputs(x, σ, state, branch)      # per guidance branch, batched
+        v = Denoiser(backbone, method)(inputs).sample          # the method's own layers, then the backbone
         x = scheduler.step(guidance(v...), σ, x)
         x = method.after_step(x, σ_next, state)
-    latents = method.finalize(x, state)
+    latents = method.finalize(x, state); extras = method.outputs(latents, state, encoders)
 
 Training::
 
-    out = method.training_inputs(TrainingBatch(...), sigma, noise, generator)
-    denoiser = Denoiser(backbone, method)                    # the trained module
-    loss = flow_matching_loss(denoiser(**out.model_inputs.denoiser_kwargs()).sample, out.target, out.loss_mask, out.loss_weight)
+    inputs = method.training_inputs(TrainingBatch(...), sigma, noise, generator)
+    outputs = Denoiser(backbone, method)(inputs.model_inputs)
+    terms = method.loss(outputs, inputs)                        # named [B] terms; the loss is the sum of their means
+
+``model_inputs`` and ``training_inputs`` start from the plain flow-matching inputs (:func:`base_model_inputs`,
+:func:`base_training_inputs`: the noisy state, σ·1000, the prompt or the empty one, text and image dropout drawn
+once) and fold each method's hook over them: :meth:`ConditioningMethod.apply` and
+:meth:`ConditioningMethod.apply_training`. A method overrides only the hooks it needs.
 
 Methods may hold trainable parameters (FlashI2V's φ, adapters), so the base class is a diffusers
 ``ModelMixin`` + ``ConfigMixin``: a method saves and loads inside a pipeline folder like any model. (Each
@@ -25,36 +32,47 @@ method's module must import ``ModelMixin``: diffusers' loader looks the base cla
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from dataclasses import dataclass, field, fields, replace
-
+import dataclasses
 import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import torch
 from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 from safetensors.torch import save_file
-from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor
 
 from anyframe.flow.guidance import Branch
+from anyframe.flow.path import add_noise, flow_matching_loss, velocity_target
+from anyframe.flow.timesteps import TIMESTEP_SCALE
+from anyframe.models.backbone import inflate_channels
 from anyframe.models.text_encoder import TextCondition
+
+# ------------------------------------------------------------------------------------------------
+#                                     Backbone inputs
+# ------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class ModelInputs:
-    """Keyword arguments of a backbone's ``forward`` (see ``STIVTransformer.forward``), plus the inputs of
-    the method's own trainable layers (``method_inputs``, consumed by :meth:`ConditioningMethod.forward`
-    before the backbone runs — e.g. FlashI2V's condition latent, for φ and the Fourier embedding)."""
+    """Keyword arguments of a backbone's ``forward`` (the protocol: ``anyframe.models.backbone.Backbone``),
+    plus the inputs of the methods' own trainable layers (``method_inputs``, read by
+    :meth:`ConditioningMethod.pre_backbone` before the backbone runs — e.g. FlashI2V's condition latent).
+    Methods add to it: channels to ``extra_channels``, token groups to ``context_tokens``; keys of
+    ``method_inputs`` start with the method's name, so that methods combine."""
 
     hidden_states: Tensor  # [B, C, T, H, W]
     timestep: Tensor  # [B] or [B, T], σ·1000
-    encoder_hidden_states: Tensor  # [B, L, text_dim]
-    encoder_attention_mask: Tensor | None = None  # [B, L]
+    encoder_hidden_states: Tensor  # [B, L, text_dim], or per frame [B, T, L, text_dim]
+    encoder_attention_mask: Tensor | None = None  # [B, L] (per frame [B, T, L])
     micro_conditions: Tensor | None = None  # [B, 5]
     extra_channels: Tensor | None = None  # [B, C_extra, T, H, W]
-    encoder_hidden_states_image: Tensor | None = None  # [B·K, N, D] CLIP tokens (Wan I2V); K images per sample
+    added_embeddings: Tensor | None = None  # [B, D, T', H', W'], added to the patch embedding
+    context_tokens: dict[str, Tensor] = field(default_factory=dict)  # {group: [B(·K), N, D_group]}
     method_inputs: dict[str, Tensor] = field(default_factory=dict)  # each [B, ...]
 
     @classmethod
@@ -64,13 +82,21 @@ class ModelInputs:
         return cls(hidden_states=hidden_states, timestep=timestep, encoder_hidden_states=text.embeds,
                    encoder_attention_mask=text.mask, micro_conditions=micro_conditions, **rest)
 
-    def as_kwargs(self) -> dict:
-        """The backbone's keyword arguments."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name != "method_inputs" and getattr(self, f.name) is not None
-        }
+    def with_extra_channels(self, channels: Tensor) -> ModelInputs:
+        """These inputs with ``channels`` ``[B, C', T, H, W]`` appended to the extra input channels."""
+        extra = channels if self.extra_channels is None else torch.cat([self.extra_channels, channels], dim=1)
+        return replace(self, extra_channels=extra)
+
+    def with_context_tokens(self, name: str, tokens: Tensor) -> ModelInputs:
+        if name in self.context_tokens:
+            raise ValueError(f"two methods give the context-token group {name!r}")
+        return replace(self, context_tokens={**self.context_tokens, name: tokens})
+
+    def with_method_inputs(self, **inputs: Tensor) -> ModelInputs:
+        clash = set(inputs) & set(self.method_inputs)
+        if clash:
+            raise ValueError(f"two methods give the method inputs {sorted(clash)}")
+        return replace(self, method_inputs={**self.method_inputs, **inputs})
 
     def denoiser_kwargs(self) -> dict:
         """The keyword arguments of :class:`Denoiser` (the backbone's, plus ``method_inputs`` if any)."""
@@ -78,6 +104,20 @@ class ModelInputs:
         if self.method_inputs:
             kwargs["method_inputs"] = dict(self.method_inputs)
         return kwargs
+
+    def with_added_embeddings(self, embeddings: Tensor) -> ModelInputs:
+        added = embeddings if self.added_embeddings is None else self.added_embeddings + embeddings
+        return replace(self, added_embeddings=added)
+
+    def as_kwargs(self) -> dict:
+        """The backbone's keyword arguments (fields left empty are not passed)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "method_inputs" or value is None or (f.name == "context_tokens" and not value):
+                continue
+            out[f.name] = value
+        return out
 
     def to(self, device, dtype: torch.dtype | None = None) -> ModelInputs:
         """Moved to ``device``; floating-point tensors other than the timestep cast to ``dtype``."""
@@ -91,11 +131,12 @@ class ModelInputs:
         for name, value in out.items():
             if isinstance(value, Tensor):
                 out[name] = move(name, value)
+        out["context_tokens"] = {k: move(k, v) for k, v in self.context_tokens.items()}
         out["method_inputs"] = {k: move(k, v) for k, v in self.method_inputs.items()}
         return ModelInputs(**out)
 
     @staticmethod
-    def cat(inputs: list[ModelInputs]) -> ModelInputs:
+    def cat(inputs: Sequence[ModelInputs]) -> ModelInputs:
         """Concatenate along the batch (guidance branches → one forward). Scalar-σ inputs are expanded
         to per-frame σ when another branch carries per-frame σ."""
         if len(inputs) == 1:
@@ -105,10 +146,10 @@ class ModelInputs:
         out = {}
         for f in fields(ModelInputs):
             values = [getattr(i, f.name) for i in inputs]
-            if f.name == "method_inputs":
+            if f.name in ("method_inputs", "context_tokens"):
                 keys = set(values[0])
                 if any(set(v) != keys for v in values):
-                    raise ValueError("cannot batch branches with different method inputs")
+                    raise ValueError(f"cannot batch branches with different {f.name}")
                 out[f.name] = {k: torch.cat([v[k] for v in values]) for k in values[0]}
                 continue
             if all(v is None for v in values):
@@ -122,21 +163,78 @@ class ModelInputs:
         return ModelInputs(**out)
 
 
-@dataclass
-class ConditionInputs:
-    """What a pipeline hands a method at inference, already encoded."""
+# ------------------------------------------------------------------------------------------------
+#                                    Requests and encoders
+# ------------------------------------------------------------------------------------------------
 
-    noise: Tensor  # [B, C, T, H, W], the starting state x_1
-    text: TextCondition  # the prompt
-    null_text: TextCondition  # the negative prompt, or the empty prompt
-    micro_conditions: Tensor | None = None  # [B, 5]
-    keyframe_latents: Tensor | None = None  # [B, C, K, H, W], one latent frame per keyframe
-    keyframe_indices: tuple[int, ...] = ()  # K non-negative latent frame indices
-    detail: float | None = None  # FlashI2V's Fourier cutoff ratio (lower = more high-frequency detail)
-    # For methods that condition on the whole pixel clip (``uses_condition_video``, Wan I2V):
-    condition_latents: Tensor | None = None  # [B, C, T_lat, H, W]: the clip with the keyframes, zeros elsewhere
-    pixel_frame_mask: Tensor | None = None  # [B, T_pixels] bool, True at keyframe pixel frames
-    image_embeds: Tensor | None = None  # [B·K, N, D] image-encoder tokens of the keyframes (``uses_image_embeds``)
+
+class Encoders(Protocol):
+    """What a method may ask for while it encodes a request (the pipeline's encoders, bound to one request).
+
+    The prompt, the starting noise and the micro conditions are encoded for every method; everything else
+    is encoded on demand. Keyframes are those of the validated request: ``frame_index`` resolved (≥ 0)."""
+
+    noise: Tensor  # [B, C_state, T_lat, h, w]: the starting state x_1, drawn from the request's seed
+    text: TextCondition  # the prompts [B, L, D]
+    null_text: TextCondition  # the negative prompts, or the empty prompt
+    micro_conditions: Tensor | None  # [B, 5]
+    temporal_compression: int  # pixel frames per latent frame (1; Wan's causal VAE: 4)
+
+    def latent_index(self, pixel_index: int) -> int:
+        """The latent frame holding a pixel frame."""
+
+    def keyframe_latents(self, keyframes: Sequence) -> Tensor:
+        """``[B, C, K, h, w]``: one latent frame per keyframe, as the autoencoder encodes that frame of a clip."""
+
+    def condition_video(self, keyframes: Sequence, num_frames: int) -> tuple[Tensor, Tensor]:
+        """The pixel clip with the keyframes at their frames and zeros elsewhere → its latents
+        ``[B, C, T_lat, h, w]`` and the ``[B, T]`` keyframe mask (Wan I2V's condition)."""
+
+    def image_tokens(self, keyframes: Sequence) -> Tensor | None:
+        """Image-encoder tokens of the keyframes the backbone takes (``[B·K, N, D]``), or None without one."""
+
+    def image_token_frames(self, frames: Sequence[int]) -> list[int]:
+        """Of ``frames`` (in time order), those the image encoder sees (FLF2V: first and last; else first)."""
+
+    def image_tokens_of(self, images: Sequence) -> Tensor | None:
+        """PIL images → image-encoder tokens ``[N, tokens, dim]``, or None without an image encoder."""
+
+    def encode_text(self, prompts: Sequence[str]) -> TextCondition:
+        """More prompts, in the backbone's convention (per-frame narratives, regional captions...)."""
+
+    def encode_video(self, video: Tensor) -> Tensor:
+        """Pixels ``[B, 3, T, H, W]`` in [−1, 1] → latents ``[B, C, T_lat, h, w]``."""
+
+    def decode_video(self, latents: Tensor) -> Tensor:
+        """Latents → pixels ``[B, T, H, W, 3]`` in [0, 1]."""
+
+
+class Limits(Protocol):
+    """What a model can do, for :meth:`ConditioningMethod.check_request` (the pipeline's ``ModelLimits``)."""
+
+    temporal_compression: int
+
+    def latent_index(self, pixel_index: int) -> int: ...
+
+
+def keyframes_in_distinct_latent_frames(request, limits: Limits) -> str | None:
+    """Why the request's keyframes cannot each be one latent frame (two in one frame of a causal VAE), or None."""
+    indices = [k.frame_index for k in request.keyframes]
+    latent = [limits.latent_index(i) for i in indices]
+    if len(set(latent)) != len(latent):
+        return (f"keyframes at frames {indices} fall into the same latent frame of this model's causal VAE "
+                f"(latent frames {latent}; {limits.temporal_compression} pixel frames each after frame 0)")
+    return None
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A method without per-request options."""
+
+
+# ------------------------------------------------------------------------------------------------
+#                                   States, batches, outputs
+# ------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -146,6 +244,11 @@ class ConditionState:
     text: TextCondition
     null_text: TextCondition
     micro_conditions: Tensor | None
+
+    @classmethod
+    def of(cls, encoders: Encoders, **fields_) -> ConditionState:
+        """A state with the request's encoded prompt and micro conditions (``fields_``: the method's own)."""
+        return cls(encoders.text, encoders.null_text, encoders.micro_conditions, **fields_)
 
     @property
     def has_image(self) -> bool:
@@ -159,31 +262,132 @@ class ConditionState:
 
 @dataclass
 class TrainingBatch:
-    """A batch of encoded training clips."""
+    """Everything the data source gives for a batch; a method takes what it needs.
+
+    ``latents`` always (from the pixels, or a latent cache); ``pixels`` and the clips' annotations when the
+    data source has them (world clips: per-frame captions, object masks, regional captions); ``encoders``:
+    the pipeline's encoders, for methods that encode more than the clip (not bound to a request: no noise)."""
 
     latents: Tensor  # [B, C, T, H, W], clean
     text: TextCondition
     null_text: TextCondition  # the empty prompt, broadcast to B, used for text dropout
     micro_conditions: Tensor | None = None
-    extras: dict = field(default_factory=dict)  # method-specific inputs (masks, per-frame captions...)
+    pixels: Tensor | None = None  # [B, 3, T_pix, H, W] in [−1, 1]; None from a latent cache
+    captions: list[str] | None = None
+    frame_captions: list[list[str] | None] | None = None  # per clip, T narratives (ReasonDiff)
+    object_masks: list[Tensor | None] | None = None  # per clip [K, T, H, W] in {0, 1}
+    regional_captions: list[list[str] | None] | None = None  # per clip, K captions, one per mask (JDM)
+    edit_sources: Tensor | None = None  # [B, 3, T, H, W]: the clip an edit starts from
+    encoders: Any = None  # an Encoders-like object (no request fields), or None
 
 
 @dataclass
 class TrainingInputs:
-    """What a method returns for one training step."""
+    """What the methods build for one training step."""
 
     model_inputs: ModelInputs
     target: Tensor  # [B, C', T, H, W]
-    loss_mask: Tensor | None = None  # broadcastable to target: 1 where the loss counts
+    sigma: Tensor  # [B]
+    noise: Tensor  # [B, C, T, H, W]
+    loss_mask: Tensor | None = None  # broadcastable to target: 1 (or a weight) where the loss counts
     loss_weight: Tensor | None = None  # [B]
-    extra_losses: dict[str, Tensor] = field(default_factory=dict)  # auxiliary terms, added to the loss and logged
-    info: dict = field(default_factory=dict)  # for logging (sampled tasks, dropout flags...)
+    info: dict = field(default_factory=dict)  # drop_image, drop_text [B] bool; tasks; frame_mask... (logged)
+
+    @property
+    def drop_image(self) -> Tensor:
+        return self.info["drop_image"]
+
+    def with_loss_mask(self, mask: Tensor) -> TrainingInputs:
+        """The loss mask multiplied by ``mask`` (element weights compose by product)."""
+        return replace(self, loss_mask=mask if self.loss_mask is None else self.loss_mask * mask)
+
+
+# ------------------------------------------------------------------------------------------------
+#                                       The base inputs
+# ------------------------------------------------------------------------------------------------
+
+
+def base_model_inputs(x: Tensor, sigma: Tensor, state: ConditionState, branch: Branch) -> ModelInputs:
+    """Text-to-video flow matching: the state, σ·1000, the prompt (or the negative / empty one)."""
+    text = state.text if branch.text else state.null_text
+    return ModelInputs.of(x, sigma * TIMESTEP_SCALE, text, state.micro_conditions)
+
+
+def draw_dropout(batch_size: int, image_rate: float, text_rate: float,
+                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Which examples drop the image condition and which the text (``[B]`` bool each, drawn independently,
+    in that order)."""
+    drop_image = torch.rand(batch_size, generator=generator) < image_rate
+    drop_text = torch.rand(batch_size, generator=generator) < text_rate
+    return drop_image, drop_text
+
+
+def base_training_inputs(batch: TrainingBatch, sigma: Tensor, noise: Tensor, drop_image: Tensor,
+                         drop_text: Tensor) -> TrainingInputs:
+    """Text-to-video flow matching: ``x_σ = (1 − σ)·x0 + σ·ε``, target ``ε − x0``, the text dropped where
+    ``drop_text``; ``drop_image`` is recorded for the methods that condition on an image."""
+    x0 = batch.latents
+    text = batch.text.select(~drop_text, batch.null_text)
+    return TrainingInputs(
+        model_inputs=ModelInputs.of(add_noise(x0, noise, sigma), sigma * TIMESTEP_SCALE, text, batch.micro_conditions),
+        target=velocity_target(x0, noise),
+        sigma=sigma,
+        noise=noise,
+        info={"drop_image": drop_image, "drop_text": drop_text},
+    )
+
+
+def diffusion_loss(prediction: Tensor, inputs: TrainingInputs) -> Tensor:
+    """Per sample ``[B]``: the masked, weighted flow-matching error (:func:`~anyframe.flow.path.flow_matching_loss`)."""
+    mask = None if inputs.loss_mask is None else inputs.loss_mask.to(prediction.device)
+    weight = None if inputs.loss_weight is None else inputs.loss_weight.to(prediction.device)
+    return flow_matching_loss(prediction.float(), inputs.target.to(prediction.device), mask, weight, reduction="none")
+
+
+# ------------------------------------------------------------------------------------------------
+#                                         The method
+# ------------------------------------------------------------------------------------------------
+
+
+def check_dropout_rates(text_dropout: float, image_dropout: float) -> None:
+    """The training dropout rates every method takes: probabilities."""
+    for name, rate in (("text_dropout", text_dropout), ("image_dropout", image_dropout)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {rate}")
+
+
+def backbone_extra_channels(backbone: ModelMixin) -> tuple[int, int]:
+    """(input, output) channels a backbone has beyond the video latents': STIV's ``extra_in_channels`` /
+    ``extra_out_channels``; Wan's ``in_channels`` beyond its latent channels (I2V: mask + condition)."""
+    cfg = backbone.config
+    if "extra_in_channels" in cfg:
+        return int(cfg.extra_in_channels), int(cfg.extra_out_channels)
+    return int(cfg.in_channels) - int(backbone.latent_channels), 0
 
 
 class ConditioningMethod(ModelMixin, ConfigMixin):
-    """Base class of conditioning methods. Subclasses implement :meth:`prepare`,
-    :meth:`model_inputs` and :meth:`training_inputs`; :meth:`after_step` and :meth:`finalize` default
-    to doing nothing."""
+    """Base class of conditioning methods (see the module doc). A subclass overrides the hooks it needs:
+
+    - :meth:`encode` (request → its state), :meth:`apply` (its part of a branch's inputs), :meth:`after_step`,
+      :meth:`finalize`, :meth:`outputs` — inference;
+    - :meth:`apply_training` (its part of a batch's inputs) and :meth:`loss_terms` — training;
+    - :meth:`pre_backbone` — its own trainable layers, run on the inputs before the backbone;
+    - declarations: ``name``, ``Options`` (per-request options), ``request_fields`` (the optional request fields it
+      reads), ``extra_in_channels`` / ``extra_out_channels`` / ``context_groups`` (what it adds to the backbone:
+      :meth:`adapt_backbone` adds them, zero-initialised), ``batch_fields`` (what it needs of a training batch
+      beyond the latents and the text: a recipe whose data does not give them is refused).
+
+    The constructor's arguments are the method's model options (saved in its config); ``text_dropout`` and
+    ``image_dropout`` are the training dropout rates every method takes.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # what it does, in a few words (errors and listings)
+    Options: ClassVar[type] = NoOptions
+    request_fields: ClassVar[frozenset[str]] = frozenset()  # of GenerationRequest: "keyframes", "frame_prompts"...
+    context_groups: ClassVar[dict[str, int]] = {}  # group name → token width it gives the backbone
+    batch_fields: ClassVar[frozenset[str]] = frozenset()  # TrainingBatch fields it trains from: "pixels", "object_masks"...
+    backbone_options: ClassVar[tuple[str, ...]] = ()  # constructor arguments read from the backbone (for_backbone)
 
     # diffusers' ModelMixin.dtype/.device fail for a module with no parameters or buffers (frame
     # replacement has none; its fallback path shadows the builtin ``tuple``), which breaks
@@ -209,74 +413,130 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
         if not any(Path(save_directory).glob("*.safetensors")):
             save_file({}, str(weights), metadata={"format": "pt"})
 
-    supports_detail = False  # whether ``ConditionInputs.detail`` means anything to this method
-    # Which encodings of the keyframes the pipeline computes for this method (``ConditionInputs``):
-    uses_keyframe_latents = True  # each keyframe as one latent frame (``keyframe_latents``)
-    uses_condition_video = False  # the pixel clip with the keyframes in place (``condition_latents``, ``pixel_frame_mask``)
-    uses_image_embeds = False  # image-encoder tokens (``image_embeds``), when the pipeline has an image encoder
+    # ---------------------------------------------------------------------------- building
 
     @classmethod
     def for_backbone(cls, backbone: ModelMixin, **options) -> ConditioningMethod:
         """The method sized for ``backbone`` (methods with their own layers read its channels, width or
-        patch from its config); ``options`` are the constructor's other arguments."""
+        patch: ``backbone_options``); ``options`` are the constructor's other arguments."""
         return cls(**options)
 
-    def check_keyframes(self, indices: tuple[int, ...], num_frames: int) -> str | None:
-        """Why this method cannot condition on keyframes at ``indices`` (None: it can)."""
-        return None
+    @property
+    def methods(self) -> list[ConditioningMethod]:
+        """The methods this one is made of (itself; a :class:`MethodStack` its members)."""
+        return [self]
 
-    def draw_dropout(self, batch_size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """Training: which examples drop the image condition and which the text (``[B]`` bool each, drawn
-        independently, in that order, at the method's ``image_dropout`` / ``text_dropout`` rates)."""
-        drop_image = torch.rand(batch_size, generator=generator) < self.config.image_dropout
-        drop_text = torch.rand(batch_size, generator=generator) < self.config.text_dropout
-        return drop_image, drop_text
+    @property
+    def extra_in_channels(self) -> int:
+        """Condition channels this method appends to the backbone's input."""
+        return 0
 
-    def batch_extras(self, pipe, video: Tensor) -> dict:
-        """Training: what this method needs beyond the clip latents, computed from the pixel clips
-        ``[B, 3, T, H, W]`` in [−1, 1] with the pipeline's encoders (``TrainingBatch.extras``). Default: nothing.
-        Methods that need it set ``needs_pixels_in_training`` (their recipes cannot train from a latent cache)."""
-        return {}
-
-    needs_pixels_in_training = False
+    @property
+    def extra_out_channels(self) -> int:
+        """Channels this method adds to the backbone's output (and so to the sampler state)."""
+        return 0
 
     def adapt_backbone(self, backbone: ModelMixin) -> ModelMixin:
-        """The backbone this method needs (e.g. with condition channels added, zero-initialised so it
-        computes what ``backbone`` does); called once when a recipe builds a model."""
+        """The backbone this method needs: with its extra channels (zero-initialised, through the one
+        inflation helper) and context-token groups (zero-initialised branches), so that it computes what
+        ``backbone`` does. Idempotent: a backbone that has them already is returned as it is. Called once
+        when a recipe builds a model."""
+        have_in, have_out = backbone_extra_channels(backbone)
+        for label, have, need in (("input", have_in, self.extra_in_channels), ("output", have_out, self.extra_out_channels)):
+            if have and have != need:
+                raise ValueError(f"the backbone has {have} extra {label} channels; "
+                                 f"{'+'.join(m.name for m in self.methods)} needs {need}")
+        if self.extra_in_channels > have_in or self.extra_out_channels > have_out:
+            backbone = inflate_channels(backbone, self.extra_in_channels - have_in, self.extra_out_channels - have_out)
+        for group, width in self.context_groups.items():
+            if group not in getattr(backbone, "context_groups", ()):
+                backbone = backbone.with_context_group(group, width)
         return backbone
 
-    def forward(self, backbone: ModelMixin, inputs: ModelInputs):
-        """One denoiser evaluation: the method's own layers (if any) on ``inputs.method_inputs``, then
-        the backbone. Runs inside the trained module, so its parameters train (and sync) with it."""
-        return backbone(**inputs.as_kwargs())
+    def check_request(self, request, limits: Limits) -> str | None:
+        """Why this method cannot serve a (validated) request, e.g. keyframes where it cannot put them; None: it can."""
+        return None
 
-    @abstractmethod
-    def prepare(self, inputs: ConditionInputs) -> ConditionState: ...
+    def options_of(self, request) -> Any:
+        """The request's options for this method (its ``Options``, defaults filled)."""
+        given = getattr(request, "options", None) or {}
+        if isinstance(given, self.Options):
+            return given
+        names = {f.name for f in dataclasses.fields(self.Options)}
+        return self.Options(**{k: v for k, v in dict(given).items() if k in names})
 
-    @abstractmethod
+    # ---------------------------------------------------------------------------- inference
+
+    def encode(self, request, encoders: Encoders) -> ConditionState:
+        """This method's state for a validated request; ask ``encoders`` for what it needs."""
+        return ConditionState.of(encoders)
+
     def model_inputs(self, x: Tensor, sigma: Tensor, state: ConditionState, branch: Branch) -> ModelInputs:
         """Backbone inputs for the sampler state ``x`` at noise level ``sigma`` [B] for one guidance branch."""
+        return self.apply(base_model_inputs(x, sigma, state, branch), x, sigma, state, branch)
+
+    def apply(self, inputs: ModelInputs, x: Tensor, sigma: Tensor, state: ConditionState, branch: Branch) -> ModelInputs:
+        """This method's part of a branch's inputs (``inputs``: what the methods before it built)."""
+        return inputs
+
+    def forward(self, backbone: ModelMixin, inputs: ModelInputs):
+        """One denoiser evaluation: this method's layers (:meth:`pre_backbone`), then the backbone."""
+        return backbone(**self.pre_backbone(inputs).as_kwargs())
+
+    def pre_backbone(self, inputs: ModelInputs) -> ModelInputs:
+        """This method's own layers on ``inputs.method_inputs``, before the backbone (runs inside the trained
+        module, so its parameters train and sync with it)."""
+        return inputs
 
     def after_step(self, x: Tensor, sigma_next: Tensor, state: ConditionState) -> Tensor:
         return x
 
     def finalize(self, x: Tensor, state: ConditionState) -> Tensor:
-        """The clean video latents from the final sampler state."""
+        """The clean latents from the final sampler state."""
         return x
+
+    def outputs(self, latents: Tensor, state: ConditionState, encoders: Encoders) -> dict[str, Any]:
+        """What this method returns beside the video (e.g. masks decoded from its output channels)."""
+        return {}
 
     def canonical_branch(self, branch: Branch, state: ConditionState) -> Branch:
         """Branches that give identical inputs map to one (no image → the image flag is moot)."""
         return branch if state.has_image else replace(branch, image=False)
 
-    @abstractmethod
+    # ---------------------------------------------------------------------------- training
+
+    def dropout_rates(self) -> tuple[float, float]:
+        """(image, text) dropout rates in training."""
+        return float(self.config.get("image_dropout", 0.0)), float(self.config.get("text_dropout", 0.0))
+
     def training_inputs(
         self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
-    ) -> TrainingInputs: ...
+    ) -> TrainingInputs:
+        """The inputs, target and loss mask of a batch: dropout drawn once, then :meth:`apply_training`."""
+        image_rate, text_rate = self.dropout_rates()
+        drop_image, drop_text = draw_dropout(batch.latents.shape[0], image_rate, text_rate, generator)
+        inputs = base_training_inputs(batch, sigma, noise, drop_image, drop_text)
+        return self.apply_training(inputs, batch, generator)
+
+    def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
+                       generator: torch.Generator | None) -> TrainingInputs:
+        """This method's part of a training batch's inputs."""
+        return inputs
+
+    def loss(self, outputs, inputs: TrainingInputs) -> dict[str, Tensor]:
+        """Named loss terms, each per sample ``[B]`` (or a scalar); the loss is the sum of their means.
+        ``diffusion`` is the masked, weighted flow-matching term; methods add theirs in :meth:`loss_terms`."""
+        terms = {"diffusion": diffusion_loss(outputs.sample, inputs)}
+        return self.loss_terms(outputs, inputs, terms)
+
+    def loss_terms(self, outputs, inputs: TrainingInputs, terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """This method's terms added to (or replacing) ``terms``."""
+        return terms
 
 
 class Denoiser(torch.nn.Module):
     """The trained module: a backbone and its conditioning method's layers, called as one
-    (``Denoiser(**model_inputs.denoiser_kwargs()).sample``). Training wraps this, not the bare backbone,
+    (``Denoiser(**model_inputs.denoiser_kwargs())`` or :meth:`run`). Training wraps this, not the bare backbone,
     so that DDP/FSDP, the optimizer and EMA see a method's parameters (FlashI2V's φ, adapters) too.
     Parameter names are ``transformer.*`` and ``conditioning.*``."""
 
@@ -291,5 +551,7 @@ class Denoiser(torch.nn.Module):
         per block when no ``--fsdp_transformer_layer_cls_to_wrap`` is given."""
         return list(getattr(self.transformer, "_no_split_modules", None) or [])
 
-    def forward(self, method_inputs: dict[str, Tensor] | None = None, **backbone_kwargs):
-        return self.conditioning(self.transformer, ModelInputs(**backbone_kwargs, method_inputs=method_inputs or {}))
+    def forward(self, method_inputs: dict[str, Tensor] | None = None, context_tokens: dict[str, Tensor] | None = None,
+                **backbone_kwargs):
+        inputs = ModelInputs(**backbone_kwargs, context_tokens=context_tokens or {}, method_inputs=method_inputs or {})
+        return self.conditioning(self.transformer, inputs)

@@ -13,7 +13,7 @@ image are dropped independently (a dropped image zeroes the condition and mask c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -23,18 +23,19 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import Tensor
 
 from anyframe.conditioning.base import (
-    ConditionInputs,
     ConditioningMethod,
     ConditionState,
+    Encoders,
     ModelInputs,
     TrainingBatch,
     TrainingInputs,
+    check_dropout_rates,
+    keyframes_in_distinct_latent_frames,
 )
-from anyframe.conditioning.frame_replacement import keyframe_clip
+from anyframe.conditioning.frame_replacement import encode_keyframe_clip
+from anyframe.conditioning.registry import register_method
 from anyframe.conditioning.tasks import TaskMixture
 from anyframe.flow.guidance import Branch
-from anyframe.flow.path import add_noise, velocity_target
-from anyframe.flow.timesteps import TIMESTEP_SCALE
 
 
 @dataclass
@@ -54,15 +55,21 @@ def condition_channels(clean: Tensor, frame_mask: Tensor) -> Tensor:
     return torch.cat([clean * m, mask], dim=1)
 
 
+@register_method
 class ChannelConcat(ConditioningMethod):
     """Condition latents + a mask channel, concatenated to the input (backbone ``extra_in_channels = C + 1``).
 
     Args:
-        latent_channels: C.
+        latent_channels: C (read from the backbone).
         text_dropout, image_dropout: training dropout probabilities.
         task_weights: :class:`TaskMixture` weights; tasks not named get weight 0 (default: ``{"ti2v": 1}``).
         max_k: the largest k of ``first_k``.
     """
+
+    name = "channel_concat"
+    summary = "keyframes as condition channels (SVD / Wan I2V style)"
+    request_fields = frozenset({"keyframes"})
+    backbone_options = ("latent_channels",)
 
     @register_to_config
     def __init__(
@@ -70,10 +77,11 @@ class ChannelConcat(ConditioningMethod):
         latent_channels: int = 4,
         text_dropout: float = 0.10,
         image_dropout: float = 0.08,
-        task_weights: dict | None = None,
+        task_weights: dict[str, float] | None = None,
         max_k: int | None = None,
     ):
         super().__init__()
+        check_dropout_rates(text_dropout, image_dropout)
         self.mixture = TaskMixture.named(task_weights, max_k, default={"ti2v": 1.0})
         self.mixture.weights()  # validate now
 
@@ -85,49 +93,31 @@ class ChannelConcat(ConditioningMethod):
     def extra_in_channels(self) -> int:
         return self.config.latent_channels + 1
 
-    def adapt_backbone(self, backbone):
-        have = backbone.config.extra_in_channels
-        if have == self.extra_in_channels:
-            return backbone
-        if have:
-            raise ValueError(f"the backbone has {have} extra input channels; channel concat needs {self.extra_in_channels}")
-        return backbone.with_extra_channels(extra_in_channels=self.extra_in_channels)
+    def check_request(self, request, limits) -> str | None:
+        return keyframes_in_distinct_latent_frames(request, limits)
 
     # ---------------------------------------------------------------------------------- inference
 
-    def prepare(self, inputs: ConditionInputs) -> ChannelConcatState:
-        state = ChannelConcatState(inputs.text, inputs.null_text, inputs.micro_conditions)
-        if inputs.keyframe_latents is not None and inputs.keyframe_indices:
-            state.clean, state.frame_mask = keyframe_clip(inputs.noise, inputs.keyframe_latents, inputs.keyframe_indices)
-        return state
+    def encode(self, request, encoders: Encoders) -> ChannelConcatState:
+        clean, frame_mask = encode_keyframe_clip(request, encoders)
+        return ChannelConcatState.of(encoders, clean=clean, frame_mask=frame_mask)
 
-    def model_inputs(self, x: Tensor, sigma: Tensor, state: ChannelConcatState, branch: Branch) -> ModelInputs:
-        text = state.text if branch.text else state.null_text
+    def apply(self, inputs: ModelInputs, x: Tensor, sigma: Tensor, state: ChannelConcatState,
+              branch: Branch) -> ModelInputs:
         if branch.image and state.has_image:
             extra = condition_channels(state.clean, state.frame_mask)
         else:
             extra = x.new_zeros(x.shape[0], self.extra_in_channels, *x.shape[2:])
-        return ModelInputs.of(x, sigma * TIMESTEP_SCALE, text, state.micro_conditions, extra_channels=extra)
+        return inputs.with_extra_channels(extra)
 
     # ---------------------------------------------------------------------------------- training
 
-    def training_inputs(
-        self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
-    ) -> TrainingInputs:
+    def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
+                       generator: torch.Generator | None) -> TrainingInputs:
         x0 = batch.latents
         b, _, t = x0.shape[:3]
         frame_mask, tasks = self.mixture.sample(b, t, generator)
-        drop_image, drop_text = self.draw_dropout(b, generator)
-        frame_mask = (frame_mask & ~drop_image[:, None]).to(x0.device)
-        text = batch.text.select(~drop_text, batch.null_text)
-        return TrainingInputs(
-            model_inputs=ModelInputs.of(
-                add_noise(x0, noise, sigma),  # every frame noised and generated
-                sigma * TIMESTEP_SCALE,
-                text,
-                batch.micro_conditions,
-                extra_channels=condition_channels(x0, frame_mask),
-            ),
-            target=velocity_target(x0, noise),
-            info={"tasks": tasks, "drop_image": drop_image, "drop_text": drop_text, "frame_mask": frame_mask},
-        )
+        frame_mask = (frame_mask & ~inputs.drop_image[:, None]).to(x0.device)
+        # every frame noised and generated, the conditioned ones too, and every frame in the loss
+        return replace(inputs, model_inputs=inputs.model_inputs.with_extra_channels(condition_channels(x0, frame_mask)),
+                       info={**inputs.info, "tasks": tasks, "frame_mask": frame_mask})

@@ -32,19 +32,31 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import Tensor
 
 from anyframe.conditioning.base import (
-    ConditionInputs,
     ConditioningMethod,
     ConditionState,
+    Encoders,
     ModelInputs,
     TrainingBatch,
     TrainingInputs,
+    check_dropout_rates,
 )
+from anyframe.conditioning.registry import register_method
 from anyframe.flow.guidance import Branch
-from anyframe.flow.path import add_noise, velocity_target
-from anyframe.flow.timesteps import TIMESTEP_SCALE
 from anyframe.models.latent_shift import FourierEmbedding, LatentShiftProjection, fourier_high_frequency
 
 DEFAULT_DETAIL = 0.1  # the paper's inference cutoff percentile
+
+
+@dataclass(frozen=True)
+class FlashI2VOptions:
+    """Per-request options. ``detail``: the Fourier cutoff ratio in [0, 1] (lower = more of the image's
+    high-frequency detail); None: the model's ``default_detail``."""
+
+    detail: float | None = None
+
+    def __post_init__(self):
+        if self.detail is not None and not (isinstance(self.detail, (int, float)) and 0.0 <= self.detail <= 1.0):
+            raise ValueError(f"detail must be in [0, 1], got {self.detail}")
 
 
 @dataclass
@@ -57,19 +69,25 @@ class FlashI2VState(ConditionState):
         return self.image is not None
 
 
+@register_method
 class FlashI2V(ConditioningMethod):
     """Latent shifting (φ) and Fourier guidance on any backbone whose forward takes ``added_embeddings``.
 
     Args:
-        latent_channels: C of the latents.
-        hidden_size, patch_size: the backbone's token width and patch (for the Fourier patch embedding).
+        latent_channels: C of the latents (read from the backbone).
+        hidden_size, patch_size: the backbone's token width and patch (for the Fourier patch embedding; read
+            from the backbone).
         latent_shift, fourier: the two parts (both = FlashI2V; one = the paper's ablations).
         text_dropout, image_dropout: training dropout probabilities.
         detail_range: the training range of the Fourier cutoff ratio (paper: U[0.05, 0.95]).
         default_detail: the inference ratio when a request gives none (paper: 0.1).
     """
 
-    supports_detail = True
+    name = "flashi2v"
+    summary = "image-to-video by latent shifting and Fourier guidance (FlashI2V)"
+    Options = FlashI2VOptions
+    request_fields = frozenset({"keyframes"})
+    backbone_options = ("latent_channels", "hidden_size", "patch_size")
 
     @register_to_config
     def __init__(
@@ -85,11 +103,12 @@ class FlashI2V(ConditioningMethod):
         default_detail: float = DEFAULT_DETAIL,
     ):
         super().__init__()
+        check_dropout_rates(text_dropout, image_dropout)
         if not (latent_shift or fourier):
             raise ValueError("FlashI2V needs latent_shift, fourier or both")
         lo, hi = detail_range
         if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {detail_range}")
+            raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {list(detail_range)}")
         self.shift = LatentShiftProjection(latent_channels) if latent_shift else None
         self.fourier_embed = FourierEmbedding(latent_channels, hidden_size, tuple(patch_size)) if fourier else None
 
@@ -98,81 +117,64 @@ class FlashI2V(ConditioningMethod):
         return cls(latent_channels=backbone.latent_channels, hidden_size=backbone.token_dim,
                    patch_size=tuple(backbone.config.patch_size), **options)
 
-    def check_keyframes(self, indices: tuple[int, ...], num_frames: int) -> str | None:
-        if indices and tuple(indices) != (0,):
-            return f"FlashI2V conditions on one image at frame 0; got keyframes at {list(indices)}"
+    def check_request(self, request, limits) -> str | None:
+        indices = [k.frame_index for k in request.keyframes]
+        if indices and indices != [0]:
+            return f"FlashI2V conditions on one image at frame 0; got keyframes at {indices}"
         return None
 
     # ------------------------------------------------------------------------------- the layers
 
-    def forward(self, backbone, inputs: ModelInputs):
+    def pre_backbone(self, inputs: ModelInputs) -> ModelInputs:
         mi = inputs.method_inputs
-        if not mi:
-            return backbone(**inputs.as_kwargs())
-        image, present = mi["image"], mi["present"].view(-1, 1, 1, 1, 1)
+        if "flashi2v_image" not in mi:
+            return inputs
+        image, present = mi["flashi2v_image"], mi["flashi2v_present"].view(-1, 1, 1, 1, 1)
         hidden = inputs.hidden_states
-        kwargs = {}
         if self.shift is not None:
             hidden = hidden - present.to(hidden.dtype) * self.shift(image.to(hidden.dtype))  # φ(s) over all frames
+        inputs = replace(inputs, hidden_states=hidden)
         if self.fourier_embed is not None:
-            features = fourier_high_frequency(image, mi["ratio"])
+            features = fourier_high_frequency(image, mi["flashi2v_ratio"])
             embed_dtype = self.fourier_embed.proj.weight.dtype
             added = self.fourier_embed(features.to(embed_dtype), hidden.shape[2])
-            kwargs["added_embeddings"] = present.to(added.dtype) * added
-        return backbone(**replace(inputs, hidden_states=hidden).as_kwargs(), **kwargs)
+            inputs = inputs.with_added_embeddings(present.to(added.dtype) * added)
+        return inputs
 
-    def _method_inputs(self, image: Tensor, present: Tensor, ratio: Tensor) -> dict[str, Tensor]:
-        return {"image": image, "present": present.float(), "ratio": ratio.float()}
+    @staticmethod
+    def _method_inputs(image: Tensor, present: Tensor, ratio: Tensor) -> dict[str, Tensor]:
+        return {"flashi2v_image": image, "flashi2v_present": present.float(), "flashi2v_ratio": ratio.float()}
 
     # ---------------------------------------------------------------------------------- inference
 
-    def prepare(self, inputs: ConditionInputs) -> FlashI2VState:
-        detail = self.config.default_detail if inputs.detail is None else float(inputs.detail)
-        if not 0.0 <= detail <= 1.0:
-            raise ValueError(f"detail must be in [0, 1], got {detail}")
-        state = FlashI2VState(inputs.text, inputs.null_text, inputs.micro_conditions, detail=detail)
-        if inputs.keyframe_latents is None or not inputs.keyframe_indices:
-            return state
-        reason = self.check_keyframes(tuple(inputs.keyframe_indices), inputs.noise.shape[2])
-        if reason:
-            raise ValueError(reason)
-        state.image = inputs.keyframe_latents[:, :, :1].to(inputs.noise.dtype)
+    def encode(self, request, encoders: Encoders) -> FlashI2VState:
+        options = self.options_of(request)
+        detail = self.config.default_detail if options.detail is None else float(options.detail)
+        state = FlashI2VState.of(encoders, detail=detail)
+        if request.keyframes:
+            noise = encoders.noise
+            image = encoders.keyframe_latents(request.keyframes[:1]).to(noise.device, noise.dtype)
+            state.image = image.expand(noise.shape[0], -1, -1, -1, -1)
         return state
 
-    def model_inputs(self, x: Tensor, sigma: Tensor, state: FlashI2VState, branch: Branch) -> ModelInputs:
-        text = state.text if branch.text else state.null_text
+    def apply(self, inputs: ModelInputs, x: Tensor, sigma: Tensor, state: FlashI2VState, branch: Branch) -> ModelInputs:
         b = x.shape[0]
         with_image = branch.image and state.has_image
         image = state.image if state.has_image else torch.zeros_like(x[:, :, :1])
         present = torch.full((b,), float(with_image), device=x.device)
         ratio = torch.full((b,), state.detail, device=x.device)
-        return ModelInputs.of(x, sigma * TIMESTEP_SCALE, text, state.micro_conditions,
-                              method_inputs=self._method_inputs(image, present, ratio))
+        return inputs.with_method_inputs(**self._method_inputs(image, present, ratio))
 
     # ---------------------------------------------------------------------------------- training
 
-    def training_inputs(
-        self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
-    ) -> TrainingInputs:
+    def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
+                       generator: torch.Generator | None) -> TrainingInputs:
         x0 = batch.latents
         b = x0.shape[0]
-        drop_image, drop_text = self.draw_dropout(b, generator)
         lo, hi = self.config.detail_range
         ratio = lo + (hi - lo) * torch.rand(b, generator=generator)
-        text = batch.text.select(~drop_text, batch.null_text)
-        present = (~drop_image).to(x0.device)
-        return TrainingInputs(
-            model_inputs=ModelInputs.of(
-                add_noise(x0, noise, sigma),
-                sigma * TIMESTEP_SCALE,
-                text,
-                batch.micro_conditions,
-                method_inputs=self._method_inputs(x0[:, :, :1], present, ratio.to(x0.device)),
-            ),
-            target=velocity_target(x0, noise),  # unchanged by the shift (φ does not depend on σ)
-            info={
-                "tasks": ["t2v" if d else "ti2v" for d in drop_image.tolist()],
-                "drop_image": drop_image,
-                "drop_text": drop_text,
-            },
-        )
+        present = (~inputs.drop_image).to(x0.device)
+        # the target is unchanged by the shift (φ does not depend on σ)
+        model_inputs = inputs.model_inputs.with_method_inputs(**self._method_inputs(x0[:, :, :1], present, ratio.to(x0.device)))
+        tasks = ["t2v" if d else "ti2v" for d in inputs.drop_image.tolist()]
+        return replace(inputs, model_inputs=model_inputs, info={**inputs.info, "tasks": tasks})

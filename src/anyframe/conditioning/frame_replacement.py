@@ -15,7 +15,7 @@ latents at the keyframes equal the conditioning latents bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -26,16 +26,19 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import Tensor
 
 from anyframe.conditioning.base import (
-    ConditionInputs,
     ConditioningMethod,
     ConditionState,
+    Encoders,
     ModelInputs,
     TrainingBatch,
     TrainingInputs,
+    check_dropout_rates,
+    keyframes_in_distinct_latent_frames,
 )
+from anyframe.conditioning.registry import register_method
 from anyframe.conditioning.tasks import TaskMixture
 from anyframe.flow.guidance import Branch
-from anyframe.flow.path import add_noise, velocity_target
+from anyframe.flow.path import add_noise
 from anyframe.flow.timesteps import TIMESTEP_SCALE
 
 
@@ -69,10 +72,32 @@ def keyframe_clip(like: Tensor, keyframe_latents: Tensor, indices) -> tuple[Tens
     return clean, mask
 
 
+def encode_keyframe_clip(request, encoders: Encoders) -> tuple[Tensor, Tensor] | tuple[None, None]:
+    """The request's keyframes as latent frames at their (latent) frames of the video state: the clean clip
+    ``[B, C, T, h, w]`` (zeros elsewhere) and the ``[B, T]`` frame mask; (None, None) without keyframes."""
+    if not request.keyframes:
+        return None, None
+    noise = encoders.noise
+    latents = encoders.keyframe_latents(request.keyframes).to(noise.device, noise.dtype)
+    indices = [encoders.latent_index(k.frame_index) for k in request.keyframes]
+    video = noise[:, : latents.shape[1]]  # (the state may carry other methods' channels after the video's)
+    return keyframe_clip(video, latents.expand(noise.shape[0], -1, -1, -1, -1), indices)
+
+
 def _frames(mask: Tensor) -> Tensor:
     return mask[:, None, :, None, None]  # [B, T] → [B, 1, T, 1, 1]
 
 
+def replace_frames(x: Tensor, clean: Tensor, frame_mask: Tensor) -> Tensor:
+    """``x`` with its first ``clean.shape[1]`` channels replaced by ``clean`` at the masked frames (channels past
+    the video's — another method's state — are left alone)."""
+    c = clean.shape[1]
+    if x.shape[1] == c:
+        return torch.where(_frames(frame_mask), clean, x)
+    return torch.cat([torch.where(_frames(frame_mask), clean, x[:, :c]), x[:, c:]], dim=1)
+
+
+@register_method
 class FrameReplacement(ConditioningMethod):
     """Frame replacement with STIV's task mixture and text/image condition dropout.
 
@@ -84,28 +109,32 @@ class FrameReplacement(ConditioningMethod):
         max_k: the largest k of the ``first_k`` (prediction) task; default T // 2.
     """
 
+    name = "frame_replacement"
+    summary = "keyframes at any frame by frame replacement (STIV)"
+    request_fields = frozenset({"keyframes"})
+
     @register_to_config
     def __init__(
         self,
         clean_timestep: bool = False,
         text_dropout: float = 0.10,
         image_dropout: float = 0.08,
-        task_weights: dict | None = None,
+        task_weights: dict[str, float] | None = None,
         max_k: int | None = None,
     ):
         super().__init__()
+        check_dropout_rates(text_dropout, image_dropout)
         self.mixture = TaskMixture.named(task_weights, max_k)
         self.mixture.weights()  # validate now, not at the first training step
 
+    def check_request(self, request, limits) -> str | None:
+        return keyframes_in_distinct_latent_frames(request, limits)
+
     # ---------------------------------------------------------------- inference
 
-    def prepare(self, inputs: ConditionInputs) -> FrameReplacementState:
-        noise = inputs.noise
-        state = FrameReplacementState(inputs.text, inputs.null_text, inputs.micro_conditions, noise=noise)
-        if inputs.keyframe_latents is None or not inputs.keyframe_indices:
-            return state
-        state.clean, state.frame_mask = keyframe_clip(noise, inputs.keyframe_latents, inputs.keyframe_indices)
-        return state
+    def encode(self, request, encoders: Encoders) -> FrameReplacementState:
+        clean, frame_mask = encode_keyframe_clip(request, encoders)
+        return FrameReplacementState.of(encoders, noise=encoders.noise, clean=clean, frame_mask=frame_mask)
 
     def _timestep(self, sigma: Tensor, frame_mask: Tensor | None) -> Tensor:
         timestep = sigma * TIMESTEP_SCALE  # [B]
@@ -114,42 +143,37 @@ class FrameReplacement(ConditioningMethod):
             return torch.where(frame_mask, torch.zeros_like(per_frame), per_frame)  # [B, T]
         return timestep
 
-    def model_inputs(self, x: Tensor, sigma: Tensor, state: FrameReplacementState, branch: Branch) -> ModelInputs:
-        text = state.text if branch.text else state.null_text
-        frame_mask = state.frame_mask if (branch.image and state.has_image) else None
-        hidden = x if frame_mask is None else torch.where(_frames(frame_mask), state.clean, x)
-        return ModelInputs.of(hidden, self._timestep(sigma, frame_mask), text, state.micro_conditions)
+    def apply(self, inputs: ModelInputs, x: Tensor, sigma: Tensor, state: FrameReplacementState,
+              branch: Branch) -> ModelInputs:
+        if not (branch.image and state.has_image):
+            return inputs
+        hidden = replace_frames(inputs.hidden_states, state.clean, state.frame_mask)
+        return replace(inputs, hidden_states=hidden, timestep=self._timestep(sigma, state.frame_mask))
 
     def after_step(self, x: Tensor, sigma_next: Tensor, state: FrameReplacementState) -> Tensor:
         if not state.has_image:
             return x
-        path = add_noise(state.clean, state.noise, sigma_next.to(x.dtype))
-        return torch.where(_frames(state.frame_mask), path, x)
+        c = state.clean.shape[1]
+        path = add_noise(state.clean, state.noise[:, :c], sigma_next.to(x.dtype))
+        return replace_frames(x, path, state.frame_mask)
 
     def finalize(self, x: Tensor, state: FrameReplacementState) -> Tensor:
         if not state.has_image:
             return x
-        return torch.where(_frames(state.frame_mask), state.clean, x)
+        return replace_frames(x, state.clean, state.frame_mask)
 
     # ---------------------------------------------------------------- training
 
-    def training_inputs(
-        self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
-    ) -> TrainingInputs:
+    def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
+                       generator: torch.Generator | None) -> TrainingInputs:
         x0 = batch.latents
-        b, _, t = x0.shape[:3]
+        b, c, t = x0.shape[:3]
         frame_mask, tasks = self.mixture.sample(b, t, generator)
-        drop_image, drop_text = self.draw_dropout(b, generator)
-        frame_mask = (frame_mask & ~drop_image[:, None]).to(x0.device)
-
-        x_sigma = add_noise(x0, noise, sigma)
-        hidden = torch.where(_frames(frame_mask), x0, x_sigma)
-        text = batch.text.select(~drop_text, batch.null_text)
-        return TrainingInputs(
-            model_inputs=ModelInputs.of(
-                hidden, self._timestep(sigma, frame_mask if frame_mask.any() else None), text, batch.micro_conditions
-            ),
-            target=velocity_target(x0, noise),
-            loss_mask=(~_frames(frame_mask)).to(x0.dtype),
-            info={"tasks": tasks, "drop_image": drop_image, "drop_text": drop_text, "frame_mask": frame_mask},
-        )
+        frame_mask = (frame_mask & ~inputs.drop_image[:, None]).to(x0.device)
+        model_inputs = inputs.model_inputs
+        if frame_mask.any():
+            model_inputs = replace(model_inputs, hidden_states=replace_frames(model_inputs.hidden_states, x0, frame_mask),
+                                   timestep=self._timestep(inputs.sigma, frame_mask))
+        keep = (~_frames(frame_mask)).to(x0.dtype)  # [B, 1, T, 1, 1]
+        out = replace(inputs, model_inputs=model_inputs, info={**inputs.info, "tasks": tasks, "frame_mask": frame_mask})
+        return out.with_loss_mask(keep)

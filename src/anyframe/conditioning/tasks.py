@@ -35,7 +35,7 @@ class TaskMixture:
             return cls(max_k=max_k)
         unknown = set(chosen) - set(TASKS)
         if unknown:
-            raise ValueError(f"unknown tasks {sorted(unknown)} ({', '.join(TASKS)})")
+            raise ValueError(f"unknown tasks {sorted(unknown)} in task_weights ({', '.join(TASKS)})")
         return cls(**{name: float(chosen.get(name, 0.0)) for name in TASKS}, max_k=max_k)
 
     def weights(self) -> Tensor:

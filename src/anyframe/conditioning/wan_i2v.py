@@ -4,12 +4,12 @@ What diffusers' ``WanImageToVideoPipeline`` does, expressed in anyframe's protoc
 samplers and the pipeline loop are shared:
 
 - the pixel clip with the keyframe images at their frames and zeros elsewhere is encoded by the causal
-  VAE (``ConditionInputs.condition_latents``, ``[B, C, T_lat, h, w]``);
+  VAE (``Encoders.condition_video``, ``[B, C, T_lat, h, w]``);
 - a mask at *pixel* resolution says which frames are given: 1 at keyframes, 0 elsewhere; frame 0's entry
   is repeated r times (the causal VAE's first latent frame holds one pixel frame) and the mask folded
   into ``r`` channels per latent frame (``[B, r, T_lat, h, w]``);
 - the backbone sees ``[x, mask, condition]`` on channels (Wan I2V's ``in_channels = 2C + r = 36``) and the
-  CLIP tokens of the image(s) through ``encoder_hidden_states_image``.
+  CLIP tokens of the image(s) as the context-token group ``image`` (diffusers' ``encoder_hidden_states_image``).
 
 Unlike frame replacement, a keyframe at any *pixel* frame is expressed exactly (the mask resolves the 4
 pixel frames inside a latent frame). Branches without the image (JIT-CFG's unconditional pass) see zero
@@ -20,26 +20,28 @@ what diffusers' pipeline does.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers.configuration_utils import register_to_config
 
 # diffusers' pipeline loader looks up a component's base class in the module that defines it.
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
+from PIL import Image
 from torch import Tensor
 
 from anyframe.conditioning.base import (
-    ConditionInputs,
     ConditioningMethod,
     ConditionState,
+    Encoders,
     ModelInputs,
     TrainingBatch,
     TrainingInputs,
+    check_dropout_rates,
 )
+from anyframe.conditioning.registry import register_method
 from anyframe.flow.guidance import Branch
-from anyframe.flow.path import add_noise, velocity_target
-from anyframe.flow.timesteps import TIMESTEP_SCALE
+from anyframe.io import to_uint8
 
 
 @dataclass
@@ -71,18 +73,21 @@ def condition_channels(latents: Tensor, pixel_frame_mask: Tensor, temporal_compr
     return torch.cat([mask, latents], dim=1)
 
 
+@register_method
 class WanI2V(ConditioningMethod):
     """Wan2.1 I2V / FLF2V conditioning (see the module doc).
 
     Args:
-        latent_channels: C.
-        temporal_compression: r, the VAE's pixel frames per latent frame (Wan: 4).
+        latent_channels: C (read from the backbone).
+        temporal_compression: r, the VAE's pixel frames per latent frame (Wan: 4; read from the backbone).
         text_dropout, image_dropout: training dropout probabilities.
     """
 
-    uses_condition_video = True
-    uses_image_embeds = True
-    uses_keyframe_latents = False
+    name = "wan_i2v"
+    summary = "Wan2.1's own image-to-video and first-last-frame conditioning"
+    request_fields = frozenset({"keyframes"})
+    backbone_options = ("latent_channels", "temporal_compression")
+    batch_fields = frozenset({"pixels"})
 
     @register_to_config
     def __init__(
@@ -93,6 +98,7 @@ class WanI2V(ConditioningMethod):
         image_dropout: float = 0.08,
     ):
         super().__init__()
+        check_dropout_rates(text_dropout, image_dropout)
 
     @classmethod
     def for_backbone(cls, backbone, **options) -> WanI2V:
@@ -108,75 +114,59 @@ class WanI2V(ConditioningMethod):
 
     # ---------------------------------------------------------------------------------- inference
 
-    def prepare(self, inputs: ConditionInputs) -> WanI2VState:
-        state = WanI2VState(inputs.text, inputs.null_text, inputs.micro_conditions)
-        if inputs.condition_latents is None:
+    def encode(self, request, encoders: Encoders) -> WanI2VState:
+        state = WanI2VState.of(encoders)
+        if not request.keyframes:
             return state
-        if inputs.pixel_frame_mask is None:
-            raise ValueError("Wan I2V needs the pixel frame mask of its condition clip")
-        condition = condition_channels(inputs.condition_latents.to(inputs.noise.dtype), inputs.pixel_frame_mask,
+        noise = encoders.noise
+        latents, pixel_mask = encoders.condition_video(request.keyframes, request.num_frames)
+        condition = condition_channels(latents.to(noise.device, noise.dtype), pixel_mask.to(noise.device),
                                        self.config.temporal_compression)
-        state.condition = condition.expand(inputs.noise.shape[0], -1, -1, -1, -1)
-        state.image_embeds = inputs.image_embeds
+        state.condition = condition.expand(noise.shape[0], -1, -1, -1, -1)
+        image = encoders.image_tokens(request.keyframes)
+        if image is not None:
+            state.image_embeds = image.to(noise.device).repeat(noise.shape[0], 1, 1)
         return state
 
-    def model_inputs(self, x: Tensor, sigma: Tensor, state: WanI2VState, branch: Branch) -> ModelInputs:
-        text = state.text if branch.text else state.null_text
+    def apply(self, inputs: ModelInputs, x: Tensor, sigma: Tensor, state: WanI2VState, branch: Branch) -> ModelInputs:
         with_image = branch.image and state.has_image
         extra = state.condition if with_image else x.new_zeros(x.shape[0], self.extra_in_channels, *x.shape[2:])
+        inputs = inputs.with_extra_channels(extra)
         image = state.image_embeds
-        if image is not None and not with_image:
-            image = torch.zeros_like(image)
-        return ModelInputs.of(x, sigma * TIMESTEP_SCALE, text, state.micro_conditions, extra_channels=extra,
-                              encoder_hidden_states_image=image)
+        if image is None:
+            return inputs
+        return inputs.with_context_tokens("image", image if with_image else torch.zeros_like(image))
 
     # ---------------------------------------------------------------------------------- training
 
-    needs_pixels_in_training = True
-
     @torch.no_grad()
-    def batch_extras(self, pipe, video: Tensor) -> dict:
-        """Wan I2V's training condition from the pixel clips: the first frame given (FLF2V: first and last),
-        encoded as at inference — the clip with those frames and zeros elsewhere through the VAE, the pixel
-        mask folded into channels, and the image encoder's tokens of those frames."""
-        from PIL import Image
-
-        from anyframe.io import to_uint8
-        from anyframe.models.autoencoder import encode_video
-
-        b, _, t = video.shape[:3]
-        frames = pipe.image_token_frames(range(t))  # the frames given: the first (FLF2V: and the last)
-        mask = torch.zeros(b, t, dtype=torch.bool, device=video.device)
+    def training_condition(self, pixels: Tensor, encoders) -> tuple[Tensor, Tensor | None]:
+        """Wan I2V's training condition from pixel clips ``[B, 3, T, H, W]``: the first frame given (FLF2V: first
+        and last), encoded as at inference — the clip with those frames and zeros elsewhere through the VAE,
+        the pixel mask folded into channels — and the image encoder's tokens of those frames (None without one)."""
+        b, _, t = pixels.shape[:3]
+        frames = encoders.image_token_frames(list(range(t)))  # the frames given: the first (FLF2V: and the last)
+        mask = torch.zeros(b, t, dtype=torch.bool, device=pixels.device)
         mask[:, frames] = True
-        latents = encode_video(pipe.vae, video * mask[:, None, :, None, None].to(video.dtype)).float()
-        extras = {"condition": condition_channels(latents, mask, self.config.temporal_compression)}
-        if pipe.takes_image_tokens:
-            pixels = to_uint8(((video[:, :, frames].permute(0, 2, 3, 4, 1) + 1) / 2).clamp(0, 1).cpu().numpy())
-            extras["image_embeds"] = pipe.image_tokens([Image.fromarray(f) for clip in pixels for f in clip])
-        return extras
+        latents = encoders.encode_video(pixels * mask[:, None, :, None, None].to(pixels.dtype)).float()
+        condition = condition_channels(latents, mask, self.config.temporal_compression)
+        uint8 = to_uint8(((pixels[:, :, frames].permute(0, 2, 3, 4, 1) + 1) / 2).clamp(0, 1).cpu().numpy())
+        image = encoders.image_tokens_of([Image.fromarray(f) for clip in uint8 for f in clip])
+        return condition, image
 
-    def training_inputs(
-        self, batch: TrainingBatch, sigma: Tensor, noise: Tensor, generator: torch.Generator | None = None
-    ) -> TrainingInputs:
-        """Needs ``batch.extras["condition"]`` (``[B, r + C, T_lat, h, w]``, the mask channels and the condition
-        clip's latents, as :meth:`prepare` builds them) and, for a model with ``image_dim``,
-        ``batch.extras["image_embeds"]``."""
-        if "condition" not in batch.extras:
-            raise ValueError("Wan I2V training needs batch.extras['condition'] (mask channels + condition-clip latents)")
+    def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
+                       generator: torch.Generator | None) -> TrainingInputs:
+        if batch.pixels is None or batch.encoders is None:
+            raise ValueError("Wan I2V training needs the batch's pixels and the pipeline's encoders")
         x0 = batch.latents
         b = x0.shape[0]
-        drop_image, drop_text = self.draw_dropout(b, generator)
-        keep = (~drop_image).to(x0.dtype).view(b, 1, 1, 1, 1)
-        condition = batch.extras["condition"].to(x0) * keep
-        image = batch.extras.get("image_embeds")
+        condition, image = self.training_condition(batch.pixels, batch.encoders)
+        keep = ~inputs.drop_image
+        model_inputs = inputs.model_inputs.with_extra_channels(condition.to(x0) * keep.to(x0.dtype).view(b, 1, 1, 1, 1))
         if image is not None:
+            image = image.cpu()
             per_sample = image.shape[0] // b
-            image = image * (~drop_image).repeat_interleave(per_sample).to(image.dtype).view(-1, 1, 1)
-        text = batch.text.select(~drop_text, batch.null_text)
-        return TrainingInputs(
-            model_inputs=ModelInputs.of(add_noise(x0, noise, sigma), sigma * TIMESTEP_SCALE, text, batch.micro_conditions,
-                                        extra_channels=condition, encoder_hidden_states_image=image),
-            target=velocity_target(x0, noise),
-            info={"tasks": ["t2v" if d else "ti2v" for d in drop_image.tolist()], "drop_image": drop_image,
-                  "drop_text": drop_text},
-        )
+            image = image * keep.repeat_interleave(per_sample).to(image.dtype).view(-1, 1, 1)
+            model_inputs = model_inputs.with_context_tokens("image", image)
+        tasks = ["t2v" if d else "ti2v" for d in inputs.drop_image.tolist()]
+        return replace(inputs, model_inputs=model_inputs, info={**inputs.info, "tasks": tasks})

@@ -24,10 +24,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
+import torch
+
+from anyframe.conditioning.registry import validate_request_options
+from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import MODEL_DEFAULT
 from anyframe.io import to_uint8
+from anyframe.models.autoencoder import decode_video, encode_video, load_autoencoder, temporal_compression
+from anyframe.pipelines import GenerationRequest, Keyframe, load_pipeline, resolve_dtype, resolve_frame_index
 from anyframe.world.render import render
 from anyframe.world.scene import Scene
 from anyframe.world.suite import Case
@@ -102,11 +110,6 @@ class AutoencoderModel:
     score, so the part of a model's gap that no amount of backbone training closes."""
 
     def __init__(self, path: str, device: str = "cpu"):
-        from pathlib import Path
-
-        from anyframe.errors import AnyframeInputError
-        from anyframe.models.autoencoder import load_autoencoder
-
         folder = Path(path) / "vae" if (Path(path) / "model_index.json").is_file() else Path(path)
         if not (folder / "config.json").is_file():
             raise AnyframeInputError(f"--model autoencoder:{path}: neither a pipeline folder nor an autoencoder folder")
@@ -115,11 +118,6 @@ class AutoencoderModel:
         self.device = device
 
     def generate(self, case: Case, cond: Conditioning) -> Generation:
-        import torch
-
-        from anyframe.errors import AnyframeInputError
-        from anyframe.models.autoencoder import decode_video, encode_video, temporal_compression
-
         stride = temporal_compression(self.vae)
         if (len(cond.clip) - 1) % stride:
             raise AnyframeInputError(f"{self.name}: a causal video autoencoder takes 1 + {stride}k frames, "
@@ -140,8 +138,6 @@ class PipelineModel:
     def __init__(self, path: str, steps: int | None = None, guidance: float | None = None, guidance_mode: str | None = None,
                  seed: int = 0, device: str = "cpu", renorm: str | None = MODEL_DEFAULT, name: str | None = None,
                  detail: float | None = None, dtype: str = "float32"):
-        from anyframe.errors import AnyframeInputError
-        from anyframe.pipeline import load_pipeline, resolve_dtype
 
         self.dtype = resolve_dtype(dtype, device)
         self.pipe = load_pipeline(path, self.dtype).to(device)
@@ -151,13 +147,13 @@ class PipelineModel:
         self.steps, self.guidance = settings["num_inference_steps"], settings["guidance_scale"]
         self.guidance_mode, self.renorm = settings["guidance_mode"], settings["renorm"]
         self.seed = seed
-        if detail is not None and not self.pipe.conditioning.supports_detail:
-            raise AnyframeInputError(f"{self.name}: detail applies to models with Fourier guidance (FlashI2V)")
-        self.detail = detail
+        self.options = {} if detail is None else {"detail": detail}
+        try:  # a method option this model's method does not take is an error now, not at the first case
+            validate_request_options(self.pipe.conditioning, self.options)
+        except ValueError as exc:
+            raise AnyframeInputError(f"{self.name}: {exc}") from None
 
     def generate(self, case: Case, cond: Conditioning) -> Generation:
-        from anyframe.pipeline import Keyframe
-
         if case.task == "edit":
             return Generation(None, unsupported="this model has no editing method")
         t, h, w, _ = cond.clip.shape
@@ -166,18 +162,18 @@ class PipelineModel:
             keyframes = [Keyframe(cond.clip[int(case.unpaired["image_frame"])], 0)]
         else:
             keyframes = [Keyframe(cond.clip[i], i) for i in case.conditions.get("keyframes", [])]
+        request = GenerationRequest(
+            prompt=case.conditions["prompt"], keyframes=keyframes, num_frames=t, height=h, width=w, steps=self.steps,
+            guidance_scale=self.guidance, guidance_mode=self.guidance_mode, renorm=self.renorm,
+            seed=self.seed + case.seed, options=dict(self.options),
+        )
         # a method that cannot take these keyframes (FlashI2V: one image, at frame 0) skips the case
-        reason = self.pipe.conditioning.check_keyframes(tuple(k.frame_index for k in keyframes), t)
+        reason = self.pipe.conditioning.check_request(replace(request, keyframes=[
+            Keyframe(k.image, resolve_frame_index(k.frame_index, t)) for k in keyframes]), self.pipe.limits)
         if reason:
             return Generation(None, unsupported=reason)
         start = time.perf_counter()
-        out = self.pipe(
-            case.conditions["prompt"], keyframes=keyframes, num_frames=t, height=h, width=w,
-            num_inference_steps=self.steps, guidance_scale=self.guidance, guidance_mode=self.guidance_mode,
-            renorm=self.renorm,
-            detail=self.detail,
-            seed=self.seed + case.seed,
-        )
+        out = self.pipe.generate(request)
         return Generation(to_uint8(out.frames[0]), seconds=time.perf_counter() - start)
 
 

@@ -16,10 +16,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from anyframe.errors import AnyframeInputError
 from anyframe.evaluation.harness import Conditioning, Model
 from anyframe.io import atomic_path, filmstrip
+from anyframe.world.prompt_scoring import PROMPT_KEYS, score_prompt
+from anyframe.world.scoring import score_clip
 from anyframe.world.suite import Case
 
 # Keys on a 0..1 scale (higher is better); the others are reported in their own units.
@@ -52,8 +55,6 @@ def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], s
     ``prompt`` against what its prompt alone states (:mod:`anyframe.world.prompt_scoring`: the case's keys
     among PROMPT_KEYS). Edits and unpaired cases, whose texts are an instruction and one object's action
     rather than a caption of the scene, are scored against the program either way."""
-    from anyframe.world.prompt_scoring import PROMPT_KEYS, score_prompt
-    from anyframe.world.scoring import score_clip
 
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"score against 'program' or 'prompt', not {against!r}")
@@ -99,7 +100,6 @@ def _case_quality(entry: dict) -> float:
 
 def _write_worst(results: list[dict], clips: dict, conds: dict, folder: Path) -> list[dict]:
     """Filmstrips of the lowest-scoring cases: the generated clip over the truth."""
-    from PIL import Image
 
     scored = sorted((r for r in results if r["scores"]), key=_case_quality)[:WORST_CASES]
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def _fmt(v) -> str:
 
 
 def _plot_metrics(reports: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # (deferred: matplotlib loads only when a report is plotted)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -147,7 +147,7 @@ def _plot_metrics(reports: list[dict], path: Path) -> None:
 
 
 def _plot_tasks(report: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # (deferred: matplotlib loads only when a report is plotted)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -7,11 +7,15 @@ The latent normalisation lives in the autoencoder's own config (``scaling_factor
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, AutoencoderKLWan
 from torch import Tensor
+
+from anyframe.errors import AnyframeInputError
 
 WORLD_AUTOENCODERS: dict[str, dict] = {
     # Tests: 2× downsampling, 4 latent channels.
@@ -44,10 +48,6 @@ def build_world_autoencoder(
 def load_autoencoder(folder) -> AutoencoderKL | AutoencoderKLWan:
     """An autoencoder folder (``config.json`` + safetensors) by the class its config names; a folder that
     is not one is an :class:`~anyframe.errors.AnyframeInputError`."""
-    import json
-    from pathlib import Path
-
-    from anyframe.errors import AnyframeInputError
 
     try:
         name = json.loads((Path(folder) / "config.json").read_text()).get("_class_name")

@@ -8,15 +8,16 @@ STIV (stiv.txt §2.1–2.2, Fig. 2): PixArt-α blocks with
 - the singleton condition = timestep + micro conditions + pooled text, each through a stateless
   LayerNorm, then summed.
 
-The backbone knows tensors, not tasks: conditioning methods hand it hidden states (plus optional extra
-channels), timesteps ``[B]`` or per frame ``[B, T]``, text tokens and micro conditions.
+The backbone knows tensors, not tasks: it speaks :class:`~anyframe.models.backbone.Backbone` — conditioning
+methods hand it hidden states (plus optional extra channels), timesteps ``[B]`` or per frame ``[B, T]``, text
+tokens (or per-frame text tokens), micro conditions, and named context-token groups (IP-Adapter style: each
+group its own zero-initialised cross-attention branch per block).
 
 Layout inside: ``x`` is kept as ``(B, T', N, D)`` — T' temporal tokens, N = H'·W' spatial tokens.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -29,9 +30,10 @@ from diffusers.models.embeddings import (
     apply_rotary_emb,
     get_1d_rotary_pos_embed,
 )
-from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
+
+from anyframe.models.backbone import BackboneOutput, copy_with_new_modules, inflate_channels
 
 MICRO_CONDITIONS = ("frame_stride", "original_height", "original_width", "crop_top", "crop_left")
 """The order of the ``micro_conditions`` columns. ``frame_stride`` holds the stride (or the fps, if a
@@ -170,17 +172,35 @@ class TextRefinerBlock(nn.Module):
 
 
 class STIVBlock(nn.Module):
-    """Spatial attn → temporal attn → cross attn → FFN. Self-attentions and FFN are modulated (shift,
-    scale, gate from the shared AdaLN + this block's offset) and sandwich-normed."""
+    """Spatial attn → temporal attn → cross attn (text, then each context-token group) → FFN. Self-attentions
+    and FFN are modulated (shift, scale, gate from the shared AdaLN + this block's offset) and sandwich-normed.
+
+    Context-token groups (IP-Adapter's decoupled cross-attention): each group has its own attention, whose
+    query is the same normed ``x`` the text cross-attention reads and whose keys / values are the group's
+    tokens (width ``D_group``); its output is added to ``x`` after the text's. Its output projection starts at
+    zero, so an untrained group adds exactly 0."""
 
     NUM_MODULATIONS = 9  # (shift, scale, gate) × (spatial, temporal, ffn)
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool, sandwich_norm: bool):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qk_norm: bool,
+        sandwich_norm: bool,
+        context_groups: dict[str, int] | None = None,
+    ):
         super().__init__()
         self.spatial_attn = Attention(dim, num_heads, qk_norm=qk_norm)
         self.temporal_attn = Attention(dim, num_heads, qk_norm=qk_norm)
         self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
         self.cross_attn = Attention(dim, num_heads, qk_norm=qk_norm)
+        # sorted: the order the branches add in, the same after a save / load (diffusers sorts config keys)
+        groups = context_groups or {}
+        self.context_attn = nn.ModuleDict(
+            {name: Attention(dim, num_heads, context_dim=groups[name], qk_norm=qk_norm) for name in sorted(groups)}
+        )
         self.ffn = FeedForward(dim, mlp_ratio)
         self.sandwich_norm = sandwich_norm
         # adaLN-single: this block's learned offset to the shared modulation.
@@ -193,10 +213,11 @@ class STIVBlock(nn.Module):
         self,
         x: Tensor,  # (B, T', N, D)
         modulation: Tensor,  # (B, T' or 1, 9, D)
-        context: Tensor,  # (B, L, D)
-        context_mask: Tensor | None,  # (B, L)
+        context: Tensor,  # (B, L, D), or per token frame (B·T', L, D)
+        context_mask: Tensor | None,  # (B, L), or per token frame (B·T', L)
         rope_spatial: tuple[Tensor, Tensor],
         rope_temporal: tuple[Tensor, Tensor],
+        context_tokens: dict[str, Tensor] | None = None,  # {group: (B, N_g, D_g)}, groups of this block only
     ) -> Tensor:
         b, t, n, d = x.shape
         mod = (modulation + self.modulation_offset).unsqueeze(3)  # (B, T'|1, 9, 1, D)
@@ -216,8 +237,17 @@ class STIVBlock(nn.Module):
             x = x + gate_t * self._post(h)
 
         # Cross-attention to the text tokens (PixArt-α: unmodulated, output projection zero-initialised).
-        h = self.cross_attn(self.norm_cross(x).reshape(b, t * n, d), context=context, key_mask=context_mask)
+        # Text for the whole clip: one query sequence of T'·N tokens per sample. Per-frame text (B·T' context
+        # rows): frames fold into the batch, so each frame's tokens read only that frame's text.
+        q = self.norm_cross(x)  # (B, T', N, D)
+        h = self.cross_attn(q.reshape(context.shape[0], -1, d), context=context, key_mask=context_mask)
         x = x + h.view(b, t, n, d)
+
+        # Context-token groups (IP-Adapter): same query, the group's own keys / values, zero-initialised output.
+        for name, attn in self.context_attn.items():
+            if context_tokens is not None and name in context_tokens:
+                h = attn(q.reshape(b, t * n, d), context=context_tokens[name])  # (B, T'·N, D)
+                x = x + h.view(b, t, n, d)
 
         h = _stateless_ln(x) * (1 + scale_f) + shift_f
         x = x + gate_f * self._post(self.ffn(h))
@@ -249,6 +279,9 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         qk_norm, sandwich_norm: STIV's stability tricks (on by default, switchable for ablations).
         text_refiner_layers: :class:`TextRefinerBlock` layers over the projected text tokens before
             the blocks read them (0: none, STIV's own design).
+        context_groups: context-token groups, name → token width (``context_tokens`` in :meth:`forward`):
+            each block gets a cross-attention branch per group whose output projection starts at zero
+            (:class:`STIVBlock`); ``None``: none. Add one to a trained model with :meth:`with_context_group`.
     """
 
     _supports_gradient_checkpointing = True
@@ -276,6 +309,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         sandwich_norm: bool = True,
         timestep_freq_dim: int = 256,
         text_refiner_layers: int = 0,
+        context_groups: dict[str, int] | None = None,
     ):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -303,7 +337,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(d, STIVBlock.NUM_MODULATIONS * d))
 
         self.blocks = nn.ModuleList(
-            STIVBlock(d, num_heads, mlp_ratio, qk_norm, sandwich_norm) for _ in range(num_layers)
+            STIVBlock(d, num_heads, mlp_ratio, qk_norm, sandwich_norm, context_groups) for _ in range(num_layers)
         )
         self.final_offset = nn.Parameter(torch.zeros(2, d))  # PixArt-α final (shift, scale) table
         self.proj_out = nn.Linear(d, pt * ph * pw * (out_channels + extra_out_channels))
@@ -333,9 +367,11 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.adaln[-1].weight)
         nn.init.zeros_(self.adaln[-1].bias)
         for block in self.blocks:
-            # PixArt-α zero-initialises the cross-attention output so text enters gradually.
-            nn.init.zeros_(block.cross_attn.to_out.weight)
-            nn.init.zeros_(block.cross_attn.to_out.bias)
+            # PixArt-α zero-initialises the cross-attention output so text enters gradually; a context-token
+            # group's branch likewise (IP-Adapter), so adding one to a trained model leaves it unchanged.
+            for attn in (block.cross_attn, *block.context_attn.values()):
+                nn.init.zeros_(attn.to_out.weight)
+                nn.init.zeros_(attn.to_out.bias)
         for layer in self.text_refiner:  # identity at initialisation
             for out in (layer.attn.to_out, layer.ffn.fc2):
                 nn.init.zeros_(out.weight)
@@ -353,20 +389,28 @@ class STIVTransformer(ModelMixin, ConfigMixin):
     def token_dim(self) -> int:
         return int(self.config.hidden_size)
 
+    @property
+    def context_groups(self) -> tuple[str, ...]:
+        """The names of the model's context-token groups (``config.context_groups``' keys), sorted."""
+        return tuple(sorted(self.config.context_groups or {}))
+
+    channel_layers = ("patch_embed", "proj_out")  # what :func:`~anyframe.models.backbone.inflate_channels` widens
+
     # --------------------------------------------------------------------------------------------
 
     def _singleton_condition(
         self,
         timestep: Tensor,  # (B,) or (B, T')
-        pooled_text: Tensor,  # (B, text_dim)
+        pooled_text: Tensor,  # (B, 1 or T', text_dim)
         micro_conditions: Tensor | None,  # (B, 5)
     ) -> Tensor:
-        """The singleton condition, ``(B, T' or 1, D)``."""
+        """The singleton condition, ``(B, T' or 1, D)``: per token frame where the timestep or the pooled
+        text is."""
         b = pooled_text.shape[0]
         t_flat = timestep.reshape(-1)
         t_emb = self.time_embed(self.time_proj(t_flat).to(pooled_text.dtype))
         t_emb = t_emb.view(b, -1, t_emb.shape[-1])  # (B, T'|1, D)
-        cond = _stateless_ln(t_emb) + _stateless_ln(self.pooled_text_embed(pooled_text))[:, None]
+        cond = _stateless_ln(t_emb) + _stateless_ln(self.pooled_text_embed(pooled_text))  # (B, T'|1, D)
         if self.config.use_micro_conditions and micro_conditions is not None:
             if micro_conditions.shape != (b, len(MICRO_CONDITIONS)):
                 raise ValueError(
@@ -378,7 +422,13 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         return cond
 
     def text_context(self, encoder_hidden_states: Tensor, mask: Tensor | None = None) -> Tensor:
-        """The text tokens the blocks' cross-attention reads, ``(B, L, D)``: projected, then refined."""
+        """The text tokens the blocks' cross-attention reads: projected, then refined. ``[B, L, text_dim]`` →
+        ``(B, L, D)``; per frame ``[B, T, L, text_dim]`` → ``(B, T, L, D)``, each frame refined on its own
+        (``mask``: ``[B, L]`` or ``[B, T, L]``)."""
+        if encoder_hidden_states.ndim == 4:
+            b, t = encoder_hidden_states.shape[:2]
+            flat_mask = None if mask is None else mask.flatten(0, 1)
+            return self.text_context(encoder_hidden_states.flatten(0, 1), flat_mask).unflatten(0, (b, t))
         context = self.text_proj(encoder_hidden_states)
         if len(self.text_refiner):
             cfg = self.config
@@ -410,24 +460,37 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         micro_conditions: Tensor | None = None,
         extra_channels: Tensor | None = None,
         added_embeddings: Tensor | None = None,
-        pooled_text: Tensor | None = None,
+        context_tokens: dict[str, Tensor] | None = None,
         return_dict: bool = True,
-    ) -> Transformer2DModelOutput | tuple[Tensor]:
-        """Predict the velocity.
+        pooled_text: Tensor | None = None,
+    ) -> BackboneOutput | tuple[Tensor]:
+        """Predict the velocity (the :class:`~anyframe.models.backbone.Backbone` protocol).
 
         Args:
             hidden_states: ``[B, C, T, H, W]`` noisy latents (``C = in_channels``).
             timestep: ``[B]`` or per frame ``[B, T]``, in ``[0, 1000]`` (``σ · 1000``).
-            encoder_hidden_states: ``[B, L, text_dim]`` text tokens.
-            encoder_attention_mask: ``[B, L]``, 1 for real tokens, 0 for padding.
+            encoder_hidden_states: ``[B, L, text_dim]`` text tokens, or per latent frame
+                ``[B, T, L, text_dim]``: each frame's cross-attention then reads only its own tokens (frames
+                fold into the batch), the text refiner runs on each frame's tokens, and the pooled text is per
+                frame too — each frame's masked mean, ``[B, T', text_dim]`` — so the singleton condition
+                (and the modulation) is per token frame. With a temporal patch ``pt > 1``, token frame j
+                uses the text of latent frame ``j·pt``, the first frame of its patch.
+            encoder_attention_mask: ``[B, L]`` (per frame ``[B, T, L]``; a ``[B, L]`` mask with per-frame
+                text applies to every frame), 1 for real tokens, 0 for padding.
             micro_conditions: ``[B, 5]`` in :data:`MICRO_CONDITIONS` order; ``None`` leaves them out.
             extra_channels: ``[B, extra_in_channels, T, H, W]`` concatenated to the input.
             added_embeddings: ``[B, D, T', H', W']`` added to the patch embedding (a conditioning
                 method's own embedding of its condition, e.g. FlashI2V's Fourier features).
-            pooled_text: ``[B, text_dim]``; default: the masked mean of ``encoder_hidden_states``.
+            context_tokens: ``{group: [B, N, D_group]}`` for the model's context-token groups
+                (:attr:`context_groups`): each attended in its own cross-attention branch, never through the
+                text refiner nor into the pooled text. A group the model has but is not given is skipped
+                (contributes 0, as an untrained group does); an unknown name is a ValueError.
+            pooled_text: ``[B, text_dim]`` or per frame ``[B, T, text_dim]``; default: the masked mean of
+                ``encoder_hidden_states`` (per frame for per-frame text).
 
         Returns:
-            ``sample``: ``[B, out_channels + extra_out_channels, T, H, W]``.
+            :class:`BackboneOutput` (``return_dict``) or ``(sample,)``; ``sample``:
+            ``[B, out_channels + extra_out_channels, T, H, W]``.
         """
         cfg = self.config
         if extra_channels is not None:
@@ -444,14 +507,11 @@ class STIVTransformer(ModelMixin, ConfigMixin):
             raise ValueError(f"latent size {(t, h, w)} is not divisible by the patch size {self.patch_size}")
         tt, hh, ww = t // pt, h // ph, w // pw
 
-        mask = None if encoder_attention_mask is None else encoder_attention_mask.bool()
-        if pooled_text is None:
-            if mask is None:
-                pooled_text = encoder_hidden_states.mean(1)
-            else:
-                m = mask.to(encoder_hidden_states.dtype)[..., None]
-                pooled_text = (encoder_hidden_states * m).sum(1) / m.sum(1).clamp_min(1.0)
-        context = self.text_context(encoder_hidden_states, mask)  # (B, L, D)
+        text, mask, pooled_text = self._text_inputs(encoder_hidden_states, encoder_attention_mask, pooled_text, b, t)
+        context = self.text_context(text, mask)  # (B, L, D), or per token frame (B, T', L, D)
+        if context.ndim == 4:  # frames fold into the batch for cross-attention
+            context, mask = context.flatten(0, 1), None if mask is None else mask.flatten(0, 1)  # (B·T', L, ·)
+        groups = self._context_tokens(context_tokens, b)
 
         token_t = self._token_timesteps(timestep, b, t)
         cond = self._singleton_condition(token_t, pooled_text, micro_conditions)  # (B, T'|1, D)
@@ -471,9 +531,9 @@ class STIVTransformer(ModelMixin, ConfigMixin):
 
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, modulation, context, mask, rope_s, rope_t)
+                x = self._gradient_checkpointing_func(block, x, modulation, context, mask, rope_s, rope_t, groups)
             else:
-                x = block(x, modulation, context, mask, rope_s, rope_t)
+                x = block(x, modulation, context, mask, rope_s, rope_t, groups)
 
         shift, scale = (self.final_offset + cond.unsqueeze(2)).unbind(2)  # (B, T'|1, D) each
         x = _stateless_ln(x) * (1 + scale.unsqueeze(2)) + shift.unsqueeze(2)
@@ -485,7 +545,62 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         x = x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c_out, t, h, w)  # (B, C_out, T, H, W)
         if not return_dict:
             return (x,)
-        return Transformer2DModelOutput(sample=x)
+        return BackboneOutput(sample=x)
+
+    def _text_inputs(
+        self, text: Tensor, mask: Tensor | None, pooled: Tensor | None, b: int, t: int
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Checked text tokens, bool mask and pooled text: ``(B, L, text_dim)``, ``(B, L)``, ``(B, 1, text_dim)``;
+        per frame ``(B, T', L, text_dim)``, ``(B, T', L)``, ``(B, T', text_dim)`` — each token frame's the
+        first latent frame of its temporal patch."""
+        pt = self.patch_size[0]
+        mask = None if mask is None else mask.bool()
+        if text.ndim == 4:
+            if text.shape[:2] != (b, t):
+                raise ValueError(f"per-frame encoder_hidden_states must be [B, T, L, D] = [{b}, {t}, L, D], "
+                                 f"got {tuple(text.shape)}")
+            text = text[:, ::pt]  # (B, T', L, text_dim)
+            if mask is not None:
+                if mask.ndim == 2:
+                    mask = mask[:, None].expand(-1, t, -1)
+                if mask.shape != (b, t, text.shape[2]):
+                    raise ValueError(f"a per-frame text mask must be [B, T, L] = [{b}, {t}, {text.shape[2]}], "
+                                     f"got {tuple(mask.shape)}")
+                mask = mask[:, ::pt]
+        elif text.ndim != 3:
+            raise ValueError(f"encoder_hidden_states must be [B, L, D] or per frame [B, T, L, D], "
+                             f"got {tuple(text.shape)}")
+        elif mask is not None and mask.shape != text.shape[:2]:
+            raise ValueError(f"encoder_attention_mask must be [B, L] = {list(text.shape[:2])}, "
+                             f"got {tuple(mask.shape)}")
+        if pooled is None:  # the masked mean over the tokens (of each frame)
+            if mask is None:
+                pooled = text.mean(-2)
+            else:
+                m = mask.to(text.dtype)[..., None]
+                pooled = (text * m).sum(-2) / m.sum(-2).clamp_min(1.0)
+        elif pooled.ndim == 3:
+            if pooled.shape[1] != t:
+                raise ValueError(f"per-frame pooled_text must be [B, T, text_dim] with T={t}, "
+                                 f"got {tuple(pooled.shape)}")
+            pooled = pooled[:, ::pt]
+        if pooled.ndim == 2:
+            pooled = pooled[:, None]  # (B, 1, text_dim)
+        return text, mask, pooled
+
+    def _context_tokens(self, context_tokens: dict[str, Tensor] | None, b: int) -> dict[str, Tensor] | None:
+        """The given groups' tokens, checked: each a group of the model, ``[B, N, width]``."""
+        if not context_tokens:
+            return None
+        widths = self.config.context_groups or {}
+        for name, tokens in context_tokens.items():
+            if name not in widths:
+                raise ValueError(f"unknown context-token group {name!r}; the model has {sorted(widths) or 'none'}"
+                                 " (add one with with_context_group)")
+            if tokens.ndim != 3 or tokens.shape[0] != b or tokens.shape[2] != widths[name]:
+                raise ValueError(f"context tokens {name!r} must be [B, N, {widths[name]}] with B={b}, "
+                                 f"got {tuple(tokens.shape)}")
+        return dict(context_tokens)
 
     # --------------------------------------------------------------------------------------------
 
@@ -494,42 +609,31 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         start as the identity, so the copy computes the same velocity as this model."""
         if num_layers < self.config.text_refiner_layers:
             raise ValueError(f"the model has {self.config.text_refiner_layers} text-refiner layers; cannot drop to {num_layers}")
-        cfg = {k: v for k, v in self.config.items() if not k.startswith("_")}
-        cfg["text_refiner_layers"] = num_layers
-        new = type(self)(**cfg).to(device=self.device, dtype=self.dtype)
-        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("text_refiner.") for k in missing):
-            raise RuntimeError(f"unexpected weights: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        return new
+        return copy_with_new_modules(self, {**self.config, "text_refiner_layers": num_layers}, ("text_refiner.",))
+
+    def with_context_group(self, name: str, dim: int) -> STIVTransformer:
+        """A copy with the context-token group ``name`` (tokens of width ``dim``): a new cross-attention branch
+        in every block whose output projection is zero, so the copy computes exactly this model's velocity
+        (with or without the group's tokens) until the branch is trained; all other weights are kept."""
+        groups = dict(self.config.context_groups or {})
+        if not name.isidentifier():
+            raise ValueError(f"a context-token group name must be an identifier, got {name!r}")
+        if name in groups:
+            raise ValueError(f"the model already has the context-token group {name!r}")
+        if dim < 1:
+            raise ValueError(f"token width must be >= 1, got {dim}")
+        config = {**self.config, "context_groups": {**groups, name: int(dim)}}
+        return copy_with_new_modules(self, config, (f".context_attn.{name}.",))
 
     def with_extra_channels(self, extra_in_channels: int = 0, extra_out_channels: int = 0) -> STIVTransformer:
-        """A copy with more condition input / output channels; the new weights are zero, so the copy
-        computes the same velocity as this model (and zeros on the new output channels)."""
-        cfg = {k: v for k, v in self.config.items() if not k.startswith("_")}
-        cfg["extra_in_channels"] = self.config.extra_in_channels + extra_in_channels
-        cfg["extra_out_channels"] = self.config.extra_out_channels + extra_out_channels
-        new = type(self)(**cfg).to(self.device)
-        if self.dtype != new.dtype:
-            new = new.to(dtype=self.dtype)
-        state = self.state_dict()
-        new_state = new.state_dict()
-        for name, tensor in state.items():
-            target = new_state[name]
-            if target.shape == tensor.shape:
-                target.copy_(tensor)
-            elif name == "patch_embed.weight":  # (D, C_in_total, pt, ph, pw): old channels first
-                target.zero_()
-                target[:, : tensor.shape[1]].copy_(tensor)
-            elif name in ("proj_out.weight", "proj_out.bias"):
-                # Output features are (pt, ph, pw, C_out) flattened; copy per patch position.
-                p = math.prod(self.patch_size)
-                c_old, c_new = tensor.shape[0] // p, target.shape[0] // p
-                target.zero_()
-                target.view(p, c_new, *target.shape[1:])[:, :c_old].copy_(tensor.view(p, c_old, *tensor.shape[1:]))
-            else:
-                raise RuntimeError(f"unexpected shape change for {name}")
-        new.load_state_dict(new_state)
-        return new
+        """A copy with more condition input / output channels (:func:`~anyframe.models.backbone.inflate_channels`):
+        the new weights are zero, so the copy computes the same velocity as this model (and zeros on the new
+        output channels)."""
+        return inflate_channels(self, extra_in_channels, extra_out_channels)
+
+    def _config_with_extra_channels(self, extra_in: int, extra_out: int) -> dict:
+        return {**self.config, "extra_in_channels": self.config.extra_in_channels + extra_in,
+                "extra_out_channels": self.config.extra_out_channels + extra_out}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,14 +2,18 @@
 
 :class:`WanBackbone` *is* diffusers' ``WanTransformer3DModel`` (a subclass with the same weights, config
 and modules, so ``from_pretrained``, ``from_single_file``, peft LoRA, FSDP and gradient checkpointing all
-work unchanged) whose ``forward`` also takes the keyword arguments of anyframe's backbone protocol
-(see ``STIVTransformer.forward``):
+work unchanged) whose ``forward`` speaks anyframe's backbone protocol
+(:class:`~anyframe.models.backbone.Backbone`):
 
 - ``timestep``: ``[B]`` or per latent frame ``[B, T]``; per-frame σ are expanded to per-token timesteps,
   the ``[B, seq_len]`` form diffusers' Wan forward accepts (Wan2.2's ``expand_timesteps``);
+- ``encoder_hidden_states``: ``[B, L, text_dim]``, or per latent frame ``[B, T, L, text_dim]``: flattened to
+  ``[B, T·L, text_dim]`` for diffusers' forward (its text embedder works token by token) while a wrapper around
+  each block's cross-attention processor folds the frames into the batch (:class:`PerFrameCrossAttention`);
 - ``extra_channels``: concatenated after the latents on channels (Wan I2V's ``[latents, mask, condition]``);
 - ``added_embeddings``: ``[B, D, T', H', W']`` added to the patch embedding (FlashI2V's Fourier features);
-- ``encoder_hidden_states_image``: CLIP tokens (Wan I2V / FLF2V), passed through;
+- ``context_tokens={"image": tokens}``: CLIP tokens (Wan I2V / FLF2V), passed to diffusers as its
+  ``encoder_hidden_states_image`` — the one context-token group a Wan model can have (``config.image_dim``);
 - ``encoder_attention_mask`` and ``micro_conditions`` are accepted and ignored: Wan attends to every text
   position (padding positions are zero embeddings, :data:`TEXT_PADDING`) and has no micro conditions.
 
@@ -20,6 +24,11 @@ Everything else is diffusers' own forward, called unchanged — that is what mak
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
@@ -27,6 +36,8 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import Tensor
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+from anyframe.models.backbone import BackboneOutput, copy_with_new_modules, inflate_channels
 
 TEXT_PADDING = "zeros"
 """Wan's text convention: prompts are padded to a fixed length (512) with zero embeddings, and the backbone
@@ -50,6 +61,59 @@ WAN_TRANSFORMERS: dict[str, dict] = {
 }
 
 
+@dataclass(frozen=True)
+class FrameLayout:
+    """How per-frame text lines up with the video tokens during one forward: ``text_frames`` latent frames of
+    ``text_length`` tokens each, flattened ``[B, T·L, D]`` after any image tokens; ``token_frames`` (T') token
+    frames, token frame j reading latent frame ``j · pt``."""
+
+    text_frames: int
+    text_length: int
+    token_frames: int
+    temporal_patch: int
+
+
+class PerFrameCrossAttention:
+    """A cross-attention processor (``attn2``) wrapping another (diffusers' ``WanAttnProcessor``) while a call
+    with per-frame text is in flight: the video tokens ``[B, T'·N, D]`` (t-major, as diffusers lays them out)
+    fold into ``[B·T', N, D]``, the context into each frame's own ``[B·T', N_img + L, D]`` — the image tokens,
+    shared by every frame, then that frame's text — and the wrapped processor runs on them unchanged. Installed
+    and removed by :meth:`WanBackbone.forward` for the call's duration (like its ``added_embeddings`` hook: one
+    forward at a time per model); never saved."""
+
+    def __init__(self, inner, layout: FrameLayout):
+        self.inner, self.layout = inner, layout
+
+    def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
+                 attention_mask: Tensor | None = None, rotary_emb=None, **kwargs) -> Tensor:
+        lay = self.layout
+        b, s, d = hidden_states.shape  # (B, T'·N, D)
+        t = lay.token_frames
+        num_image = encoder_hidden_states.shape[1] - lay.text_frames * lay.text_length
+        image = encoder_hidden_states[:, :num_image]  # (B, N_img, D); N_img = 0 without image tokens
+        text = encoder_hidden_states[:, num_image:].unflatten(1, (lay.text_frames, lay.text_length))
+        text = text[:, :: lay.temporal_patch]  # (B, T', L, D): each token frame's first latent frame
+        context = torch.cat([image[:, None].expand(-1, t, -1, -1), text], dim=2).flatten(0, 1)  # (B·T', N_img+L, D)
+        out = self.inner(attn, hidden_states.reshape(b * t, s // t, d), context, attention_mask, rotary_emb, **kwargs)
+        return out.reshape(b, s, -1)  # (B, T'·N, D)
+
+
+@contextmanager
+def _per_frame_cross_attention(block, layout: FrameLayout) -> Iterator[None]:
+    attn = block.attn2
+    inner = attn.processor
+    attn.processor = PerFrameCrossAttention(inner, layout)
+    try:
+        yield
+    finally:
+        attn.processor = inner
+
+
+def _run_per_frame(block, layout: FrameLayout, *args):
+    with _per_frame_cross_attention(block, layout):
+        return block(*args)
+
+
 class WanBackbone(WanTransformer3DModel):
     """diffusers' ``WanTransformer3DModel`` speaking anyframe's backbone protocol (see the module doc)."""
 
@@ -58,15 +122,25 @@ class WanBackbone(WanTransformer3DModel):
     default_video_size = (81, 480, 832)  # frames, height, width: Wan2.1's 480p default (diffusers' too)
     # diffusers' WanPipeline: 50 steps, text CFG 5.0 (the image, if any, in both branches), no renormalisation
     sampling_defaults = dict(num_inference_steps=50, guidance_scale=5.0, guidance_mode="cfg", renorm=None)
+    channel_layers = ("patch_embedding", "proj_out")  # what :func:`~anyframe.models.backbone.inflate_channels` widens
 
     @property
     def latent_channels(self) -> int:
-        """C of the video latents (the output; I2V models take more input channels)."""
-        return int(self.config.out_channels or self.config.in_channels)
+        """C of the video latents (the output, less any extra output channels; I2V models take more input
+        channels). Extra output channels added by :func:`~anyframe.models.backbone.inflate_channels` are
+        recorded as ``config._extra_out_channels`` (diffusers' config has no field for them; it keeps the
+        entry through save / load as hidden config)."""
+        out = int(self.config.out_channels or self.config.in_channels)
+        return out - int(self.config.get("_extra_out_channels", 0))
 
     @property
     def token_dim(self) -> int:
         return int(self.config.num_attention_heads * self.config.attention_head_dim)
+
+    @property
+    def context_groups(self) -> tuple[str, ...]:
+        """``("image",)`` for a model with image tokens (``config.image_dim``: Wan I2V / FLF2V), else ``()``."""
+        return ("image",) if self.config.image_dim is not None else ()
 
     def forward(
         self,
@@ -77,43 +151,143 @@ class WanBackbone(WanTransformer3DModel):
         micro_conditions: Tensor | None = None,
         extra_channels: Tensor | None = None,
         added_embeddings: Tensor | None = None,
-        encoder_hidden_states_image: Tensor | None = None,
+        context_tokens: dict[str, Tensor] | None = None,
         return_dict: bool = True,
         attention_kwargs: dict | None = None,
-    ):
-        """Predict the velocity.
+    ) -> BackboneOutput | tuple[Tensor]:
+        """Predict the velocity (the :class:`~anyframe.models.backbone.Backbone` protocol).
 
         Args:
             hidden_states: ``[B, C, T, H, W]`` latents.
             timestep: ``[B]``, per latent frame ``[B, T]``, or per token ``[B, T'·H'·W'']``; ``σ · 1000``.
-            encoder_hidden_states: ``[B, L, text_dim]`` (zero past each prompt, see :data:`TEXT_PADDING`).
+            encoder_hidden_states: ``[B, L, text_dim]`` (zero past each prompt, see :data:`TEXT_PADDING`), or per
+                latent frame ``[B, T, L, text_dim]``: each frame's cross-attention then reads only its own text
+                (with a temporal patch pt > 1, the text of its patch's first latent frame). Wan pools no text.
+            encoder_attention_mask, micro_conditions: ignored (see the module doc).
             extra_channels: ``[B, C_extra, T, H, W]``, concatenated after ``hidden_states``.
             added_embeddings: ``[B, D, T', H', W']``, added to the patch embedding.
-            encoder_hidden_states_image: ``[B·K, N, image_dim]`` CLIP tokens of K images per sample.
+            context_tokens: ``{"image": [B·K, N, image_dim]}``, CLIP tokens of K images per sample, for a model
+                with ``image_dim`` (:attr:`context_groups`); passed to diffusers as ``encoder_hidden_states_image``.
+                Not given: diffusers' image branch attends to an empty set of tokens, which adds 0 (the
+                protocol's "missing group is skipped"; checked on CPU, where torch's attention over no keys
+                returns 0). Any other name is a ValueError. diffusers splits the image tokens from the
+                text assuming 512 text tokens (Wan's padded length, :data:`WAN_MAX_TEXT_LENGTH`).
+            attention_kwargs: diffusers' (LoRA scale).
+
+        Returns:
+            :class:`BackboneOutput` (``return_dict``) or ``(sample,)``; ``sample``: ``[B, out_channels, T, H, W]``.
         """
+        encoder_hidden_states_image = self._image_tokens(context_tokens)
         if extra_channels is not None:
             hidden_states = torch.cat([hidden_states, extra_channels.to(hidden_states.dtype)], dim=1)
         p_t, p_h, p_w = self.config.patch_size
         t, h, w = hidden_states.shape[2] // p_t, hidden_states.shape[3] // p_h, hidden_states.shape[4] // p_w
         if timestep.ndim == 2 and timestep.shape[1] == t:
             timestep = timestep.repeat_interleave(h * w, dim=1)  # per frame → per token (tokens are t-major)
-        hook = None
-        if added_embeddings is not None:
-            # The patch embedding's output [B, D, T', H', W'] is where the added embeddings go; a hook keeps
-            # diffusers' forward (and so parity) untouched.
-            hook = self.patch_embedding.register_forward_hook(lambda _m, _i, out: out + added_embeddings.to(out.dtype))
-        try:
-            return super().forward(
+        layout = None
+        if encoder_hidden_states.ndim == 4:
+            b, num_frames = hidden_states.shape[0], hidden_states.shape[2]
+            if encoder_hidden_states.shape[:2] != (b, num_frames):
+                raise ValueError(f"per-frame encoder_hidden_states must be [B, T, L, D] = [{b}, {num_frames}, L, D], "
+                                 f"got {tuple(encoder_hidden_states.shape)}")
+            layout = FrameLayout(text_frames=encoder_hidden_states.shape[1], text_length=encoder_hidden_states.shape[2],
+                                 token_frames=t, temporal_patch=p_t)
+            encoder_hidden_states = encoder_hidden_states.flatten(1, 2)  # (B, T·L, text_dim): embedded token by token
+        with self._patch_embedding_added(added_embeddings), self._per_frame_text(layout):
+            out = super().forward(
                 hidden_states=hidden_states,
                 timestep=timestep,
                 encoder_hidden_states=encoder_hidden_states,
                 encoder_hidden_states_image=encoder_hidden_states_image,
-                return_dict=return_dict,
+                return_dict=False,
                 attention_kwargs=attention_kwargs,
-            )
+            )[0]
+        return BackboneOutput(sample=out) if return_dict else (out,)
+
+    def _image_tokens(self, context_tokens: dict[str, Tensor] | None) -> Tensor | None:
+        """``context_tokens["image"]``, checked; ``None`` if not given."""
+        if not context_tokens:
+            return None
+        unknown = set(context_tokens) - set(self.context_groups)
+        if unknown:
+            raise ValueError(f"unknown context-token group(s) {sorted(unknown)}; this Wan model has "
+                             f"{list(self.context_groups) or 'none'} (image tokens need config.image_dim)")
+        image = context_tokens.get("image")
+        if image is not None and (image.ndim != 3 or image.shape[2] != self.config.image_dim):
+            raise ValueError(f"image tokens must be [B·K, N, {self.config.image_dim}], got {tuple(image.shape)}")
+        return image
+
+    @contextmanager
+    def _patch_embedding_added(self, added_embeddings: Tensor | None) -> Iterator[None]:
+        """The patch embedding's output [B, D, T', H', W'] is where the added embeddings go; a hook keeps
+        diffusers' forward (and so parity) untouched."""
+        if added_embeddings is None:
+            yield
+            return
+        hook = self.patch_embedding.register_forward_hook(lambda _m, _i, out: out + added_embeddings.to(out.dtype))
+        try:
+            yield
         finally:
-            if hook is not None:
-                hook.remove()
+            hook.remove()
+
+    @contextmanager
+    def _per_frame_text(self, layout: FrameLayout | None) -> Iterator[None]:
+        """While diffusers' forward runs on per-frame text: each block's cross-attention processor wrapped in
+        :class:`PerFrameCrossAttention`. Under gradient checkpointing the wrapping goes into the checkpointed
+        function instead, so that the blocks' recomputation in the backward pass folds the frames too."""
+        if layout is None:
+            yield
+            return
+        if torch.is_grad_enabled() and self.gradient_checkpointing:  # the condition diffusers' forward checks
+            checkpoint = self._gradient_checkpointing_func
+            self._gradient_checkpointing_func = lambda block, *args: checkpoint(
+                functools.partial(_run_per_frame, block, layout), *args)
+            try:
+                yield
+            finally:
+                self._gradient_checkpointing_func = checkpoint
+            return
+        with ExitStack() as stack:
+            for block in self.blocks:
+                stack.enter_context(_per_frame_cross_attention(block, layout))
+            yield
+
+    # --------------------------------------------------------------------------------------------
+
+    def with_extra_channels(self, extra_in_channels: int = 0, extra_out_channels: int = 0) -> WanBackbone:
+        """A copy with more input / output channels (:func:`~anyframe.models.backbone.inflate_channels`): the
+        new weights are zero, so the copy computes the same velocity as this model (and zeros on the new
+        output channels)."""
+        return inflate_channels(self, extra_in_channels, extra_out_channels)
+
+    def _config_with_extra_channels(self, extra_in: int, extra_out: int) -> dict:
+        out = int(self.config.out_channels or self.config.in_channels)
+        return {**self.config, "in_channels": self.config.in_channels + extra_in, "out_channels": out + extra_out,
+                "_extra_out_channels": int(self.config.get("_extra_out_channels", 0)) + extra_out}
+
+    def with_context_group(self, name: str, dim: int) -> WanBackbone:
+        """A copy with the ``"image"`` group (the only one diffusers' Wan blocks have), for a model without it:
+        ``image_dim = dim`` and, as Wan2.1's I2V configs, image keys / values of the blocks' width.
+
+        diffusers initialises the image branch as ordinary layers (its ``add_k_proj`` / ``add_v_proj`` are
+        ``nn.Linear``'s default init, not zero, and the branch shares ``attn2``'s output projection), so a
+        diffusers-built I2V model's image branch is live from the start. The copy made here zeroes the new
+        ``add_v_proj`` (weight and bias): the image attention then returns exactly 0, so the copy computes this
+        model's velocity until training moves the values (the keys get gradients once the values are non-zero).
+        """
+        if name != "image":
+            raise ValueError(f"a Wan backbone can only have the context-token group 'image' (diffusers' image "
+                             f"tokens, encoder_hidden_states_image), not {name!r}")
+        if "image" in self.context_groups:
+            raise ValueError("the model already has the context-token group 'image'")
+        config = {**self.config, "image_dim": int(dim), "added_kv_proj_dim": self.token_dim}
+        new = copy_with_new_modules(self, config, ("condition_embedder.image_embedder.", ".attn2.add_k_proj.",
+                                                   ".attn2.add_v_proj.", ".attn2.norm_added_k."))
+        with torch.no_grad():
+            for block in new.blocks:
+                block.attn2.add_v_proj.weight.zero_()
+                block.attn2.add_v_proj.bias.zero_()
+        return new
 
 
 def cast_like_from_pretrained(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

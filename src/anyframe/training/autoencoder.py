@@ -38,6 +38,9 @@ from anyframe.training.checkpoint import Checkpoint, load_checkpoint, resolve_ch
 from anyframe.training.config import OptimConfig, _Strict, config_differences
 from anyframe.training.logging import MetricsLogger
 from anyframe.training.optim import build_lr_schedule, build_optimizer
+from anyframe.world import vocab
+from anyframe.world.render import render
+from anyframe.world.sampling import scene_for_seed
 
 
 class AutoencoderDataConfig(_Strict):
@@ -80,8 +83,6 @@ HELD_OUT_SEED = 10_000_000  # eval scenes come from seeds far from the training 
 def world_frames(seeds: list[int], split: str, size: int, frames: int, per_clip: int, generator: torch.Generator,
                  style: str | None = None) -> torch.Tensor:
     """``[len(seeds) · per_clip, 3, size, size]`` in [−1, 1]: ``per_clip`` random frames of each seed's clip."""
-    from anyframe.world.render import render
-    from anyframe.world.sampling import scene_for_seed
 
     out = []
     for seed in seeds:
@@ -113,7 +114,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_autoencoder(vae, cfg: AutoencoderRecipe) -> dict:
     """Held-out reconstruction PSNR: per style on the training split, and on each held-out split."""
-    from anyframe.world import vocab
 
     d = cfg.data
     n_clips = max(1, cfg.train.eval_frames // (4 * d.frames_per_clip))

@@ -7,12 +7,14 @@ bad values are errors that name the key, raised as :class:`~anyframe.errors.Anyf
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from anyframe.conditioning.registry import METHODS, model_option_fields, validate_model_options
 from anyframe.errors import AnyframeInputError
 
 
@@ -77,56 +79,72 @@ class InitConfig(_Strict):
         return self
 
 
-class ConditioningConfig(_Strict):
-    """The conditioning method (``anyframe.conditioning.METHODS``) and the options of all methods. Which
-    option belongs to which method is read from the method's constructor: setting an option the chosen
-    method does not take is an error (frame replacement: ``clean_timestep``, ``task_weights``, ``max_k``;
-    channel concat: ``task_weights``, ``max_k`` — tasks not named in ``task_weights`` get weight 0;
-    FlashI2V: ``latent_shift``, ``fourier``, ``detail_range``; all: the two dropout rates)."""
+# The options every method took when the recipe's conditioning section was one flat union of all methods'
+# options, at their defaults then: a recipe (or a checkpoint's recorded recipe) written that way still reads —
+# an option at this default that the chosen method does not take is dropped.
+LEGACY_CONDITIONING_DEFAULTS = {"clean_timestep": False, "text_dropout": 0.10, "image_dropout": 0.08, "task_weights": {},
+                                "max_k": None, "latent_shift": True, "fourier": True, "detail_range": [0.05, 0.95]}
 
-    method: Literal["frame_replacement", "channel_concat", "flashi2v", "wan_i2v"] = "frame_replacement"
-    clean_timestep: bool = False
-    text_dropout: float = Field(0.10, ge=0, le=1)
-    image_dropout: float = Field(0.08, ge=0, le=1)
-    task_weights: dict[Literal["t2v", "ti2v", "any_frame", "first_last", "first_k"], float] = Field(default_factory=dict)
-    max_k: int | None = Field(None, ge=1)
-    latent_shift: bool = True
-    fourier: bool = True
-    detail_range: tuple[float, float] = (0.05, 0.95)
 
-    def _taken(self) -> set[str]:
-        """The options the chosen method's constructor takes."""
-        import inspect
+def _method_options(name: str, options: dict) -> dict:
+    """``options`` for the method ``name``, validated by the registry (defaults filled in); legacy union keys at
+    their old defaults are dropped."""
+    if name not in METHODS or name == "stack":
+        raise ValueError(f"unknown conditioning method {name!r} ({', '.join(sorted(set(METHODS) - {'stack'}))})")
+    taken = model_option_fields(METHODS[name])
+    options = {k: v for k, v in options.items()
+               if k in taken or k not in LEGACY_CONDITIONING_DEFAULTS or _as_json(v) != _as_json(LEGACY_CONDITIONING_DEFAULTS[k])}
+    return validate_model_options(name, options)
 
-        from anyframe.conditioning import METHODS
 
-        return set(inspect.signature(METHODS[self.method].__init__).parameters) & (set(type(self).model_fields) - {"method"})
+def _as_json(value):
+    return json.loads(json.dumps(value, default=list))
 
-    @model_validator(mode="after")
-    def _options_of_the_method(self):
-        taken = self._taken()
-        for option in sorted(set(type(self).model_fields) - {"method"} - taken):
-            if getattr(self, option) != type(self).model_fields[option].get_default(call_default_factory=True):
-                raise ValueError(f"{option} does not apply to the {self.method} method")
-        if "latent_shift" in taken and not (self.latent_shift or self.fourier):
-            raise ValueError(f"{self.method} needs latent_shift, fourier or both")
-        lo, hi = self.detail_range
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {list(self.detail_range)}")
-        return self
+
+class ConditioningConfig(BaseModel):
+    """The conditioning method and its own options, flat: ``{method: flashi2v, latent_shift: false, ...}``.
+    Which options a method takes is its constructor's (``anyframe.conditioning.registry``): an option of another
+    method is an error that names both. ``addons`` adds more methods on the same model (a
+    ``MethodStack``), each ``{method: NAME, <its options>}``: e.g. ``[{method: loss_weighting, object_weight: 4}]``.
+    The section as read holds every option with its default filled in (what the run used)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: str = "frame_replacement"
+    addons: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_of_the_method(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        method = data.pop("method", "frame_replacement")
+        if not isinstance(method, str):
+            raise ValueError(f"method must be a method name, got {method!r}")
+        addons = data.pop("addons", None) or []
+        if not isinstance(addons, list) or any(not isinstance(a, dict) or "method" not in a for a in addons):
+            raise ValueError("addons must be a list of {method: NAME, <options>}")
+        checked = []
+        for addon in addons:
+            addon = dict(addon)
+            name = addon.pop("method")
+            checked.append({"method": name, **_method_options(name, addon)})
+        return {"method": method, "addons": checked, **_method_options(method, data)}
 
     def method_options(self) -> dict:
         """Keyword arguments of the method's constructor (``anyframe.conditioning.build_method``)."""
-        return {name: getattr(self, name) for name in sorted(self._taken())}
+        return dict(self.model_extra or {})
 
-    @field_validator("task_weights")
-    @classmethod
-    def _weights(cls, value):
-        if any(w < 0 for w in value.values()):
-            raise ValueError("task weights must be non-negative")
-        if value and sum(value.values()) <= 0:
-            raise ValueError("task weights must not all be zero")
-        return value
+
+# What each data source gives a training batch (``TrainingBatch`` fields beyond the latents and the text), and
+# what a latent cache keeps; the methods' ``batch_fields`` must be among them.
+SOURCE_FIELDS = {
+    "toy": frozenset({"pixels", "captions"}),
+    "manifest": frozenset({"pixels", "captions"}),
+    "world": frozenset({"pixels", "captions", "frame_captions", "object_masks", "regional_captions"}),
+}
+CACHE_FIELDS = frozenset({"captions"})
 
 
 class ToyDataConfig(_Strict):
@@ -183,12 +201,6 @@ class FlowConfig(_Strict):
     logit_mean: float = 0.0
     logit_std: float = Field(1.0, gt=0)
     shift: float = Field(1.0, gt=0)
-    # Extra loss weight on object pixels: an element's weight is 1 + object_weight × the fraction of its
-    # latent cell the objects cover (the clips' masks: world data; manifest clips have none). 0: uniform.
-    object_weight: float = Field(0.0, ge=0)
-    # Weight of an extra loss term on the frame-to-frame change of the error (flow.path.temporal_difference_loss:
-    # errors that move, i.e. motion); 0: none.
-    temporal_weight: float = Field(0.0, ge=0)
 
 
 class OptimConfig(_Strict):
@@ -254,10 +266,35 @@ class RecipeConfig(_Strict):
     sample: SampleConfig = Field(default_factory=SampleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _loss_weights_moved(cls, data):
+        """``flow.object_weight`` / ``flow.temporal_weight`` (world-only loss weights) became the ``loss_weighting``
+        method: a recipe that sets them gets that method as an addon; at 0 they are dropped."""
+        if not isinstance(data, dict) or not isinstance(data.get("flow"), dict):
+            return data
+        flow = dict(data["flow"])
+        weights = {k: flow.pop(k) for k in ("object_weight", "temporal_weight") if k in flow}
+        if not weights:
+            return data
+        data = {**data, "flow": flow}
+        if any(v for v in weights.values()):
+            conditioning = dict(data.get("conditioning") or {})
+            conditioning["addons"] = [*(conditioning.get("addons") or []), {"method": "loss_weighting", **weights}]
+            data["conditioning"] = conditioning
+        return data
+
     @model_validator(mode="after")
-    def _object_weight_needs_masks(self):
-        if self.flow.object_weight > 0 and (self.data.source != "world" or self.data.cache_dir is not None):
-            raise ValueError("flow.object_weight needs the objects' masks: data.source 'world', without data.cache_dir")
+    def _data_gives_what_the_methods_train_from(self):
+        methods = [(self.conditioning.method, self.conditioning.method_options()),
+                   *((a["method"], {k: v for k, v in a.items() if k != "method"}) for a in self.conditioning.addons)]
+        needed = frozenset().union(*(METHODS[name](**options).batch_fields for name, options in methods))
+        cached = self.data.cache_dir is not None
+        missing = sorted(needed - (CACHE_FIELDS if cached else SOURCE_FIELDS[self.data.source]))
+        if missing:
+            where = "a latent cache (data.cache_dir)" if cached else f"data.source {self.data.source}"
+            names = "+".join(name for name, _ in methods)
+            raise ValueError(f"{where} does not give {', '.join(missing)}, which the {names} method trains from")
         return self
 
     def to_dict(self) -> dict:

@@ -1,18 +1,24 @@
-"""``AnyFramePipeline``: text and keyframes at any frame → video, in diffusers' conventions.
+"""``AnyFramePipeline``: a :class:`~anyframe.pipelines.request.GenerationRequest` → video, in diffusers' conventions.
 
     pipe = AnyFramePipeline.from_pretrained("checkpoints/anyframe-world-s")
-    out = pipe("a red circle moves left", keyframes=[Keyframe("first.png", 0)], seed=0)
+    out = pipe("a red circle moves left", keyframes=[Keyframe("first.png", 0)], seed=0)   # builds a request
+    out = pipe.generate(GenerationRequest(prompt="...", keyframes=[...], seed=0))         # the same
     out.frames[0]   # [T, H, W, 3] float in [0, 1]
 
-One loop serves every conditioning method (``pipe.conditioning``): encode → ``prepare`` →
-sample (guidance over a batched multi-branch velocity) → ``finalize`` → decode.
+One loop serves every conditioning method (``pipe.conditioning``, one method or a stack): validate the request
+→ draw the noise and encode the prompt → ``method.encode(request, encoders)`` (the method asks the encoders for
+what it needs) → sample (guidance over a batched multi-branch velocity) → ``finalize`` → decode. The pipeline
+knows no method: it never encodes on a method's behalf, and has no method's fields or flags.
+:meth:`AnyFramePipeline.generate_chunks` runs that loop over a sequence of requests (long video is a loop of
+requests, each chunk decoded and handed to a callback as it finishes).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,51 +30,83 @@ from torch import Tensor
 from transformers import CLIPVisionModel, PreTrainedTokenizerBase, T5EncoderModel, UMT5EncoderModel
 from transformers.image_processing_utils import BaseImageProcessor
 
-from anyframe.conditioning.base import ConditionInputs, ConditioningMethod, ConditionState, ModelInputs
+from anyframe.conditioning.base import ConditioningMethod, ConditionState, ModelInputs
+from anyframe.conditioning.registry import method_by_class_name
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import MODEL_DEFAULT, Branch, Guidance, guided_velocity, make_guidance, resolve_renorm
-from anyframe.flow.sampling import convert_scheduler, make_scheduler, sample
+from anyframe.flow.sampling import convert_scheduler, sample
 from anyframe.io import atomic_dir, fit_image, image_to_array, load_image, to_uint8
-from anyframe.models.autoencoder import (
-    build_world_autoencoder,
-    decode_video,
-    encode_video,
-    latent_channels,
-    spatial_compression,
-    temporal_compression,
-)
-from anyframe.models.dit import STIVTransformer, build_stiv
-from anyframe.models.text_encoder import TextCondition, build_t5_encoder, build_word_tokenizer, encode_prompts
+from anyframe.models.autoencoder import decode_video, encode_video, latent_channels, spatial_compression, temporal_compression
+from anyframe.models.dit import STIVTransformer
+from anyframe.models.text_encoder import TextCondition, encode_prompts
 from anyframe.models.wan import WanBackbone, latent_frame_index, num_latent_frames
-
-@dataclass
-class Keyframe:
-    """An image placed at a frame. ``frame_index`` may be negative (counted from the end)."""
-
-    image: str | os.PathLike | Image.Image | np.ndarray
-    frame_index: int = 0
+from anyframe.pipelines.request import GenerationRequest, Keyframe, ModelLimits, request_from_kwargs, validate_request
+from anyframe.pipelines.wan_folder import is_wan_folder, load_wan_pipeline
 
 
 @dataclass
 class AnyFrameOutput(BaseOutput):
     """``frames``: ``[B, T, H, W, 3]`` float in [0, 1] (``np``), a tensor (``pt``), lists of PIL images
     (``pil``) or the latents (``latent``). ``latents`` when asked for; the ``seed`` used; the resolved
-    keyframe indices."""
+    keyframe indices; ``request``: the validated request (what was run); ``extras``: what the method returns
+    beside the video (e.g. masks)."""
 
     frames: np.ndarray | Tensor | list
     latents: Tensor | None = None
     seed: int | None = None
     keyframe_indices: tuple[int, ...] = ()
+    request: GenerationRequest | None = None
+    extras: dict = field(default_factory=dict)
 
 
-def resolve_frame_index(index: int, num_frames: int) -> int:
-    """A frame index, negative counting from the end, checked against ``num_frames``."""
-    resolved = index + num_frames if index < 0 else index
-    if not 0 <= resolved < num_frames:
-        raise AnyframeInputError(
-            f"frame index {index} is out of range for {num_frames} frames (valid: {-num_frames}..{num_frames - 1})"
-        )
-    return resolved
+class PipelineEncoders:
+    """The pipeline's encoders bound to one request (:class:`~anyframe.conditioning.base.Encoders`): the prompt,
+    noise and micro conditions already encoded, the rest on demand. Unbound (``request=None``) in training."""
+
+    def __init__(self, pipe: AnyFramePipeline, request: GenerationRequest | None = None, noise: Tensor | None = None,
+                 text: TextCondition | None = None, null_text: TextCondition | None = None,
+                 micro_conditions: Tensor | None = None):
+        self.pipe, self.request = pipe, request
+        self.noise, self.text, self.null_text, self.micro_conditions = noise, text, null_text, micro_conditions
+        self.temporal_compression = pipe.vae_temporal_compression
+
+    def latent_index(self, pixel_index: int) -> int:
+        return latent_frame_index(pixel_index, self.temporal_compression)
+
+    def _size(self) -> tuple[int, int]:
+        if self.request is None:
+            raise ValueError("these encoders are not bound to a request (no size to fit images to)")
+        return self.request.height, self.request.width
+
+    def keyframe_latents(self, keyframes: Sequence[Keyframe]) -> Tensor:
+        height, width = self._size()
+        latents = self.pipe.encode_keyframes(keyframes, height, width, [k.frame_index for k in keyframes])
+        return latents.to(self.pipe._execution_device, torch.float32)
+
+    def condition_video(self, keyframes: Sequence[Keyframe], num_frames: int) -> tuple[Tensor, Tensor]:
+        height, width = self._size()
+        latents, mask = self.pipe.encode_condition_video(keyframes, [k.frame_index for k in keyframes], num_frames,
+                                                         height, width)
+        return latents.to(self.pipe._execution_device, torch.float32), mask.to(self.pipe._execution_device)
+
+    def image_tokens(self, keyframes: Sequence[Keyframe]) -> Tensor | None:
+        return self.pipe.encode_image_embeds(keyframes, [k.frame_index for k in keyframes])
+
+    def image_token_frames(self, frames: Sequence[int]) -> list[int]:
+        return self.pipe.image_token_frames(list(frames))
+
+    def image_tokens_of(self, images: Sequence[Image.Image]) -> Tensor | None:
+        return self.pipe.image_tokens(images) if self.pipe.takes_image_tokens else None
+
+    def encode_text(self, prompts: Sequence[str]) -> TextCondition:
+        length = None if self.request is None else self.request.max_sequence_length
+        return self.pipe.encode_text(prompts, length).to(self.pipe._execution_device)
+
+    def encode_video(self, video: Tensor) -> Tensor:
+        return encode_video(self.pipe.vae, video.to(self.pipe._execution_device))
+
+    def decode_video(self, latents: Tensor) -> Tensor:
+        return self.pipe.decode_latents(latents)
 
 
 class AnyFramePipeline(DiffusionPipeline):
@@ -81,7 +119,7 @@ class AnyFramePipeline(DiffusionPipeline):
     optionally ``image_encoder`` + ``image_processor`` (CLIP, for Wan I2V / FLF2V).
 
     ``from_pretrained`` also loads a Wan2.1 diffusers folder (``WanPipeline`` / ``WanImageToVideoPipeline``),
-    see :func:`anyframe.models.wan_loading.load_wan_pipeline`.
+    see :func:`anyframe.pipelines.wan_folder.load_wan_pipeline`.
     """
 
     # the method before the backbone: it runs first in each step (FlashI2V: φ, the Fourier embedding)
@@ -120,8 +158,6 @@ class AnyFramePipeline(DiffusionPipeline):
             raise AnyframeInputError(f"model folder not found: {path}")
         if not (path / "model_index.json").is_file():
             raise AnyframeInputError(f"not a pipeline folder (no model_index.json): {path}")
-        from anyframe.models.wan_loading import is_wan_folder, load_wan_pipeline
-
         if is_wan_folder(path):
             return load_wan_pipeline(path, pipeline_class=cls, **kwargs)
         try:
@@ -157,15 +193,9 @@ class AnyFramePipeline(DiffusionPipeline):
         try:
             self.transformer.load_lora_adapter(str(path), prefix="transformer", weight_name=weights.name)
             if (path / "conditioning").is_dir():  # the method it was trained with, by the class its config names
-                import json
-
-                from anyframe.conditioning import METHODS
-
                 name = json.loads((path / "conditioning" / "config.json").read_text()).get("_class_name")
-                classes = {cls.__name__: cls for cls in METHODS.values()}
-                if name not in classes:
-                    raise ValueError(f"unknown conditioning method {name!r}")
-                method = classes[name].from_pretrained(path / "conditioning", local_files_only=True, use_safetensors=True)
+                method = method_by_class_name(name).from_pretrained(path / "conditioning", local_files_only=True,
+                                                                    use_safetensors=True)
                 self.conditioning = method.to(self._execution_device).eval().requires_grad_(False)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise AnyframeInputError(f"cannot load the LoRA in {path}: {' '.join(str(exc).split())[:300]}") from None
@@ -202,16 +232,19 @@ class AnyFramePipeline(DiffusionPipeline):
     def default_width(self) -> int:
         return self.default_video_size[2]
 
+    @property
+    def limits(self) -> ModelLimits:
+        """What this model can generate: sizes, compression, sampling defaults, its method."""
+        return ModelLimits(default_video_size=self.default_video_size, patch_size=tuple(self.transformer.config.patch_size),
+                           spatial_compression=self.vae_scale_factor, temporal_compression=self.vae_temporal_compression,
+                           sampling_defaults=self.sampling_defaults, method=self.conditioning)
+
     def check_size(self, num_frames: int, height: int, width: int) -> None:
-        pt, ph, pw = self.transformer.config.patch_size
-        f, r = self.vae_scale_factor, self.vae_temporal_compression
-        if r > 1 and (num_frames < 1 or (num_frames - 1) % r):
-            raise AnyframeInputError(f"num_frames must be 1 + {r}·k for this model's causal VAE (e.g. 81), got {num_frames}")
-        latent_frames = num_latent_frames(num_frames, r) if num_frames >= 1 else 0
-        if num_frames < 1 or latent_frames % pt:
-            raise AnyframeInputError(f"num_frames must give a positive multiple of {pt} latent frames, got {num_frames}")
-        if height <= 0 or width <= 0 or height % (f * ph) or width % (f * pw):
-            raise AnyframeInputError(f"height and width must be positive multiples of {f * ph}×{f * pw}, got {height}×{width}")
+        self.limits.check_size(num_frames, height, width)
+
+    def validate(self, request: GenerationRequest) -> GenerationRequest:
+        """The request checked against this model and resolved (:func:`~anyframe.pipelines.request.validate_request`)."""
+        return validate_request(request, self.limits)
 
     @property
     def sampling_defaults(self) -> dict:
@@ -346,162 +379,95 @@ class AnyFramePipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------- call
 
     @torch.no_grad()
-    def __call__(
+    def __call__(self, prompt: str | list[str] = "", keyframes: Sequence[Keyframe] | None = None, *,
+                 guidance: Guidance | None = None, generator: torch.Generator | None = None, latents: Tensor | None = None,
+                 output_type: str = "np", return_latents: bool = False, callback_on_step_end: Callable | None = None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), **request_fields) -> AnyFrameOutput:
+        """Generate videos, diffusers style: the keyword arguments build a :class:`GenerationRequest`
+        (``num_inference_steps`` is its ``steps``; a method's option such as FlashI2V's ``detail=0.2`` goes to its
+        ``options``) and :meth:`generate` runs it. See :meth:`generate` for the other arguments."""
+        request = request_from_kwargs(prompt, keyframes=list(keyframes or []), **request_fields)
+        return self.generate(request, guidance=guidance, generator=generator, latents=latents, output_type=output_type,
+                             return_latents=return_latents, callback_on_step_end=callback_on_step_end,
+                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+
+    @torch.no_grad()
+    def generate(
         self,
-        prompt: str | list[str] = "",
-        negative_prompt: str | list[str] | None = None,
-        keyframes: Sequence[Keyframe] | None = None,
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        guidance_mode: str | None = None,
-        image_guidance_scale: float | None = None,
-        renorm: str | None = MODEL_DEFAULT,
+        request: GenerationRequest,
         guidance: Guidance | None = None,
-        sampler: str | None = None,
         generator: torch.Generator | None = None,
-        seed: int | None = None,
-        frame_stride: float = 1.0,
-        detail: float | None = None,
-        max_sequence_length: int | None = None,
         latents: Tensor | None = None,
         output_type: str = "np",
         return_latents: bool = False,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> AnyFrameOutput:
-        """Generate videos.
+        """Generate the videos of ``request`` (one per prompt).
+
+        The request's settings (:class:`GenerationRequest`) default to the model's own (:attr:`sampling_defaults`:
+        anyframe's models 25 steps of JIT-CFG 7.5 with ``renorm="auto"``; Wan 50 steps of text CFG 5.0 without
+        renormalisation, as diffusers). ``guidance_mode``: ``jit`` (STIV JIT-CFG: text and image dropped
+        together), ``cfg`` (text only), ``text-image`` (separate scales, 3 passes; ``image_guidance_scale``),
+        ``none``. ``renorm``: ``full`` (STIV: always the conditional norm), ``clamp`` (Lumina: only when larger),
+        ``None``, or ``auto``: ``full`` for a prompt-only clip, ``None`` when keyframes are given — on the world
+        model renormalisation lifts text-to-video presence, and with keyframes scores lower on motion and
+        identity, within the intervals of 40 cases (``benchmarks/results/renorm_full_suite.md``).
 
         Args:
-            prompt: one prompt or a list (one video each). May be empty if keyframes are given.
-            negative_prompt: replaces the empty prompt in the unconditional branches.
-            keyframes: images at frame indices (negative = from the end); none = text-to-video.
-            num_frames, height, width: default to the model's training size.
-            num_inference_steps, guidance_scale, guidance_mode, renorm: default to the model's own
-                (:attr:`sampling_defaults`: anyframe's models 25 steps of JIT-CFG 7.5 with ``renorm="auto"``;
-                Wan 50 steps of text CFG 5.0 without renormalisation, as diffusers).
-            guidance_mode: ``jit`` (STIV JIT-CFG: text and image dropped together), ``cfg`` (text only),
-                ``text-image`` (separate scales, 3 passes; ``image_guidance_scale``), ``none``.
-            renorm: ``full`` (STIV: always the conditional norm), ``clamp`` (Lumina: only when larger),
-                ``None``, or ``auto`` (anyframe's models' default): ``full`` for a prompt-only clip, ``None`` when keyframes
-                are given — on the world model renormalisation lifts text-to-video presence, and with keyframes
-                scores lower on motion and identity, within the intervals of 40 cases
-                (``benchmarks/results/renorm_full_suite.md``).
-            guidance: a ready :class:`~anyframe.flow.guidance.Guidance`; overrides the four above.
-            sampler: ``euler`` or ``unipc``; default: the pipeline's scheduler.
-            generator / seed: a CPU generator, or a seed for one (the noise is always drawn on the CPU,
-                so a seed gives the same video on any device). Neither: a random seed, reported.
-            frame_stride: the stride micro condition (1 = consecutive frames).
-            detail: FlashI2V's Fourier cutoff ratio in [0, 1] (lower = more of the image's high-frequency
-                detail; default: the model's, 0.1). Only for methods with Fourier guidance.
-            max_sequence_length: text tokens (default: the tokenizer's length; Wan: 512, as diffusers).
+            guidance: a ready :class:`~anyframe.flow.guidance.Guidance`; overrides the request's guidance settings.
+            generator: a CPU generator (else one seeded by the request's seed; the noise is always drawn on the
+                CPU, so a seed gives the same video on any device). Neither a generator nor a seed: a random
+                seed, reported.
+            latents: the starting noise (``[B, C_state, T_lat, h, w]``) instead of drawing it.
             output_type: ``np`` | ``pt`` | ``pil`` | ``latent``.
-            callback_on_step_end: ``f(pipe, step, timestep, {"latents": x}) -> dict``; a returned
-                ``latents`` replaces the state.
+            callback_on_step_end: ``f(pipe, step, timestep, {"latents": x}) -> dict``; a returned ``latents``
+                replaces the state.
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        keyframes = list(keyframes or [])
-        if not prompts:
-            raise AnyframeInputError("prompt list is empty")
-        if not keyframes and not any(p.strip() for p in prompts):
-            raise AnyframeInputError("give a prompt, a keyframe image, or both")
-        if negative_prompt is None:
-            negatives = [""] * len(prompts)
-        else:
-            negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-            if len(negatives) != len(prompts):
-                raise AnyframeInputError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
-        num_frames = self.default_num_frames if num_frames is None else num_frames
-        height = self.default_height if height is None else height
-        width = self.default_width if width is None else width
-        self.check_size(num_frames, height, width)
-        indices = tuple(resolve_frame_index(k.frame_index, num_frames) for k in keyframes)
-        if len(set(indices)) != len(indices):
-            raise AnyframeInputError(f"two keyframes at the same frame: {list(indices)}")
-        r = self.vae_temporal_compression
-        latent_indices = tuple(latent_frame_index(i, r) for i in indices)
-        if self.conditioning.uses_keyframe_latents and len(set(latent_indices)) != len(latent_indices):
-            raise AnyframeInputError(
-                f"keyframes at frames {list(indices)} fall into the same latent frame of this model's causal VAE "
-                f"(latent frames {list(latent_indices)}; {r} pixel frames each after frame 0)"
-            )
-        reason = self.conditioning.check_keyframes(indices, num_frames)
-        if reason:
-            raise AnyframeInputError(reason)
-        if detail is not None:
-            if not self.conditioning.supports_detail:
-                method = type(self.conditioning).__name__
-                raise AnyframeInputError(f"detail applies to models with Fourier guidance (FlashI2V); this model uses {method}")
-            if not 0.0 <= detail <= 1.0:
-                raise AnyframeInputError(f"detail must be in [0, 1], got {detail}")
         if output_type not in ("np", "pt", "pil", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}")
-        if generator is not None and seed is not None:
+        if generator is not None and request.seed is not None:
             raise ValueError("pass a generator or a seed, not both")
+        request = self.validate(request)
+        seed = request.seed
         if generator is None:
-            seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
             generator = torch.Generator("cpu").manual_seed(seed)
-        settings = self.sampling_settings(num_inference_steps, guidance_scale, guidance_mode, renorm)
-        num_inference_steps = settings["num_inference_steps"]
+        else:
+            seed = None  # (a generator's own state is not a seed that can be reported)
         if guidance is None:
-            guidance_scale, guidance_mode = settings["guidance_scale"], settings["guidance_mode"]
-            renorm = resolve_renorm(settings["renorm"], with_frames=bool(keyframes))
-            guidance = make_guidance(guidance_mode, guidance_scale, image_guidance_scale, renorm)
+            renorm = resolve_renorm(request.renorm, with_frames=bool(request.keyframes))
+            guidance = make_guidance(request.guidance_mode, request.guidance_scale, request.image_guidance_scale, renorm)
 
         device = self._execution_device  # (where models run; with CPU offload, not where they are stored)
-        batch = len(prompts)
-        f = self.vae_scale_factor
-        shape = (batch, self.transformer.latent_channels, num_latent_frames(num_frames, r), height // f, width // f)
+        method = self.conditioning
+        batch = len(request.prompts)
+        f, r = self.vae_scale_factor, self.vae_temporal_compression
+        channels = self.transformer.latent_channels + method.extra_out_channels
+        shape = (batch, channels, num_latent_frames(request.num_frames, r), request.height // f, request.width // f)
 
-        # 1. Encode: text, keyframes, micro conditions, starting noise (CPU generator).
-        text = self.encode_text(prompts, max_sequence_length).to(device)
-        null_text = self.encode_text(negatives, max_sequence_length).to(device)
+        # 1. What every method needs: the prompt, the micro conditions, the starting noise (CPU generator).
+        text = self.encode_text(request.prompts, request.max_sequence_length).to(device)
+        null_text = self.encode_text(request.negative_prompts, request.max_sequence_length).to(device)
         used = max(text.used_length(), null_text.used_length())  # masked padding costs cross-attention time only
         text, null_text = text.trim(used), null_text.trim(used)
-        method = self.conditioning
-        keyframe_latents = condition_latents = pixel_frame_mask = image_embeds = None
-        if keyframes and method.uses_keyframe_latents:
-            keyframe_latents = self.encode_keyframes(keyframes, height, width, indices).to(device, torch.float32)
-            keyframe_latents = keyframe_latents.expand(batch, -1, -1, -1, -1)
-        if keyframes and method.uses_condition_video:
-            condition_latents, pixel_frame_mask = self.encode_condition_video(keyframes, indices, num_frames, height, width)
-            condition_latents = condition_latents.to(device, torch.float32).expand(batch, -1, -1, -1, -1)
-            pixel_frame_mask = pixel_frame_mask.to(device).expand(batch, -1)
-        if keyframes and method.uses_image_embeds:
-            image_embeds = self.encode_image_embeds(keyframes, indices)
-            if image_embeds is not None:
-                image_embeds = image_embeds.to(device).repeat(batch, 1, 1)
         micro = None
         if getattr(self.transformer.config, "use_micro_conditions", False):
-            micro = torch.tensor([[frame_stride, height, width, 0.0, 0.0]], device=device).expand(batch, -1)
+            micro = torch.tensor([[request.frame_stride, request.height, request.width, 0.0, 0.0]], device=device)
+            micro = micro.expand(batch, -1)
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         latents = latents.to(device, torch.float32)
 
-        # 2. The method's state, and the guided velocity.
-        state = self.conditioning.prepare(
-            ConditionInputs(
-                noise=latents,
-                text=text,
-                null_text=null_text,
-                micro_conditions=micro,
-                keyframe_latents=keyframe_latents,
-                keyframe_indices=latent_indices,
-                detail=detail,
-                condition_latents=condition_latents,
-                pixel_frame_mask=pixel_frame_mask,
-                image_embeds=image_embeds,
-            )
-        )
+        # 2. The method encodes what it needs (keyframes, source video...) into its state; the guided velocity.
+        encoders = PipelineEncoders(self, request, latents, text, null_text, micro)
+        state = method.encode(request, encoders)
         velocity = guided_velocity(self.branch_velocity(state), guidance, state.generated_mask())
-        scheduler = self.scheduler if sampler is None else convert_scheduler(self.scheduler, sampler)
+        scheduler = self.scheduler if request.sampler is None else convert_scheduler(self.scheduler, request.sampler)
 
         # 3. Sample.
-        progress = self.progress_bar(total=num_inference_steps)
+        progress = self.progress_bar(total=request.steps)
 
         def on_step(i: int, sigma: Tensor, x: Tensor) -> Tensor | None:
             progress.update()
@@ -511,18 +477,13 @@ class AnyFramePipeline(DiffusionPipeline):
             result = callback_on_step_end(self, i, sigma[0] * 1000, tensors) or {}
             return result.get("latents")
 
-        x = sample(
-            velocity,
-            latents,
-            scheduler,
-            num_inference_steps,
-            after_step=lambda x, s: self.conditioning.after_step(x, s, state),
-            on_step=on_step,
-        )
+        x = sample(velocity, latents, scheduler, request.steps, after_step=lambda x, s: method.after_step(x, s, state),
+                   on_step=on_step)
         progress.close()
-        final = self.conditioning.finalize(x, state)
+        final = method.finalize(x, state)
+        extras = method.outputs(final, state, encoders)
 
-        # 4. Decode.
+        # 4. Decode (the video's channels; a method's own channels come back through ``extras``).
         if output_type == "latent":
             frames = final
         else:
@@ -534,133 +495,41 @@ class AnyFramePipeline(DiffusionPipeline):
             else:
                 frames = [[Image.fromarray(fr) for fr in to_uint8(clip)] for clip in video.cpu().numpy()]
         self.maybe_free_model_hooks()
-        return AnyFrameOutput(
-            frames=frames, latents=final if return_latents else None, seed=seed, keyframe_indices=indices
-        )
+        return AnyFrameOutput(frames=frames, latents=final if return_latents else None, seed=seed,
+                              keyframe_indices=tuple(k.frame_index for k in request.keyframes), request=request,
+                              extras=extras)
 
-
-# ------------------------------------------------------------------------------------------------
-#                               Building a (randomly initialised) pipeline
-# ------------------------------------------------------------------------------------------------
-
-DTYPES = ("auto", "float32", "bfloat16")
-
-
-def native_bf16(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` computes bf16 matrix products in hardware: a CUDA GPU with bf16, or a CPU with
-    AVX512-BF16 or AMX (torch.cpu's own ISA checks, which the CPU build uses to pick its kernels); elsewhere
-    bf16 products are emulated and slower than float32."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
-
-
-def resolve_dtype(dtype: str, device: str | torch.device = "cpu") -> str:
-    """``auto`` → ``bfloat16`` where ``device`` has native bf16 (:func:`native_bf16`), else ``float32``;
-    ``float32`` and ``bfloat16`` stay. On the shipped model bf16 moves none of the standard suite's targets
-    (``benchmarks/results/bf16_inference.md``) and is 1.4–1.7× faster on such a CPU (``generate_speed.md``)."""
-    if dtype not in DTYPES:
-        raise AnyframeInputError(f"dtype must be {', '.join(DTYPES)}, got {dtype!r}")
-    if dtype == "auto":
-        return "bfloat16" if native_bf16(device) else "float32"
-    return dtype
-
-
-def load_pipeline(model_dir: str | os.PathLike, dtype: str = "auto", transformer_file: str | os.PathLike | None = None,
-                  device: str | torch.device = "cpu") -> AnyFramePipeline:
-    """A pipeline folder (anyframe's, or a diffusers Wan2.1 one) with its weights at ``dtype``: ``float32``,
-    ``bfloat16``, or ``auto`` (:func:`resolve_dtype` for the ``device`` it will run on: bf16 where that is
-    native). The VAE stays float32 (decoding in bf16 costs quality for little memory; the Wan loader does so
-    itself). Callers that report the dtype resolve it first (:func:`resolve_dtype`) and pass the result."""
-    from anyframe.models.wan_loading import is_wan_folder
-
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[resolve_dtype(dtype, device)]
-    kwargs = {}
-    if transformer_file is not None:
-        if not is_wan_folder(model_dir):
-            raise AnyframeInputError("--transformer-file applies to a diffusers Wan2.1 folder given as --model")
-        kwargs["transformer_file"] = transformer_file
-    if is_wan_folder(model_dir):
-        kwargs["torch_dtype"] = torch_dtype
-    else:  # diffusers deprecates torch_dtype for dtype
-        kwargs["dtype"] = {"default": torch_dtype, "vae": torch.float32}
-    return AnyFramePipeline.from_pretrained(model_dir, **kwargs)
-
-
-WORLD_PRESETS = {
-    # size: (backbone, autoencoder, text encoder, pixels, frames, tokenizer length)
-    # max_length: world captions of up to 4 objects run to ~122 word tokens (95th percentile ~96)
-    "tiny": dict(backbone="tiny", autoencoder="tiny", text_encoder="tiny", pixels=16, frames=8, max_length=32),
-    "S": dict(backbone="S", autoencoder="S", text_encoder="S", pixels=32, frames=16, max_length=128),
-}
-
-
-def build_world_pipeline(
-    size: str = "S",
-    seed: int = 0,
-    shift: float = 1.0,
-    method: str = "frame_replacement",
-    method_options: dict | None = None,
-    **backbone_kwargs,
-) -> AnyFramePipeline:
-    """A randomly initialised world-scale pipeline (the starting point of training, and of tests).
-    ``method`` names the conditioning method (``anyframe.conditioning.METHODS``); ``method_options`` are
-    its constructor's arguments (e.g. ``{"clean_timestep": True}`` for frame replacement)."""
-    if size not in WORLD_PRESETS:
-        raise ValueError(f"unknown world preset {size!r} ({', '.join(WORLD_PRESETS)})")
-    p = WORLD_PRESETS[size]
-    torch.manual_seed(seed)
-    from anyframe.world import world_vocabulary
-
-    tokenizer = build_word_tokenizer(world_vocabulary(), max_length=p["max_length"])
-    text_encoder = build_t5_encoder(p["text_encoder"], len(tokenizer))
-    vae = build_world_autoencoder(p["autoencoder"], sample_size=p["pixels"])
-    latent = p["pixels"] // spatial_compression(vae)
-    transformer = build_stiv(
-        p["backbone"],
-        **{
-            "in_channels": vae.config.latent_channels,
-            "text_dim": text_encoder.config.d_model,
-            "sample_size": (p["frames"], latent, latent),
-            **backbone_kwargs,
-        },
-    )
-    from anyframe.conditioning import build_method
-
-    conditioning = build_method(method, transformer, **(method_options or {}))
-    transformer = conditioning.adapt_backbone(transformer)
-    return AnyFramePipeline(
-        transformer=transformer.eval(),  # eval, like diffusers' loader: train mode changes attention kernels
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=tokenizer,
-        scheduler=make_scheduler("euler", shift),
-        conditioning=conditioning.eval(),
-    )
-
-
-def build_wan_pipeline(
-    size: str = "tiny",
-    kind: str = "t2v",
-    seed: int = 0,
-    method: str | None = None,
-    method_options: dict | None = None,
-    vocabulary=None,
-    **backbone_kwargs,
-) -> AnyFramePipeline:
-    """A randomly initialised tiny Wan pipeline (tests, CPU smoke runs of the recipe): ``kind`` t2v | i2v |
-    flf2v; ``method`` defaults to the backbone's (frame replacement on T2V, Wan I2V on I2V)."""
-    if size != "tiny":
-        raise ValueError("only the tiny Wan preset is built at random; load real weights with from_pretrained")
-    from anyframe.conditioning import build_method
-    from anyframe.models.wan import tiny_wan_components
-    from anyframe.models.wan_loading import default_method
-
-    components = tiny_wan_components(kind, seed=seed, vocabulary=vocabulary, **backbone_kwargs)
-    transformer = components["transformer"]
-    conditioning = default_method(transformer) if method is None else build_method(method, transformer, **(method_options or {}))
-    return AnyFramePipeline(**components, conditioning=conditioning.eval())
+    def generate_chunks(
+        self,
+        requests: GenerationRequest | Iterable[GenerationRequest],
+        next_request: Callable[[int, AnyFrameOutput], GenerationRequest | None] | None = None,
+        on_chunk: Callable[[int, AnyFrameOutput], None] | None = None,
+        max_chunks: int | None = None,
+        **generate_kwargs,
+    ) -> list[AnyFrameOutput]:
+        """Run the sampler loop over chunks: each request is generated, decoded, and handed to ``on_chunk(i,
+        output)`` (write it, show it) as soon as it is done. ``requests`` is a sequence of requests, or the first
+        one with ``next_request(i, output)`` giving the request after chunk ``i`` from its output (e.g. its last
+        frame as the next chunk's keyframe 0 — a continuation), None to stop. Returns the outputs in order."""
+        if isinstance(requests, GenerationRequest):
+            if next_request is None and max_chunks is None:
+                max_chunks = 1
+            pending: Iterable[GenerationRequest] | None = None
+            request: GenerationRequest | None = requests
+        else:
+            if next_request is not None:
+                raise ValueError("give a sequence of requests or a first request with next_request, not both")
+            pending, request = iter(requests), None
+        outputs: list[AnyFrameOutput] = []
+        while max_chunks is None or len(outputs) < max_chunks:
+            if pending is not None:
+                request = next(pending, None)
+            if request is None:
+                break
+            output = self.generate(request, **generate_kwargs)
+            outputs.append(output)
+            if on_chunk is not None:
+                on_chunk(len(outputs) - 1, output)
+            if pending is None:
+                request = None if next_request is None else next_request(len(outputs) - 1, output)
+        return outputs

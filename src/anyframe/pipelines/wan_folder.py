@@ -1,4 +1,4 @@
-"""Loading Wan2.1 weights a user already has, into an :class:`~anyframe.pipeline.AnyFramePipeline`.
+"""Loading Wan2.1 weights a user already has, into an :class:`~anyframe.pipelines.anyframe.AnyFramePipeline`.
 
 Two layouts:
 
@@ -25,6 +25,8 @@ import torch
 from diffusers import AutoencoderKLWan
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModel, UMT5EncoderModel
 
+from anyframe.conditioning.frame_replacement import FrameReplacement
+from anyframe.conditioning.wan_i2v import WanI2V
 from anyframe.errors import AnyframeInputError
 from anyframe.models.wan import WanBackbone
 
@@ -46,8 +48,6 @@ def is_wan_folder(path: str | Path) -> bool:
 
 def default_method(transformer: WanBackbone):
     """Frame replacement for a T2V backbone; Wan's I2V conditioning for an I2V / FLF2V one."""
-    from anyframe.conditioning import FrameReplacement, WanI2V
-
     if transformer.config.in_channels == transformer.latent_channels:
         return FrameReplacement()
     return WanI2V.for_backbone(transformer)
@@ -69,18 +69,18 @@ def load_wan_transformer(folder: Path, transformer_file: str | Path | None = Non
                                         torch_dtype=torch_dtype, local_files_only=True)
 
 
-def load_wan_pipeline(path: str | Path, pipeline_class=None, torch_dtype: torch.dtype | None = None,
+def load_wan_pipeline(path: str | Path, pipeline_class, torch_dtype: torch.dtype | None = None,
                       conditioning=None, transformer_file: str | Path | None = None, **unused):
     """An anyframe pipeline from a diffusers Wan folder (see the module doc).
 
     Args:
+        pipeline_class: the pipeline to build (``AnyFramePipeline``; passed in, so that this module does not
+            import the pipeline module, which imports it).
         torch_dtype: of the transformer, text encoder and image encoder (e.g. ``torch.bfloat16``); the VAE
             stays float32, as Wan recommends.
         conditioning: a method to use instead of the default for the backbone (e.g. ``FlashI2V``).
         transformer_file: an original-layout Wan transformer checkpoint to load instead of the folder's.
     """
-    if pipeline_class is None:
-        from anyframe.pipeline import AnyFramePipeline as pipeline_class
     path = Path(path)
     index = _model_index(path)
     try:
