@@ -62,6 +62,7 @@ def test_validation_resolves_what_will_run(pipe):
     (dict(source_video=np.zeros((8, 16, 16, 3))), "source_video is not used"),
     (dict(style="watercolour"), "style is not used"),
     (dict(masks=True), "masks is not used"),
+    (dict(keyframes=[Keyframe(IMAGE, None)]), "a keyframe without a frame index: this model's method (frame_replacement)"),
     (dict(options={"detail": 0.2}), "detail does not apply to this model's method (frame_replacement)"),
     (dict(options={"colour": 1}), "colour does not apply"),
 ])

@@ -35,10 +35,12 @@ ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 @dataclass
 class Keyframe:
-    """An image placed at a frame. ``frame_index`` may be negative (counted from the end)."""
+    """An image placed at a frame. ``frame_index`` may be negative (counted from the end), or ``None``: the image
+    belongs somewhere in the clip and the model's method places it (a narrator: methods that read
+    ``unplaced_keyframes``)."""
 
     image: ImageLike
-    frame_index: int = 0
+    frame_index: int | None = 0
 
 
 @dataclass
@@ -201,8 +203,13 @@ def validate_request(request: GenerationRequest, limits: ModelLimits,
                              zip((request.num_frames, request.height, request.width), limits.default_video_size))
     frames, height, width = _int("num_frames", frames, 1), _int("height", height, 1), _int("width", width, 1)
     limits.check_size(frames, height, width)
-    keyframes = [Keyframe(k.image, resolve_frame_index(k.frame_index, frames)) for k in request.keyframes]
-    indices = [k.frame_index for k in keyframes]
+    if any(k.frame_index is None for k in request.keyframes) and "unplaced_keyframes" not in limits.method.request_fields:
+        names = "+".join(m.name for m in limits.method.methods)
+        raise AnyframeInputError(f"a keyframe without a frame index: this model's method ({names}) does not place "
+                                 "images itself; give each image its frame")
+    keyframes = [Keyframe(k.image, None if k.frame_index is None else resolve_frame_index(k.frame_index, frames))
+                 for k in request.keyframes]
+    indices = [k.frame_index for k in keyframes if k.frame_index is not None]
     if len(set(indices)) != len(indices):
         raise AnyframeInputError(f"two keyframes at the same frame: {indices}")
     frame_prompts = {}
