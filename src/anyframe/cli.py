@@ -120,7 +120,6 @@ def parse_image_spec(spec: str) -> tuple[Path, int]:
 
 
 def _silence_libraries() -> None:
-
     # CRITICAL, not ERROR: diffusers logs a failed component fetch at ERROR before raising, and the
     # CLI reports that failure itself, on one line.
     diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
@@ -173,7 +172,6 @@ def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: 
 
 def parse_options(items: list[str]) -> dict:
     """``--option key=value`` (repeatable) → the method's request options; values read as YAML (numbers, bools)."""
-
     options = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -187,14 +185,12 @@ def parse_options(items: list[str]) -> dict:
 
 
 def _check_dtype(dtype: str) -> None:
-
     if dtype not in DTYPES:
         raise AnyframeInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def _renorm_flag(renorm: str | None) -> str | None:
     """``--renorm`` → the pipeline's ``renorm``: not given → the model's own, ``none`` → no renormalisation."""
-
     return MODEL_DEFAULT if renorm is None else None if renorm == "none" else renorm
 
 
@@ -360,7 +356,6 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train from a YAML recipe; on one process, or under `accelerate launch` on several."""
-
     cfg = load_config(config, overrides)
     if stop_after is not None and stop_after < 1:
         raise AnyframeInputError(f"--stop-after must be at least 1, got {stop_after}")
@@ -518,7 +513,6 @@ def world_sample(
     out: Path = typer.Option(..., "--out", "-o", help="Suite file to write (.jsonl)."),
 ) -> None:
     """Write an evaluation suite (JSONL: task, scene program, conditions, what to score)."""
-
     if split not in SPLITS:
         raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     unknown = [t for t in task if t not in TASKS]

@@ -80,3 +80,20 @@ def test_config_differences():
     a = load_config(None).to_dict()
     b = load_config(None, ["optim.lr=1", "train.steps=5"]).to_dict()
     assert config_differences(a, b) == ["optim.lr", "train.steps"]
+
+
+def test_a_recipe_recorded_with_the_old_flat_conditioning_section_still_reads():
+    # checkpoints record their recipe; before per-method options the section held every method's options at
+    # their defaults, and flow held the world loss weights: such a record reads, and means the same run
+    old = {"conditioning": {"method": "flashi2v", "clean_timestep": False, "text_dropout": 0.1, "image_dropout": 0.08,
+                            "task_weights": {}, "max_k": None, "latent_shift": False, "fourier": True,
+                            "detail_range": [0.05, 0.95]},
+           "flow": {"sigma_distribution": "logit_normal", "object_weight": 0.0, "temporal_weight": 0.0}}
+    cfg = RecipeConfig.model_validate(old)
+    assert cfg.conditioning.method == "flashi2v" and cfg.conditioning.latent_shift is False
+    assert "clean_timestep" not in cfg.to_dict()["conditioning"] and cfg.conditioning.addons == []
+    weighted = RecipeConfig.model_validate({"data": {"source": "world"}, "flow": {"object_weight": 4.0}})
+    assert weighted.conditioning.addons == [{"method": "loss_weighting", "object_weight": 4.0, "temporal_weight": 0.0}]
+    assert config_differences(RecipeConfig.model_validate(cfg.to_dict()).to_dict(), cfg.to_dict()) == []
+    with pytest.raises(ValueError, match="clean_timestep does not apply to the flashi2v method"):
+        RecipeConfig.model_validate({"conditioning": {"method": "flashi2v", "clean_timestep": True}})

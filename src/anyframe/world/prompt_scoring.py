@@ -41,6 +41,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from anyframe.errors import AnyframeInputError
 from anyframe.world import vocab
@@ -70,8 +71,6 @@ def _shape_share(tr: Track, shape: str) -> float:
 
 
 def _match(meaning: SceneSemantics, tracks: list[Track], shape_first: bool) -> dict[int, int]:
-    from scipy.optimize import linear_sum_assignment
-
     n, m = len(meaning.objects), len(tracks)
     if not n or not m:
         return {}

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from anyframe.errors import AnyframeInputError
-from anyframe.io import read_jsonl
+from anyframe.io import atomic_path, read_jsonl
 from anyframe.world.captions import caption
 from anyframe.world.edits import make_edit
 from anyframe.world.sampling import SPLITS, scene_for_seed
@@ -186,8 +186,6 @@ def builtin_suite(name: str) -> list[Case]:
 
 
 def write_suite(cases: list[Case], path: str | Path) -> Path:
-    from anyframe.io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text("".join(c.to_json() + "\n" for c in cases))
     return Path(path)
