@@ -11,14 +11,19 @@ model's autoencoder (``benchmarks/results/oracle_calibration.json``), and the qu
 (``benchmarks/results/default_model/curve.json``). The reports are also copied to
 ``benchmarks/results/default_model/`` (the per-case record of the shipped model). Atomic: the folder
 appears complete or not at all.
+
+What the card says about the results is computed as *findings* — small dataclasses from the ``*_finding``
+functions (a verdict, the numbers behind it), which tests check by value — and put into words in one
+place, :func:`prose` (a template per finding); :func:`card` lays out the card around them.
 """
 
-from __future__ import annotations
-
+# (no `from __future__ import annotations`: the tests load this file by path, outside sys.modules, where
+# dataclasses cannot resolve string annotations)
 import argparse
 import json
 import platform
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,7 +33,7 @@ from anyframe.evaluation.targets import (TARGETS, excludes_zero, format_differen
                                         paired_differences, task_scores)
 from anyframe.evaluation.targets import format_value as fmt
 from anyframe.io import atomic_dir
-from anyframe.pipeline import AnyFramePipeline
+from anyframe.pipelines import AnyFramePipeline
 
 MAX_MB = 50
 RESULTS = Path("benchmarks/results")
@@ -199,101 +204,167 @@ def size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
-def comparison(result: dict, label: str | None = None) -> tuple[str, str, list[dict], list[dict], int]:
-    """A ``benchmarks/compare_reports.py`` result: (baseline, the compared report — ``label``, default the
-    last —, the rows it is better on, worse on, and how many are not distinguishable: the difference's 95 %
-    interval holds zero, or it is within the noise floor)."""
+# ------------------------------------------------------------------------------------------ findings
+# What the benchmark results say, as data: each ``*_finding`` function reads one result (None where it is
+# missing) and returns a small dataclass; :func:`prose` alone puts findings into the card's words.
+
+
+def _pair(interval: dict | None) -> tuple[float, float] | None:
+    """A ``{"low", "high"}`` interval as ``(low, high)``."""
+    return (interval["low"], interval["high"]) if interval else None
+
+
+@dataclass(frozen=True)
+class Move:
+    """One target's difference between two reports (a ``benchmarks/compare_reports.py`` row)."""
+
+    task: str
+    measure: str
+    delta: float
+    interval: tuple[float, float] | None = None  # its 95 % interval
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A ``benchmarks/compare_reports.py`` result: report ``label`` against the first, ``base`` — the targets it
+    is better and worse on, how many are not distinguishable (the difference's 95 % interval holds zero, or it
+    is within the noise floor), and the three largest differences in size (rates only: PSNR has its own
+    scale)."""
+
+    base: str
+    label: str
+    better: tuple[Move, ...]
+    worse: tuple[Move, ...]
+    same: int
+    largest: tuple[Move, ...] = ()
+
+    @property
+    def targets(self) -> int:
+        return len(self.better) + len(self.worse) + self.same
+
+
+def comparison(result: dict, label: str | None = None) -> Comparison:
+    """Report ``label`` (default the last) of a ``compare_reports.py`` result against its first report."""
     base, label = list(result["reports"])[0], label or list(result["reports"])[-1]
     rows = [r for r in result["rows"] if r["versus_first"].get(label)]
-    pick = lambda v: [r for r in rows if r["versus_first"][label]["verdict"] == v]  # noqa: E731
-    return base, label, pick("better"), pick("worse"), len(pick("same"))
 
-
-def moves(rows: list[dict], label: str) -> str:
-    """``task measure ±delta [95 % interval]`` of comparison rows, for report ``label``."""
-    def move(r: dict) -> str:
+    def move(r: dict) -> Move:
         v = r["versus_first"][label]
-        i = v.get("interval")
-        return f"{r['task']} {r['measure']} {v['delta']:+.3f}" + (f" [{i['low']:+.3f}, {i['high']:+.3f}]" if i else "")
-    return ", ".join(move(r) for r in rows)
+        return Move(r["task"], r["measure"], v["delta"], _pair(v.get("interval")))
+
+    pick = lambda verdict: tuple(move(r) for r in rows if r["versus_first"][label]["verdict"] == verdict)  # noqa: E731
+    rates = [r for r in rows if r["key"] != "keyframe_psnr"]
+    largest = sorted(rates, key=lambda r: -abs(r["versus_first"][label]["delta"]))[:3]
+    return Comparison(base, label, pick("better"), pick("worse"), len(pick("same")), tuple(move(r) for r in largest))
 
 
-def largest(result: dict, label: str, n: int = 3) -> list[dict]:
-    """The ``n`` rows whose difference for ``label`` is largest in size (rates only: PSNR has its own scale)."""
-    rows = [r for r in result["rows"] if r["versus_first"].get(label) and r["key"] != "keyframe_psnr"]
-    return sorted(rows, key=lambda r: -abs(r["versus_first"][label]["delta"]))[:n]
+@dataclass(frozen=True)
+class CeilingFinding:
+    """The T2V autoencoder ceiling (the true clips encoded and decoded): what a backbone that denoised to the
+    exact true latents would score."""
+
+    presence: float
+    color_binding: float
+    motion_direction: float
 
 
-def cooldown_lines(result: dict | None, loss: dict | None = None) -> list[str]:
-    """What the cooldown buys at equal steps (``benchmarks/results/cooldown.json``; its paired training
-    loss, ``cooldown_loss.json``)."""
+def ceiling_finding(ceiling: dict | None) -> CeilingFinding | None:
+    if not ceiling or "t2v" not in ceiling:
+        return None
+    t = ceiling["t2v"]
+    return CeilingFinding(t["presence"], t["color_binding"], t["motion_direction"])
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A sweep setting's difference from the default on one key, with its 95 % interval over the cases (when
+    the sweep kept per-case scores)."""
+
+    delta: float
+    setting: str
+    key: str
+    interval: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class SweepFinding:
+    """What the sampling sweep (``benchmarks/results/sampling_sweep.json``) says about the step count and
+    guidance scale, and what its check on the whole standard suite (``guidance_full_suite.json``) says."""
+
+    n: int  # cases
+    task: str
+    step: int | None  # the export the sweep sampled (None: not recorded)
+    settings: tuple[str, ...]  # tried against the default
+    best: Difference  # the largest difference over presence, colour binding and motion direction
+    worst: Difference  # the smallest (the largest loss)
+    gain: bool  # the sweep shows a gain: an interval above zero (per-case scores), else a mean ≥ +0.05
+    check: Comparison | None = None  # the full-suite check, when run
+
+    @property
+    def held(self) -> bool | None:
+        """Whether the full-suite check found any target better (None: no check)."""
+        return None if self.check is None else bool(self.check.better)
+
+    @property
+    def helps(self) -> bool:
+        """The verdict: the sweep shows a gain and the full-suite check, if run, did not lose it."""
+        return self.gain and self.held is not False
+
+
+def sweep_finding(sweep: dict | None, check: dict | None = None) -> SweepFinding | None:
+    if not sweep:
+        return None
+    rows, keys = sweep["rows"], ("presence", "color_binding", "motion_direction")
+    base = rows[0]["metrics"]
+    if all("cases" in r for r in rows):  # per-case scores: paired differences with 95 % intervals
+        paired = [(d[k], setting, k) for d, setting in
+                  ((paired_differences(rows[0]["cases"], r["cases"]), r["setting"]) for r in rows[1:]) for k in keys if k in d]
+        deltas = [Difference(d["delta"], setting, k, _pair(d["interval"])) for d, setting, k in paired]
+        gain = any(excludes_zero(d["interval"]) and d["delta"] > 0 for d, _, _ in paired)
+    else:  # a sweep measured before per-case scores were kept: means only
+        deltas = [Difference(r["metrics"][k] - base[k], r["setting"], k) for r in rows[1:] for k in keys
+                  if r["metrics"].get(k) is not None and base.get(k) is not None]
+        gain = max(d.delta for d in deltas) >= 0.05
+    return SweepFinding(sweep["n"], sweep["task"], sweep.get("step"), tuple(r["setting"] for r in rows[1:]),
+                        best=max(deltas, key=lambda d: d.delta), worst=min(deltas, key=lambda d: d.delta), gain=gain,
+                        check=comparison(check) if check else None)
+
+
+@dataclass(frozen=True)
+class RenormFinding:
+    """What renormalisation does on the whole suite (``benchmarks/results/renorm_full_suite.json``): each
+    setting against the first (renormalising every task)."""
+
+    base: str
+    settings: tuple[Comparison, ...]
+
+
+def renorm_finding(result: dict | None) -> RenormFinding | None:
     if not result:
-        return []
-    base, label, better, worse, same = comparison(result)
-    lines = [f"- **{'A cooldown helps' if better and not worse else 'The cooldown'}** (`benchmarks/results/cooldown.md`): "
-             f"{label} against {base} is better on {len(better)} targets" + (f" ({moves(better, label)})" if better else "") + ",",
-             f"  worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "") + f", not distinguishable on {same}"
-             + ("." if better or worse else f" (largest moves, 95 % intervals: {moves(largest(result, label), label)}).")]
-    if loss and loss.get("rows"):
-        end = loss["rows"][-1]
-        lines[-1] += (f" On the same batches its training loss is {100 * -end['relative']:.0f} % lower than the "
-                      f"constant-LR run's by the end (`cooldown_loss.md`).")
-    return lines
+        return None
+    labels = list(result["reports"])
+    return RenormFinding(labels[0], tuple(comparison(result, label) for label in labels[1:]))
 
 
-def renorm_lines(result: dict | None) -> list[str]:
-    """What renormalisation does, task by task, on the whole suite (``benchmarks/results/renorm_full_suite.json``:
-    each setting against renormalising every task)."""
+@dataclass(frozen=True)
+class CooldownFinding:
+    """What the cooldown buys at equal steps (``benchmarks/results/cooldown.json``), and its paired training
+    loss (``cooldown_loss.json``) by the end."""
+
+    comparison: Comparison
+    loss_lower: float | None = None  # the branch's loss below the constant-LR run's, relative: 0.1 = 10 % lower
+
+    @property
+    def helps(self) -> bool:
+        """Better on some target and worse on none."""
+        return bool(self.comparison.better) and not self.comparison.worse
+
+
+def cooldown_finding(result: dict | None, loss: dict | None = None) -> CooldownFinding | None:
     if not result:
-        return []
-    lines = []
-    for label in list(result["reports"])[1:]:
-        base, _, better, worse, same = comparison(result, label)
-        lines.append(f"  {label}: better on {len(better)}" + (f" ({moves(better, label)})" if better else "")
-                     + f", worse on {len(worse)}" + (f" ({moves(worse, label)})" if worse else "")
-                     + f", not distinguishable on {same}; largest moves, 95 % intervals: {moves(largest(result, label), label)}.")
-    return [f"- **What renormalisation does** (`benchmarks/results/renorm_full_suite.md`; against {base}):", *lines]
-
-
-def gap_lines(ceiling: dict | None, sweep: dict | None, check: dict | None = None) -> list[str]:
-    """What the autoencoder ceiling, the sampling sweep and its full-suite check
-    (``benchmarks/compare_reports.py``' ``guidance_full_suite``) say about where the gap is."""
-    lines = []
-    if ceiling and "t2v" in ceiling:
-        t = ceiling["t2v"]
-        lines += ["- **It is the backbone, not the autoencoder.** Through the autoencoder the true T2V clips score presence",
-                  f"  {t['presence']:.2f}, colour binding {t['color_binding']:.2f} and motion direction "
-                  f"{t['motion_direction']:.2f} (the column above): the content and motion gaps are the backbone's."]
-    if sweep:
-        rows, keys = sweep["rows"], ("presence", "color_binding", "motion_direction")
-        base = rows[0]["metrics"]
-        if all("cases" in r for r in rows):  # per-case scores: paired differences with 95 % intervals
-            paired = [(paired_differences(rows[0]["cases"], r["cases"]), r["setting"]) for r in rows[1:]]
-            deltas = [(d[k]["delta"], setting, k, d[k]["interval"]) for d, setting in paired for k in keys if k in d]
-            helps = any(excludes_zero(i) and delta > 0 for delta, _, _, i in deltas)
-        else:  # a sweep measured before per-case scores were kept: means only
-            deltas = [(r["metrics"][k] - base[k], r["setting"], k, None) for r in rows[1:] for k in keys
-                      if r["metrics"].get(k) is not None and base.get(k) is not None]
-            helps = max(deltas)[0] >= 0.05
-        gain, worst = max(deltas, key=lambda d: d[0]), min(deltas, key=lambda d: d[0])
-        lead = "The guidance scale or step count can help" if helps else "Nor is it the step count or guidance scale"
-        if check:
-            _, label, better, worse, same = comparison(check)
-            if not better:
-                lead = "Nor is it the step count or guidance scale"
-        which = f"the step-{sweep['step']:,} model" if sweep.get("step") else "an earlier export of this run"
-        lines += [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {sweep['n']} held-out "
-                  f"{sweep['task'].upper()} cases, on {which}): of "
-                  + ", ".join(r["setting"] for r in rows[1:]) + ",",
-                  f"  the best difference from the default is {format_difference(gain[0], gain[3], bold=False)} ({gain[2]}, "
-                  f"{gain[1]}); the largest loss {format_difference(worst[0], worst[3], bold=False)} ({worst[2]}, {worst[1]})"
-                  + (" — differences with their 95 % intervals over the cases." if gain[3] else ".")]
-        if check:
-            lines += [f"  On the whole standard suite (`benchmarks/results/guidance_full_suite.md`) {label} is better on "
-                      f"{len(better)}, worse on {len(worse)} and not distinguishable on {same} of the "
-                      f"{len(better) + len(worse) + same} targets"
-                      + (": the sweep's gain did not hold, and the default stays." if not better else ".")]
-    return lines
+        return None
+    end = loss["rows"][-1] if loss and loss.get("rows") else None
+    return CooldownFinding(comparison(result), None if end is None else -end["relative"])
 
 
 def object_groups(report: dict) -> dict[tuple[str, int], dict[str, list[float]]]:
@@ -314,90 +385,298 @@ def object_groups(report: dict) -> dict[tuple[str, int], dict[str, list[float]]]
     return groups
 
 
-def motion_lines(report: dict, motion: dict | None = None) -> list[str]:
-    """Why motion lags: the one-object TI2V gap from the report, and, when ``benchmarks/motion_diagnosis.py``
-    has been run, whether the model follows the prompt's direction words at all."""
+@dataclass(frozen=True)
+class MotionLagFinding:
+    """The one-object TI2V cases of the standard report: mean presence against mean motion direction."""
+
+    presence: float
+    motion_direction: float
+
+
+def motion_finding(report: dict) -> MotionLagFinding | None:
     one = object_groups(report).get(("ti2v", 1))
     if not one or not one["presence"] or not one["motion_direction"]:
-        return []
+        return None
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    lines = ["- **Motion lags as a skill, not as binding.** With one object and its image given (TI2V), presence is",
-             f"  {mean(one['presence']):.2f} but motion direction {mean(one['motion_direction']):.2f} (table below), "
-             "and prediction and any-frame motion lag too."]
+    return MotionLagFinding(mean(one["presence"]), mean(one["motion_direction"]))
+
+
+@dataclass(frozen=True)
+class ReverseFinding:
+    """The reversed-prompt test (one-object TI2V, moving straight): shares of cases whose object goes the
+    prompt's way with the true prompt, and with the direction words reversed the prompt's way, the image's
+    true way, or neither."""
+
+    true_follows_prompt: float
+    reversed_follows_prompt: float
+    reversed_follows_image: float
+    reversed_neither: float
+
+    @property
+    def image_wins(self) -> bool:
+        """With the words reversed, the object follows the image more often than the prompt."""
+        return self.reversed_follows_image > self.reversed_follows_prompt
+
+
+@dataclass(frozen=True)
+class DirectionFinding:
+    """Whether the model follows the prompt's direction words (``benchmarks/results/motion_diagnosis.json``):
+    per task, the median angle between the detected and the true displacement and the share within 45°."""
+
+    n: int  # cases a task
+    objects: int | None  # objects per case (None: any count)
+    t2v_angle: float
+    t2v_within_45: float
+    ti2v_angle: float
+    ti2v_within_45: float
+    reverse: ReverseFinding | None = None
+
+    @property
+    def learned(self) -> bool:
+        """T2V goes within 45° of the words' direction in at least 40 % of windows (a random direction: 25 %)."""
+        return self.t2v_within_45 >= 0.4
+
+
+def direction_finding(motion: dict | None) -> DirectionFinding | None:
     rows = {r["task"]: r for r in (motion or {}).get("rows", []) if r["model"] != "autoencoder ceiling"}
-    if "t2v" in rows and "ti2v" in rows:
-        t2v, ti2v = rows["t2v"], rows["ti2v"]
-        lead = ("It has not learned the direction words" if t2v["within_45"] < 0.4
-                else "It follows the direction words, imprecisely")
-        lines += [f"- **{lead}** (`benchmarks/results/motion_diagnosis.md`, {motion['n']} "
-                  f"{'one' if motion.get('objects') == 1 else motion.get('objects') or 'any-count'}-object cases a task, "
-                  "every 4-frame window):",
-                  f"  in T2V the detected displacement is off the true one by {t2v['angle_median']:.0f}° (median), "
-                  f"{100 * t2v['within_45']:.0f} % within 45° where a random",
-                  f"  direction gives 25 %; in TI2V by {ti2v['angle_median']:.0f}°, {100 * ti2v['within_45']:.0f} % "
-                  "within 45° (the target needs 22.5°)."]
-        reverse = next(iter((motion or {}).get("reverse", {}).values()), None)
-        if reverse:
-            true, rev = reverse["true prompt"], reverse["reversed prompt"]
-            lines += [f"  Reversed-prompt test (one-object TI2V, moving straight): with the true prompt the object goes the "
-                      f"prompt's way in {100 * true['follows the prompt']:.0f} % of cases;",
-                      f"  with the direction words reversed, the prompt's way in {100 * rev['follows the prompt']:.0f} %, "
-                      f"the image's true way in {100 * rev['follows the image']:.0f} %, neither in "
-                      f"{100 * rev['neither']:.0f} %."]
-            if rev["follows the image"] > rev["follows the prompt"]:
-                lines += ["  In TI2V the direction comes mostly from where the image puts the object (world objects never",
-                          "  leave the canvas), not from the text."]
-            else:
-                lines += ["  Text and image both steer it: set against each other it mostly follows neither (the reversed",
-                          "  way would take the object off the canvas, which no training clip does)."]
-    return lines
+    if "t2v" not in rows or "ti2v" not in rows:
+        return None
+    t2v, ti2v = rows["t2v"], rows["ti2v"]
+    reversed_test, reverse = next(iter(motion.get("reverse", {}).values()), None), None
+    if reversed_test:
+        true, rev = reversed_test["true prompt"], reversed_test["reversed prompt"]
+        reverse = ReverseFinding(true["follows the prompt"], rev["follows the prompt"], rev["follows the image"],
+                                 rev["neither"])
+    return DirectionFinding(motion["n"], motion.get("objects"), t2v["angle_median"], t2v["within_45"],
+                            ti2v["angle_median"], ti2v["within_45"], reverse)
 
 
-def steps_lines(curve: dict | None, step: int) -> list[str]:
-    """What more steps of this run would buy, from the log-linear trend ``default_model_curve.py`` fits."""
+@dataclass(frozen=True)
+class StepsFinding:
+    """What more steps of this run would buy, from the log-linear trend ``default_model_curve.py`` fits (an
+    order of magnitude, not a promise): the keys it reaches, each with its reach step over the steps so far,
+    and the keys that rise too slowly (``flat`` or far)."""
+
+    fitted: bool  # False: the curve has no trend fitted
+    reach: tuple[tuple[str, float], ...] = ()  # (task and measure, reach step / steps so far)
+    stuck: tuple[tuple[str, bool], ...] = ()  # (task and measure, flat)
+
+
+def steps_finding(curve: dict | None, step: int) -> StepsFinding:
     trend = (curve or {}).get("trend")
     if not trend:
-        return ["- **More video steps.** The scores still rise with training (curve below)."]
+        return StepsFinding(fitted=False)
     label = {f"{task}/{key}": f"{task} {name}" for task, name, key, _ in TARGETS}
-    reach = [f"{label[k]} ~{t['reach_step'] / step:.0f}×" for k, t in trend.items() if t["verdict"] == "reachable"]
-    stuck = [label[k] + (" (flat)" if t["verdict"] == "flat" else "") for k, t in trend.items()
-             if t["verdict"] in ("flat", "far")]
-    return ["- **More video steps — for some keys.** `benchmarks/results/default_model/curve.md` fits each key "
-            "against log2(step)",
-            "  over the curve's points and extrapolates to its target (an order of magnitude, not a promise): "
-            + (", ".join(reach) + " the steps so far;" if reach else ""),
-            "  " + (", ".join(stuck) + " rise too slowly for steps alone to reach them at this model size and batch."
-                    if stuck else "")]
+    return StepsFinding(
+        fitted=True,
+        reach=tuple((label[k], t["reach_step"] / step) for k, t in trend.items() if t["verdict"] == "reachable"),
+        stuck=tuple((label[k], t["verdict"] == "flat") for k, t in trend.items() if t["verdict"] in ("flat", "far")))
 
 
-def content_lines(content: dict | None) -> list[str]:
-    """What T2V gets wrong about the objects, from ``benchmarks/content_diagnosis.py``."""
+@dataclass(frozen=True)
+class ContentFinding:
+    """What T2V gets wrong about the objects (``benchmarks/results/content_diagnosis.json``), per number of
+    objects asked for: the shares of objects whose track has the wrong shape, the wrong colour, or that have
+    no track, and the tracks read per object asked for."""
+
+    n: int  # cases per count
+    wrong_shape: tuple[float, ...]
+    wrong_colour: tuple[float, ...]
+    no_track: tuple[float, ...]
+    tracks_per_object: tuple[float, ...]
+
+
+def content_finding(content: dict | None) -> ContentFinding | None:
     rows = [r for r in (content or {}).get("rows", []) if r["model"] != "autoencoder ceiling"]
     if not rows:
-        return []
-    per = lambda key: ", ".join(f"{100 * r['share'].get(key, 0):.0f} %" for r in rows)  # noqa: E731
-    return ["- **T2V content fails on shape, not colour** (`benchmarks/results/content_diagnosis.md`, "
-            f"{content['n']} T2V cases per count, 1–4 objects):",
-            f"  the object's track has the wrong shape for {per('wrong shape (alone or not)')}, the wrong colour "
-            f"for {per('wrong colour (alone or not)')}, no track for {per('no track')};",
-            "  and the oracle reads " + ", ".join(f"{r['tracks_per_object']:.1f}" for r in rows)
-            + " tracks per object asked for (spurious or split objects; the ceiling ≈ 1)."]
+        return None
+    share = lambda key: tuple(r["share"].get(key, 0) for r in rows)  # noqa: E731
+    return ContentFinding(content["n"], share("wrong shape (alone or not)"), share("wrong colour (alone or not)"),
+                          share("no track"), tuple(r["tracks_per_object"] for r in rows))
 
 
-def binding_lines(binding: dict | None) -> list[str]:
-    """Whether the models bind words to their objects (``benchmarks/binding_swap.py``: a caption against its
-    swapped twin; margin = own − twin's score)."""
+@dataclass(frozen=True)
+class BindingMargin:
+    """One model's margin in the binding-swap test: its own score minus its swapped twin's, with the 95 %
+    interval, and how much its clip and the twin's differ relative to the true renders'."""
+
+    model: str
+    margin: float
+    interval: tuple[float, float] | None
+    twin_difference: float
+
+
+@dataclass(frozen=True)
+class BindingFinding:
+    """Whether the models bind words to their objects (``benchmarks/results/binding_swap.json``): per kind of
+    swap, each model's margin (the truth's own row left out)."""
+
+    kinds: tuple[tuple[str, tuple[BindingMargin, ...]], ...]
+
+
+def binding_finding(binding: dict | None) -> BindingFinding | None:
     rows = [r for r in (binding or {}).get("rows", []) if not r["model"].startswith("truth")]
     if not rows:
-        return []
-    margin = lambda r: format_difference(r["margin"], r.get("margin_interval"), bold=False)  # noqa: E731
+        return None
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    lines = ["- **Binding words to objects** (`benchmarks/results/binding_swap.md`: each caption against its twin with the "
-             "colours or motions of two objects swapped, same seed; margin = own score − the twin's, 95 % interval):"]
-    for kind in kinds:
-        lines.append(f"  {kind}: " + "; ".join(f"{r['model']} {margin(r)} (clips differ {r['twin_difference']:.2f}× as much "
-                                                 "as the renders)" for r in rows if r["kind"] == kind) + ".")
-    return lines
+    return BindingFinding(tuple(
+        (kind, tuple(BindingMargin(r["model"], r["margin"], _pair(r.get("margin_interval")), r["twin_difference"])
+                     for r in rows if r["kind"] == kind)) for kind in kinds))
+
+
+@dataclass(frozen=True)
+class CooldownWeights:
+    """The shipped weights end a cooldown branch whose LR decays over its last ``decay_steps``."""
+
+    decay_steps: int
+
+
+@dataclass(frozen=True)
+class FineTuneWeights:
+    """The shipped weights are a fine-tune of the model shipped at ``base_steps``: ``steps`` of ``recipe``."""
+
+    base_steps: int
+    steps: int
+    recipe: str
+
+
+def weights_finding(stages: list[dict]) -> CooldownWeights | FineTuneWeights | None:
+    """What the last training stage makes of the weights: a cooldown branch, a fine-tune, or neither."""
+    last = stages[-1]
+    if last["stage"].startswith("cooldown"):
+        return CooldownWeights(last["decay_steps"])
+    if "finetune_steps" in last:
+        return FineTuneWeights(stages[-2]["steps"], last["finetune_steps"], last["recipe"])
+    return None
+
+
+def gap_findings(report: dict, ceiling: dict | None = None, sweep: dict | None = None, check: dict | None = None,
+                 renorm: dict | None = None, cooled: tuple[dict | None, dict | None] = (None, None),
+                 motion: dict | None = None, content: dict | None = None, binding: dict | None = None,
+                 curve: dict | None = None, step: int = 0) -> list:
+    """The findings of the card's "what would close the gap" list, in its order; missing results are left out
+    (the direction words only beside the one-object TI2V gap they explain)."""
+    lag = motion_finding(report)
+    found = [ceiling_finding(ceiling), sweep_finding(sweep, check), renorm_finding(renorm), cooldown_finding(*cooled),
+             lag, direction_finding(motion) if lag else None, content_finding(content), binding_finding(binding),
+             steps_finding(curve, step)]
+    return [f for f in found if f is not None]
+
+
+# ------------------------------------------------------------------------------------------ prose
+
+
+def _signed(delta: float, interval: tuple[float, float] | None = None) -> str:
+    """``+0.075 [+0.000, +0.148]``: a difference and its 95 % interval (``format_difference``, not bold)."""
+    return format_difference(delta, {"low": interval[0], "high": interval[1]} if interval else None, bold=False)
+
+
+def _moves(moves: tuple[Move, ...]) -> str:
+    """``task measure ±delta [95 % interval], …``."""
+    return ", ".join(f"{m.task} {m.measure} {_signed(m.delta, m.interval)}" for m in moves)
+
+
+def prose(finding) -> list[str]:
+    """The card's lines for one finding — the one place where findings become sentences (a template each)."""
+    f = finding
+    if f is None:
+        return []
+    if isinstance(f, CeilingFinding):
+        return ["- **It is the backbone, not the autoencoder.** Through the autoencoder the true T2V clips score presence",
+                f"  {f.presence:.2f}, colour binding {f.color_binding:.2f} and motion direction "
+                f"{f.motion_direction:.2f} (the column above): the content and motion gaps are the backbone's."]
+    if isinstance(f, SweepFinding):
+        lead = "The guidance scale or step count can help" if f.helps else "Nor is it the step count or guidance scale"
+        which = f"the step-{f.step:,} model" if f.step else "an earlier export of this run"
+        best, worst = f.best, f.worst
+        lines = [f"- **{lead}** (`benchmarks/results/sampling_sweep.md`, {f.n} held-out {f.task.upper()} cases, "
+                 f"on {which}): of " + ", ".join(f.settings) + ",",
+                 f"  the best difference from the default is {_signed(best.delta, best.interval)} ({best.key}, "
+                 f"{best.setting}); the largest loss {_signed(worst.delta, worst.interval)} ({worst.key}, {worst.setting})"
+                 + (" — differences with their 95 % intervals over the cases." if best.interval else ".")]
+        if f.check:
+            c = f.check
+            lines += [f"  On the whole standard suite (`benchmarks/results/guidance_full_suite.md`) {c.label} is better on "
+                      f"{len(c.better)}, worse on {len(c.worse)} and not distinguishable on {c.same} of the "
+                      f"{c.targets} targets" + (": the sweep's gain did not hold, and the default stays." if not f.held else ".")]
+        return lines
+    if isinstance(f, RenormFinding):
+        return [f"- **What renormalisation does** (`benchmarks/results/renorm_full_suite.md`; against {f.base}):",
+                *(f"  {c.label}: better on {len(c.better)}" + (f" ({_moves(c.better)})" if c.better else "")
+                  + f", worse on {len(c.worse)}" + (f" ({_moves(c.worse)})" if c.worse else "")
+                  + f", not distinguishable on {c.same}; largest moves, 95 % intervals: {_moves(c.largest)}."
+                  for c in f.settings)]
+    if isinstance(f, CooldownFinding):
+        c = f.comparison
+        lines = [f"- **{'A cooldown helps' if f.helps else 'The cooldown'}** (`benchmarks/results/cooldown.md`): "
+                 f"{c.label} against {c.base} is better on {len(c.better)} targets"
+                 + (f" ({_moves(c.better)})" if c.better else "") + ",",
+                 f"  worse on {len(c.worse)}" + (f" ({_moves(c.worse)})" if c.worse else "") + f", not distinguishable on "
+                 f"{c.same}" + ("." if c.better or c.worse else f" (largest moves, 95 % intervals: {_moves(c.largest)}).")]
+        if f.loss_lower is not None:
+            lines[-1] += (f" On the same batches its training loss is {100 * f.loss_lower:.0f} % lower than the "
+                          f"constant-LR run's by the end (`cooldown_loss.md`).")
+        return lines
+    if isinstance(f, MotionLagFinding):
+        return ["- **Motion lags as a skill, not as binding.** With one object and its image given (TI2V), presence is",
+                f"  {f.presence:.2f} but motion direction {f.motion_direction:.2f} (table below), "
+                "and prediction and any-frame motion lag too."]
+    if isinstance(f, DirectionFinding):
+        lead = "It follows the direction words, imprecisely" if f.learned else "It has not learned the direction words"
+        lines = [f"- **{lead}** (`benchmarks/results/motion_diagnosis.md`, {f.n} "
+                 f"{'one' if f.objects == 1 else f.objects or 'any-count'}-object cases a task, every 4-frame window):",
+                 f"  in T2V the detected displacement is off the true one by {f.t2v_angle:.0f}° (median), "
+                 f"{100 * f.t2v_within_45:.0f} % within 45° where a random",
+                 f"  direction gives 25 %; in TI2V by {f.ti2v_angle:.0f}°, {100 * f.ti2v_within_45:.0f} % "
+                 "within 45° (the target needs 22.5°)."]
+        r = f.reverse
+        if r:
+            lines += [f"  Reversed-prompt test (one-object TI2V, moving straight): with the true prompt the object goes the "
+                      f"prompt's way in {100 * r.true_follows_prompt:.0f} % of cases;",
+                      f"  with the direction words reversed, the prompt's way in {100 * r.reversed_follows_prompt:.0f} %, "
+                      f"the image's true way in {100 * r.reversed_follows_image:.0f} %, neither in "
+                      f"{100 * r.reversed_neither:.0f} %."]
+            lines += (["  In TI2V the direction comes mostly from where the image puts the object (world objects never",
+                       "  leave the canvas), not from the text."] if r.image_wins else
+                      ["  Text and image both steer it: set against each other it mostly follows neither (the reversed",
+                       "  way would take the object off the canvas, which no training clip does)."])
+        return lines
+    if isinstance(f, ContentFinding):
+        per = lambda shares: ", ".join(f"{100 * s:.0f} %" for s in shares)  # noqa: E731
+        return ["- **T2V content fails on shape, not colour** (`benchmarks/results/content_diagnosis.md`, "
+                f"{f.n} T2V cases per count, 1–4 objects):",
+                f"  the object's track has the wrong shape for {per(f.wrong_shape)}, the wrong colour "
+                f"for {per(f.wrong_colour)}, no track for {per(f.no_track)};",
+                "  and the oracle reads " + ", ".join(f"{t:.1f}" for t in f.tracks_per_object)
+                + " tracks per object asked for (spurious or split objects; the ceiling ≈ 1)."]
+    if isinstance(f, BindingFinding):
+        return ["- **Binding words to objects** (`benchmarks/results/binding_swap.md`: each caption against its twin with "
+                "the colours or motions of two objects swapped, same seed; margin = own score − the twin's, 95 % interval):",
+                *(f"  {kind}: " + "; ".join(f"{m.model} {_signed(m.margin, m.interval)} (clips differ "
+                                             f"{m.twin_difference:.2f}× as much as the renders)" for m in margins) + "."
+                  for kind, margins in f.kinds)]
+    if isinstance(f, StepsFinding):
+        if not f.fitted:
+            return ["- **More video steps.** The scores still rise with training (curve below)."]
+        reach = [f"{label} ~{factor:.0f}×" for label, factor in f.reach]
+        stuck = [label + (" (flat)" if flat else "") for label, flat in f.stuck]
+        return ["- **More video steps — for some keys.** `benchmarks/results/default_model/curve.md` fits each key "
+                "against log2(step)",
+                "  over the curve's points and extrapolates to its target (an order of magnitude, not a promise): "
+                + (", ".join(reach) + " the steps so far;" if reach else ""),
+                "  " + (", ".join(stuck) + " rise too slowly for steps alone to reach them at this model size and batch."
+                        if stuck else "")]
+    if isinstance(f, CooldownWeights):
+        return ["The weights end a **cooldown** (warmup-stable-decay, `optim.schedule: wsd`): a branch from the "
+                "constant-LR run's checkpoint", f"whose LR falls to zero along 1 − √progress over its last "
+                f"{f.decay_steps:,} steps. The run itself goes on at constant LR from "
+                "that checkpoint; a later", "model is a later cooldown branch (`benchmarks/results/cooldown.md`: "
+                "what the cooldown buys at equal steps)."]
+    if isinstance(f, FineTuneWeights):
+        return [f"The weights are a **fine-tune** of the model shipped at step {f.base_steps:,} (the stages "
+                f"above it): {f.steps:,} steps of `{f.recipe}` from its folder "
+                "(its optimizer state is not shipped, so the fine-tune warms up again); its loss is the second plot."]
+    raise TypeError(f"no prose for {type(f).__name__}")
 
 
 def by_object_count(report: dict) -> list[str]:
@@ -414,12 +693,43 @@ def by_object_count(report: dict) -> list[str]:
     return lines + [""]
 
 
+EXTRA_REPORTS = (("fresh", "fresh cases"), ("ood", "`ood` suite"))  # beside the standard figures, in this order
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    """One target of the targets table: the ``standard`` report's value with its 95 % interval over the
+    task's cases, each further report's (``fresh``: a suite nobody chose, ``ood``: held-out splits — name →
+    value and interval), and the autoencoder ceiling."""
+
+    task: str
+    measure: str
+    key: str
+    target: float
+    value: float | None
+    interval: tuple[float, float] | None
+    others: dict[str, tuple[float | None, tuple[float, float] | None]]
+    ceiling: float | None
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.value is None else self.value >= self.target
+
+
+def target_rows(reports: dict[str, dict], ceiling: dict | None) -> list[TargetRow]:
+    interval = lambda report, task, key: mean_interval(task_scores(report, task, key))  # noqa: E731
+    extra = [name for name, _ in EXTRA_REPORTS if name in reports]
+    return [TargetRow(task, label, key, target, reports["standard"]["by_task"].get(task, {}).get(key),
+                      interval(reports["standard"], task, key),
+                      {name: (reports[name]["by_task"].get(task, {}).get(key), interval(reports[name], task, key))
+                       for name in extra},
+                      (ceiling or {}).get(task, {}).get(key))
+            for task, label, key, target in TARGETS]
+
+
 def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
-    """The targets table: the ``standard`` report's value with its 95 % interval over the task's cases, then
-    the ``fresh`` report's (a suite nobody chose) and the ``ood`` report's (held-out splits: the gap), each
-    with its own interval where given, and the autoencoder ceiling."""
-    interval = lambda report, task, key: format_interval(mean_interval(task_scores(report, task, key)))  # noqa: E731
-    extra = [(name, title) for name, title in (("fresh", "fresh cases"), ("ood", "`ood` suite")) if name in reports]
+    """The targets table (:func:`target_rows`) and the note above it."""
+    extra = [(name, title) for name, title in EXTRA_REPORTS if name in reports]
     said = {"fresh": f" *Fresh cases*: the same model on a suite it was never measured on before shipping "
                      f"(`{reports.get('fresh', {}).get('command', '')}`), with its interval.",
             "ood": " *`ood` suite*: the held-out splits (unseen backgrounds, colours and shapes, styles, more objects; "
@@ -428,14 +738,11 @@ def target_table(reports: dict[str, dict], ceiling: dict | None) -> list[str]:
              "could move on another draw of cases from the same world." + "".join(said[name] for name, _ in extra), "",
              "| task | measure | target | measured | 95 % interval | " + "".join(f"{title} | " for _, title in extra)
              + "autoencoder ceiling |", "|---|---|---|---|---|" + "---|" * len(extra) + "---|"]
-    for task, label, key, target in TARGETS:
-        value = reports["standard"]["by_task"].get(task, {}).get(key)
-        ok = "" if value is None else (" ✓" if value >= target else " ✗")
-        others = "".join(f"{fmt(reports[name]['by_task'].get(task, {}).get(key))} {interval(reports[name], task, key)} | "
-                         for name, _ in extra)
-        top = (ceiling or {}).get(task, {}).get(key)
-        lines.append(f"| {task} | {label} | ≥ {target:g} | {fmt(value)}{ok} | {interval(reports['standard'], task, key)} | "
-                     f"{others}{fmt(top)} |")
+    for r in target_rows(reports, ceiling):
+        ok = "" if r.met is None else (" ✓" if r.met else " ✗")
+        others = "".join(f"{fmt(value)} {format_interval(interval)} | " for value, interval in r.others.values())
+        lines.append(f"| {r.task} | {r.measure} | ≥ {r.target:g} | {fmt(r.value)}{ok} | {format_interval(r.interval)} | "
+                     f"{others}{fmt(r.ceiling)} |")
     return lines
 
 
@@ -464,17 +771,10 @@ def card(out_name: str, stages: list[dict], reports: dict[str, dict], mb: float,
         wall = f"{s['wall_s'] / 60:.0f} min" if s["wall_s"] else "—"
         lines.append(f"| {s['stage']} | `{s['recipe']}` | `{s['command']}` | {s['seed']} | {s['steps']} | {wall} | "
                      f"{fmt(s['loss'])} |")
-    if stages[-1]["stage"].startswith("cooldown"):
-        lines += ["", "The weights end a **cooldown** (warmup-stable-decay, `optim.schedule: wsd`): a branch from the "
-                  "constant-LR run's checkpoint", f"whose LR falls to zero along 1 − √progress over its last "
-                  f"{stages[-1]['decay_steps']:,} steps. The run itself goes on at constant LR from "
-                  "that checkpoint; a later", "model is a later cooldown branch (`benchmarks/results/cooldown.md`: "
-                  "what the cooldown buys at equal steps)."]
-    finetuned = "finetune_steps" in stages[-1]
-    if finetuned:
-        lines += ["", f"The weights are a **fine-tune** of the model shipped at step {stages[-2]['steps']:,} (the stages "
-                  f"above it): {stages[-1]['finetune_steps']:,} steps of `{stages[-1]['recipe']}` from its folder "
-                  "(its optimizer state is not shipped, so the fine-tune warms up again); its loss is the second plot."]
+    weights = weights_finding(stages)
+    if weights:
+        lines += ["", *prose(weights)]
+    finetuned = isinstance(weights, FineTuneWeights)
     lines += ["", f"Hardware: {hardware}; torch {torch.__version__}. Wall time is the sum of the logged windows "
               "(a resumed run: its segments).",
               "", "![training curve](training_curve.png)", ""]
@@ -497,13 +797,8 @@ def card(out_name: str, stages: list[dict], reports: dict[str, dict], mb: float,
             f"({video['wall_s'] / 60:.0f} min of training on a CPU). Keyframe fidelity is met — it rests on frame",
             "replacement and the autoencoder, not on training time — and so is the interpolation trajectory; content",
             "and motion are still far from the targets.", "",
-            *gap_lines(ceiling, sweep, check),
-            *renorm_lines(renorm),
-            *cooldown_lines(*cooled),
-            *motion_lines(reports["standard"], motion),
-            *content_lines(content),
-            *binding_lines(binding),
-            *steps_lines(curve, video["steps"]),
+            *(line for finding in gap_findings(reports["standard"], ceiling, sweep, check, renorm, cooled, motion,
+                                               content, binding, curve, video["steps"]) for line in prose(finding)),
             "  STIV trains its T2V and TI2V models for 400 k steps at batch 1,024 (§ Training);",
             f"  this run is a few CPU hours at batch 8, {100 * clips / (400e3 * 1024):.2f} % of those samples. The run "
             "resumes with its",
@@ -522,7 +817,7 @@ def card(out_name: str, stages: list[dict], reports: dict[str, dict], mb: float,
                   "The `standard` suite's targets for the video stage exported at each step "
                   "(`benchmarks/default_model_curve.py`, `benchmarks/results/default_model/curve.md`)"
                   + (" — the constant-LR run; the shipped weights, its cooldown branch, are the targets table above:"
-                     if stages[-1]["stage"].startswith("cooldown") else
+                     if isinstance(weights, CooldownWeights) else
                      " — the constant-LR run; the shipped weights, a fine-tune of a later branch, are the targets table above:"
                      if finetuned else ":"), "",
                   "| task | measure | " + " | ".join(f"{int(s):,}" for s in steps) + " |",
