@@ -12,17 +12,12 @@ from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 from anyframe.models.backbone import Backbone, BackboneOutput, inflate_channels
 from anyframe.models.dit import STIVTransformer, stiv_tiny
 from anyframe.models.wan import WanBackbone, build_wan, cast_like_from_pretrained, tiny_wan_components
+from model_helpers import randomise
 
 TEXT_DIM = 32
 
 
-def _randomise(model, seed=0, std=0.05):
-    """Untrained STIV models are zero-initialised at the output; perturb every weight so outputs depend on inputs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * std)
-    return model.eval()
+_randomise = randomise
 
 
 def _stiv(**kwargs) -> STIVTransformer:

@@ -4,15 +4,10 @@ import pytest
 import torch
 
 from anyframe.models.dit import STIV_SIZES, STIVTransformer, build_stiv, stiv_tiny
+from model_helpers import randomise
 
 
-def _randomise(model, seed=0, std=0.05):
-    """Untrained models are zero-initialised at the output; perturb every weight so outputs depend on inputs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * std)
-    return model.eval()
+_randomise = randomise
 
 
 def _inputs(b=2, c=4, t=4, h=8, w=8, text_dim=32, seed=0):
