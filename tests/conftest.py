@@ -18,3 +18,14 @@ def load_script():
         spec.loader.exec_module(module)
         return module
     return load
+
+
+# Module fixtures that score hundreds of true renders with the oracle (its calibration): every test that uses one
+# is slow, and runs in CI's second step (`./scripts/test.sh -m slow`), not in the README's test command.
+SLOW_FIXTURES = {"truth_rows", "corrupted", "edit_scores", "truth_and_random", "smoke_reports"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

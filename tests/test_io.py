@@ -515,7 +515,7 @@ def test_load_corrupt_truncated_png(tmp_path):
 def test_load_empty_file(tmp_path):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    with pytest.raises(AnyframeInputError, match="cannot read image"):
+    with pytest.raises(AnyframeInputError, match="empty file"):
         aio.load_image(empty)
 
 

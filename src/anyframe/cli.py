@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ from anyframe.conditioning import METHODS
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import MODEL_DEFAULT, RENORM_CHOICES
 from anyframe.io import (
-    atomic_path,
+    atomic_paths,
     default_permissions,
     load_image,
     to_uint8,
@@ -110,13 +111,20 @@ def default_model_dir() -> Path | None:
 
 
 def parse_image_spec(spec: str) -> tuple[Path, int]:
-    """``PATH[@INDEX]`` → (path, index). A path that itself contains ``@`` is taken whole if it exists."""
-    if Path(spec).is_file():
+    """``PATH[@INDEX]`` → (path, index); INDEX defaults to 0. A path that itself contains ``@`` is taken whole if
+    it exists. A malformed INDEX (``@1.5``, ``@abc``, ``@``) is an error that says what is wrong with it; whether the
+    index fits the clip is checked against the model later."""
+    if Path(spec).exists():
         return Path(spec), 0
     path, sep, index = spec.rpartition("@")
-    if sep and re.fullmatch(r"[+-]?\d+", index):
-        return Path(path), int(index)
-    return Path(spec), 0
+    if not sep or "/" in index or os.sep in index:  # no @, or an @ inside a folder name: all of it is the path
+        return Path(spec), 0
+    if not index.strip():
+        raise AnyframeInputError(f"--image {spec}: nothing after @; give a frame index such as @0 or @-1")
+    if not re.fullmatch(r"[+-]?\d+", index.strip()):
+        raise AnyframeInputError(f"--image {spec}: the frame index after @ must be a whole number "
+                                 f"(0 is the first frame, -1 the last), got {index!r}")
+    return Path(path), int(index)
 
 
 def _silence_libraries() -> None:
@@ -178,9 +186,12 @@ def parse_options(items: list[str]) -> dict:
         if not sep or not key.strip().isidentifier():
             raise AnyframeInputError(f"--option expects key=value, got {item!r}")
         try:
-            options[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            options[key.strip()] = raw
+            value = raw
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AnyframeInputError(f"--option {item}: {key.strip()} must be a finite number, got {value}")
+        options[key.strip()] = value
     return options
 
 
@@ -192,6 +203,44 @@ def _check_dtype(dtype: str) -> None:
 def _renorm_flag(renorm: str | None) -> str | None:
     """``--renorm`` → the pipeline's ``renorm``: not given → the model's own, ``none`` → no renormalisation."""
     return MODEL_DEFAULT if renorm is None else None if renorm == "none" else renorm
+
+
+MAX_FPS = 1000.0
+MAX_SUITE_CASES = 100_000  # world sample: a suite is built in memory and written as one file
+
+
+def _check_seed(seed: int | None) -> None:
+    """A seed for any command: 0 … 2^63−1 (what every generator here takes)."""
+    check_request_flags(seed=seed)
+
+
+def _check_fps(fps: float) -> None:
+    if not math.isfinite(fps) or not 0 < fps <= MAX_FPS:
+        raise AnyframeInputError(f"--fps must be a frame rate in (0, {MAX_FPS:g}], got {fps}")
+
+
+def _check_world_size(size: int, frames: int) -> None:
+    """The canvas and clip length of a shapes-world clip (``world render``, ``world sample``)."""
+    if not 8 <= size <= 512 or size % 2:
+        raise AnyframeInputError(f"--size must be an even number of pixels in [8, 512], got {size}")
+    if not 1 <= frames <= 256:
+        raise AnyframeInputError(f"--frames must be in [1, 256], got {frames}")
+
+
+def _check_new_folder(out: Path, force: bool, flag: str = "--out") -> None:
+    """``out`` is a folder to create (or, with ``force``, to replace): never an existing file."""
+    if out.exists() and not out.is_dir():
+        raise AnyframeInputError(f"{flag} {out} is an existing file; give a folder path")
+    if out.exists() and not force:
+        raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
+    check_writable(out / "x")
+
+
+def _check_new_file(out: Path, flag: str = "--out") -> None:
+    """``out`` is a file to write: never an existing folder, and its folder must be writable."""
+    if out.is_dir():
+        raise AnyframeInputError(f"{flag} {out} is an existing folder; give a file path")
+    check_writable(out)
 
 
 @app.command(epilog=EXAMPLES)
@@ -245,20 +294,21 @@ def generate(
         raise AnyframeInputError("give --prompt, --image, or both")
     _check_sampling_flags(steps, guidance_mode, renorm, detail, sampler=sampler, seed=seed, guidance_scale=guidance,
                           image_guidance_scale=image_guidance, num_frames=num_frames, height=height, width=width)
-    if fps <= 0:
-        raise AnyframeInputError(f"--fps must be positive, got {fps}")
+    _check_fps(fps)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise AnyframeInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
         raise AnyframeInputError(f"--out must end in .mp4 or .gif, got {out}")
     _check_dtype(dtype)
     if lora is not None and not lora.is_dir():
-        raise AnyframeInputError(f"--lora: folder not found: {lora}")
+        raise AnyframeInputError(f"--lora {lora}: {'not a folder' if lora.exists() else 'folder not found'} "
+                                 "(a LoRA fine-tune is a folder, e.g. runs/<name>/lora)")
     specs = [parse_image_spec(s) for s in image]
     images = [(load_image(path), index) for path, index in specs]  # missing / corrupt → input error
 
     if out is not None:
-        check_writable(out)
+        _check_new_file(out)
+        _check_new_file(out.with_suffix(".png"), "the filmstrip beside --out,")
     model_dir = model or default_model_dir()
     if model_dir is None:
         raise AnyframeInputError(
@@ -312,11 +362,12 @@ def generate(
 
     out = out or Path("outputs") / f"{_slug(prompt or 'keyframes')}-s{result.seed}.mp4"
     strip_path = out.with_suffix(".png")
-    check_writable(out)
+    _check_new_file(out)
+    _check_new_file(strip_path, "the filmstrip beside --out,")
     try:
         # Both files are written to temporaries and renamed only when both succeeded: the pair appears
         # together or not at all, and a failure leaves earlier files at those paths untouched.
-        with atomic_path(out) as video_tmp, atomic_path(strip_path) as strip_tmp:
+        with atomic_paths(out, strip_path) as (video_tmp, strip_tmp):
             (write_gif if out.suffix.lower() == ".gif" else write_mp4)(video, video_tmp, fps=fps)
             write_filmstrip(video, strip_tmp, marked=result.keyframe_indices)
     except OSError as exc:
@@ -359,6 +410,9 @@ def train_command(
     cfg = load_config(config, overrides)
     if stop_after is not None and stop_after < 1:
         raise AnyframeInputError(f"--stop-after must be at least 1, got {stop_after}")
+    run_dir = output or Path(cfg.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AnyframeInputError(f"{'--output' if output else 'output_dir'} {run_dir} is an existing file; give a folder")
     if check:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
@@ -388,6 +442,9 @@ def train_autoencoder_command(
     cfg = load_config(config, overrides, schema=AutoencoderRecipe)
     if stop_after is not None and stop_after < 1:
         raise AnyframeInputError(f"--stop-after must be at least 1, got {stop_after}")
+    run_dir = output or Path(cfg.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AnyframeInputError(f"{'--output' if output else 'output_dir'} {run_dir} is an existing file; give a folder")
     _silence_libraries()
     result = train_autoencoder(cfg, resume=resume, output_dir=str(output) if output else None, progress=not quiet,
                                stop_after=stop_after)
@@ -419,15 +476,18 @@ def eval_command(
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
 
+    _check_seed(seed)
     cases = load_suite(suite)
     if n is not None:
         if n < 1:
             raise AnyframeInputError(f"--n must be at least 1, got {n}")
+        if n > len(cases):
+            raise AnyframeInputError(f"--n {n} is more than the {len(cases)} cases of suite {suite}")
         if n < len(cases):
 
             keep = sorted(np.random.default_rng(seed).choice(len(cases), n, replace=False).tolist())
             cases = [cases[i] for i in keep]
-    _check_sampling_flags(steps, guidance_mode, renorm, detail)
+    _check_sampling_flags(steps, guidance_mode, renorm, detail, guidance_scale=guidance)
     _check_dtype(dtype)
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
@@ -435,7 +495,7 @@ def eval_command(
     for spec in model:
         if not calibration(spec) and not (Path(spec) / "model_index.json").is_file():
             raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random/autoencoder:DIR")
-    check_writable(out / "report.json")
+    _check_new_file(out / "report.json", "--out")
     _silence_libraries()
     from anyframe.evaluation.harness import load_model  # (deferred: matplotlib and scipy load only for evaluation)
     from anyframe.evaluation.report import evaluate
@@ -466,15 +526,12 @@ def world_render(
     captions.json."""
 
 
+    _check_seed(seed)
     if split not in SPLITS:
         raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if not 8 <= size <= 512 or size % 2:
-        raise AnyframeInputError(f"--size must be an even number of pixels in [8, 512], got {size}")
-    if not 1 <= frames <= 256:
-        raise AnyframeInputError(f"--frames must be in [1, 256], got {frames}")
-    if out.exists() and not force:
-        raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
-    check_writable(out / "scene.json")
+    _check_world_size(size, frames)
+    _check_fps(fps)
+    _check_new_folder(out, force)
     scene = scene_for_seed(seed, split, size=size, frames=frames)
     clip = render(scene)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -518,11 +575,13 @@ def world_sample(
     unknown = [t for t in task if t not in TASKS]
     if unknown:
         raise AnyframeInputError(f"--task must be among {', '.join(TASKS)}, got {', '.join(unknown)}")
-    if n < 1:
-        raise AnyframeInputError(f"--n must be at least 1, got {n}")
+    _check_seed(seed)
+    if not 1 <= n <= MAX_SUITE_CASES:
+        raise AnyframeInputError(f"--n must be in 1..{MAX_SUITE_CASES:,} cases, got {n}")
+    _check_world_size(size, frames)
     if out.suffix != ".jsonl":
         raise AnyframeInputError(f"--out must end in .jsonl, got {out}")
-    check_writable(out)
+    _check_new_file(out)
     cases = sample_suite(n, split, seed, tuple(task) or TASKS, size, frames, prefix=out.stem)
     write_suite(cases, out)
     typer.echo(f"wrote {len(cases)} cases to {out}")
@@ -549,10 +608,10 @@ def model_init(
 
     if size not in WORLD_PRESETS:
         raise AnyframeInputError(f"--size must be one of {', '.join(WORLD_PRESETS)}, got {size!r}")
-    if shift <= 0:
-        raise AnyframeInputError(f"--shift must be positive, got {shift}")
-    if out.exists() and not force:
-        raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
+    _check_seed(seed)
+    if not math.isfinite(shift) or shift <= 0:
+        raise AnyframeInputError(f"--shift must be a positive finite number, got {shift}")
+    _check_new_folder(out, force)
     _silence_libraries()
     try:
         pipe = build_world_pipeline(size, seed=seed, shift=shift, method=method, method_options=conditioning.method_options())
@@ -571,8 +630,7 @@ def model_export(
     force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
 ) -> None:
     """Export a training checkpoint as a pipeline folder (EMA weights), by the recipe it records."""
-    if out.exists() and not force:
-        raise AnyframeInputError(f"{out} already exists (pass --force to replace it)")
+    _check_new_folder(out, force)
     _silence_libraries()
     from anyframe.training.recipe import export_checkpoint  # (deferred: accelerate and peft load only for training)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +27,10 @@ from PIL import Image, UnidentifiedImageError
 from anyframe.errors import AnyframeInputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+# The largest image anyframe decodes (an 8192×8192 one): stricter than PIL's own decompression-bomb limit
+# (89 Mpx, only a warning up to twice that), so that a file declaring a huge size is refused from its header,
+# before any pixel is decoded.
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 # ------------------------------------------------------------------------------------------- read
@@ -56,14 +62,34 @@ def load_image(source: str | os.PathLike | Image.Image | np.ndarray) -> Image.Im
     if isinstance(source, Image.Image):
         return _to_rgb(source)
     path = Path(source)
+    if path.is_dir():
+        raise AnyframeInputError(f"image {path} is a folder, not an image file")
     if not path.is_file():
         raise AnyframeInputError(f"image not found: {path}")
+    if path.stat().st_size == 0:
+        raise AnyframeInputError(f"image {path} is an empty file (0 bytes)")
     try:
-        with Image.open(path) as img:
-            img.load()
-            return _to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise AnyframeInputError(f"cannot read image {path}: {exc}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # reads the header only
+                _check_image_size(img.size, path)
+                img.load()
+                return _to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)):,} pixels" if declared else "a size beyond PIL's limit"
+        raise AnyframeInputError(f"image {path} is too large: it declares {size} "
+                                 f"(at most {MAX_IMAGE_PIXELS:,}, e.g. 8192×8192)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = "not an image file anyframe can read (PNG, JPEG, WebP, BMP, GIF...)" \
+            if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split()) or type(exc).__name__
+        raise AnyframeInputError(f"cannot read image {path}: {reason}") from None
+
+
+def _check_image_size(size: tuple[int, int], path: Path) -> None:
+    w, h = size
+    if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+        raise AnyframeInputError(f"image {path} is too large: {w}×{h} pixels (at most {MAX_IMAGE_PIXELS:,}, e.g. 8192×8192)")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -86,10 +112,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def fit_image(img: Image.Image, height: int, width: int) -> Image.Image:
-    """Resize so the image covers ``height × width`` (aspect kept, Lanczos), then centre-crop."""
+    """Resize so the image covers ``height × width`` (aspect kept, Lanczos), then centre-crop. An image so
+    elongated that covering the frame would need more than :data:`MAX_IMAGE_PIXELS` is refused."""
     w, h = img.size
     scale = max(height / h, width / w)
     new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
+    if new_w * new_h > MAX_IMAGE_PIXELS:
+        raise AnyframeInputError(f"a {w}×{h} image is too elongated to fit a {width}×{height} frame "
+                                 f"(it would be scaled to {new_w}×{new_h})")
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), Image.Resampling.LANCZOS)
     left, top = (new_w - width) // 2, (new_h - height) // 2
@@ -107,11 +137,18 @@ def read_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[st
     path = Path(path)
     if not path.is_file():
         raise AnyframeInputError(f"{what} not found: {path}")
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            where = f"{path}, line {number}"
+            if b"\0" in raw:
+                raise AnyframeInputError(f"{where}: a binary file, not JSON lines; is this a {what} file?")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise AnyframeInputError(f"{where}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
+                                         f"is this a {what} file?") from None
             if not line.strip():
                 continue
-            where = f"{path}, line {number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -119,6 +156,23 @@ def read_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[st
             if not isinstance(record, dict):
                 raise AnyframeInputError(f"{where}: expected a JSON object, got {type(record).__name__}")
             yield where, record
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON file holding one object (a model folder's config); unreadable, non-UTF-8, malformed or non-object
+    content is an :class:`AnyframeInputError` that names the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise AnyframeInputError(f"{path} is not UTF-8 text: the file is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise AnyframeInputError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except OSError as exc:
+        raise AnyframeInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(data, dict):
+        raise AnyframeInputError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
@@ -166,6 +220,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
+    """Temporary paths beside each of ``paths``; only when the block succeeds are they all renamed into place. A
+    file already at a target is moved aside first and put back if any rename fails, so the outputs appear
+    together or not at all, and a failure leaves earlier files untouched."""
+    targets = [Path(p) for p in paths]
+    with contextlib.ExitStack() as stack:
+        temps = []
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            tmp = Path(tmp)
+            stack.callback(tmp.unlink, missing_ok=True)
+            default_permissions(tmp)
+            temps.append(tmp)
+        yield tuple(temps)
+        moved: list[tuple[Path, Path | None]] = []  # (target, its previous file moved aside, if any)
+        try:
+            for target, tmp in zip(targets, temps):
+                backup = None
+                if target.exists():
+                    backup = target.with_name(f".{target.name}.{os.getpid()}.bak")
+                    os.replace(target, backup)
+                moved.append((target, backup))
+                os.replace(tmp, target)
+        except BaseException:
+            for target, backup in reversed(moved):
+                target.unlink(missing_ok=True)
+                if backup is not None:
+                    os.replace(backup, target)
+            raise
+        for _, backup in moved:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

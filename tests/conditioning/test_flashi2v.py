@@ -334,6 +334,7 @@ def _train_and_sample(method, steps=150, seed=0):
     return float(((final - test) ** 2).mean())
 
 
+@pytest.mark.slow  # (CI's second step: ./scripts/test.sh -m slow)
 @pytest.mark.parametrize("method", ["flashi2v", "channel_concat"])
 def test_a_trained_model_follows_the_condition_image(method):
     # Learning test: the same architecture and budget with the image always dropped cannot know the

@@ -125,6 +125,7 @@ def test_eval_cli(tmp_path, capsys):
         assert info.value.code == 2 and fragment in err and err.count("\n") == 1
 
 
+@pytest.mark.slow  # (CI's second step: ./scripts/test.sh -m slow)
 @pytest.mark.parametrize("suite", ["standard", "ood"])
 def test_truth_scores_at_least_099_on_the_full_builtin_suites(suite):
     """Every key's mean over the whole built-in suite (320 / 240 cases) is ≥ 0.99 on the true renders (the
@@ -139,6 +140,7 @@ def test_truth_scores_at_least_099_on_the_full_builtin_suites(suite):
     assert report["metrics"]["keyframe_psnr"] >= 40
 
 
+@pytest.mark.slow  # (CI's second step: ./scripts/test.sh -m slow)
 def test_truth_scores_high_against_the_prompt_alone(tmp_path):
     cases = [c for c in builtin_suite("smoke") if c.task not in ("edit", "unpaired")]
     truth, random = evaluate([TruthModel(), RandomModel()], cases, tmp_path, against="prompt")

@@ -49,7 +49,7 @@ def test_validation_resolves_what_will_run(pipe):
     (dict(keyframes=[Keyframe(IMAGE, 0), Keyframe(IMAGE, -8)]), "two keyframes at the same frame"),
     (dict(num_frames=0), "num_frames must be ≥ 1"),
     (dict(height=18), "height and width must be positive multiples of"),
-    (dict(steps=0), "steps must be ≥ 1"),
+    (dict(steps=0), "steps must be in 1..1000"),
     (dict(guidance_scale=math.nan), "guidance_scale must be a finite number"),
     (dict(guidance_scale=math.inf), "guidance_scale must be a finite number"),
     (dict(guidance_mode="loud"), "guidance_mode must be one of"),
@@ -105,7 +105,7 @@ def test_the_cli_words_the_same_checks_with_its_flags(tmp_path, capsys):
 
     for args, message in ((["--guidance", "nan"], "--guidance must be a finite number"),
                           (["--seed", "-1"], "--seed must be in 0.."),
-                          (["--steps", "0"], "--steps must be ≥ 1")):
+                          (["--steps", "0"], "--steps must be in 1..1000")):
         with pytest.raises(SystemExit) as info:
             main(["generate", "--prompt", "x", *args, "--out", str(tmp_path / "a.mp4")])
         assert info.value.code == 2

@@ -28,6 +28,7 @@ def _run(folder, kind):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # (CI's second step: ./scripts/test.sh -m slow)
 @pytest.mark.parametrize("kind", ["stiv", "wan", "wan-lora"])
 def test_fsdp2_checkpoint_resume_is_exact(tmp_path, kind):
     proc = _run(tmp_path / "a", kind)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import torch
 
 from anyframe.data.base import bucket_of
+from anyframe.errors import AnyframeInputError
 
 
 class ShardedBucketSampler:
@@ -29,7 +30,7 @@ class ShardedBucketSampler:
 
     def __init__(self, dataset, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0, start: int = 0):
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad sampler sizes: batch {batch_size}, rank {rank} of {world_size}")
+            raise AnyframeInputError(f"bad sampler sizes: batch {batch_size}, rank {rank} of {world_size}")
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.position = start
         groups: dict = defaultdict(list)
@@ -40,8 +41,10 @@ class ShardedBucketSampler:
         self.batches_per_epoch = sum(len(g) // global_batch for g in self._groups)
         if self.batches_per_epoch == 0:
             largest = max(len(g) for g in self._groups)
-            raise ValueError(
-                f"no bucket has {global_batch} clips (batch {batch_size} × {world_size} processes); the largest has {largest}"
+            raise AnyframeInputError(
+                f"data.batch_size {batch_size} × {world_size} processes = {global_batch} clips per step, but no bucket "
+                f"(clips of one size and length) has that many; the largest has {largest}: lower data.batch_size "
+                "or give more clips"
             )
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:

@@ -15,6 +15,7 @@ requests, each chunk decoded and handed to a callback as it finishes).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -35,7 +36,8 @@ from anyframe.conditioning.registry import method_by_class_name
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.guidance import MODEL_DEFAULT, Branch, Guidance, guided_velocity, make_guidance, resolve_renorm
 from anyframe.flow.sampling import convert_scheduler, sample
-from anyframe.io import atomic_dir, fit_image, image_to_array, load_image, to_uint8
+from anyframe.io import atomic_dir, read_json_object, fit_image, image_to_array, load_image, to_uint8
+from anyframe.models.config_check import check_config_values
 from anyframe.models.autoencoder import decode_video, encode_video, latent_channels, spatial_compression, temporal_compression
 from anyframe.models.dit import STIVTransformer
 from anyframe.models.text_encoder import TextCondition, encode_prompts
@@ -109,6 +111,56 @@ class PipelineEncoders:
         return self.pipe.decode_latents(latents)
 
 
+
+def check_pipeline_folder(path: Path) -> None:
+    """A model folder's JSON files, before diffusers reads them (diffusers reports a malformed local config as a
+    failed download): ``model_index.json`` and each component's config must be JSON objects, and the config of
+    each component built from a diffusers-style class (the backbone, the autoencoder, the method, the scheduler)
+    must fit that class's constructor (:func:`~anyframe.models.config_check.check_config_values`)."""
+    index = read_json_object(path / "model_index.json")
+    for name, entry in index.items():
+        if name.startswith("_") or (not isinstance(entry, list) and not (path / name).is_dir()):
+            continue  # a pipeline setting (Wan 2.2's boundary_ratio), not a component
+        if not (isinstance(entry, list) and len(entry) == 2):
+            raise AnyframeInputError(f"{path / 'model_index.json'}: {name} must be [library, class], got {entry!r}"[:300])
+        library, class_name = entry
+        if library is None or class_name is None:
+            continue
+        folder = path / name
+        if not folder.is_dir():
+            raise AnyframeInputError(f"model folder {path} has no {name}/ (model_index.json lists it)")
+        configs = [folder / f for f in ("config.json", "scheduler_config.json", "tokenizer_config.json")
+                   if (folder / f).is_file()]
+        for config_path in configs:
+            config = read_json_object(config_path)
+            cls = _config_class(library, class_name)
+            if cls is not None and config_path.name != "tokenizer_config.json":
+                check_config_values(cls, config, str(config_path))
+
+
+def _config_class(library: str, class_name: str) -> type | None:
+    """The diffusers-style (ConfigMixin) class a folder names, or None (transformers' classes check their own)."""
+    if library == "transformers" or not isinstance(library, str) or not isinstance(class_name, str):
+        return None
+    try:
+        cls = getattr(importlib.import_module(library), class_name, None)
+    except ImportError:
+        return None
+    return cls if isinstance(cls, type) and hasattr(cls, "config_name") else None
+
+
+def device_memory(device: torch.device | str) -> int | None:
+    """How many bytes ``device`` holds: a GPU's memory, or the machine's RAM (None where it cannot be read)."""
+    device = torch.device(device)
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        if device.type == "cpu":
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        return None
+    return None
+
 class AnyFramePipeline(DiffusionPipeline):
     """Video generation from a prompt and keyframes at any frames.
 
@@ -158,14 +210,22 @@ class AnyFramePipeline(DiffusionPipeline):
             raise AnyframeInputError(f"model folder not found: {path}")
         if not (path / "model_index.json").is_file():
             raise AnyframeInputError(f"not a pipeline folder (no model_index.json): {path}")
+        check_pipeline_folder(path)
         if is_wan_folder(path):
             return load_wan_pipeline(path, pipeline_class=cls, **kwargs)
         try:
             pipe = super().from_pretrained(str(path), local_files_only=True, use_safetensors=True, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise AnyframeInputError(f"cannot load the model folder {path}: {exc}") from None
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, NotImplementedError) as exc:
+            raise AnyframeInputError(f"cannot load the model folder {path}: {' '.join(str(exc).split())[:300]}") from None
         if not isinstance(pipe, cls):
             raise AnyframeInputError(f"{path} holds a {type(pipe).__name__}, not an {cls.__name__}")
+        for name, component in pipe.components.items():
+            # diffusers leaves a weight its file does not hold on the meta device (no data) instead of failing
+            missing = [n for n, t in (component.state_dict().items() if isinstance(component, torch.nn.Module) else ())
+                       if t.is_meta]
+            if missing:
+                raise AnyframeInputError(f"cannot load the model folder {path}: {name}'s weights do not fit its config "
+                                         f"({len(missing)} tensors missing, e.g. {missing[0]})")
         return pipe
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
@@ -187,6 +247,11 @@ class AnyFramePipeline(DiffusionPipeline):
         (diffusers' LoRA format, ``pytorch_lora_weights.safetensors``, which diffusers' ``WanPipeline``
         loads too) into the transformer, and the conditioning method's own trained layers if present."""
         path = Path(path)
+        if not hasattr(self.transformer, "load_lora_adapter"):
+            raise AnyframeInputError(f"--lora: this model's backbone ({type(self.transformer).__name__}) does not take "
+                                     "LoRA adapters; LoRA fine-tunes apply to Wan2.1 models")
+        if not path.is_dir():
+            raise AnyframeInputError(f"--lora {path}: not a folder (a LoRA fine-tune is a folder, e.g. runs/<name>/lora)")
         weights = path / "pytorch_lora_weights.safetensors"
         if not weights.is_file():
             raise AnyframeInputError(f"no LoRA weights in {path} (expected {weights.name})")
@@ -197,7 +262,7 @@ class AnyFramePipeline(DiffusionPipeline):
                 method = method_by_class_name(name).from_pretrained(path / "conditioning", local_files_only=True,
                                                                     use_safetensors=True)
                 self.conditioning = method.to(self._execution_device).eval().requires_grad_(False)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
             raise AnyframeInputError(f"cannot load the LoRA in {path}: {' '.join(str(exc).split())[:300]}") from None
 
     # ------------------------------------------------------------------------------------ sizes
@@ -237,7 +302,8 @@ class AnyFramePipeline(DiffusionPipeline):
         """What this model can generate: sizes, compression, sampling defaults, its method."""
         return ModelLimits(default_video_size=self.default_video_size, patch_size=tuple(self.transformer.config.patch_size),
                            spatial_compression=self.vae_scale_factor, temporal_compression=self.vae_temporal_compression,
-                           sampling_defaults=self.sampling_defaults, method=self.conditioning)
+                           sampling_defaults=self.sampling_defaults, method=self.conditioning,
+                           hidden_size=int(getattr(self.transformer, "token_dim", 0) or 0), memory_bytes=device_memory(self._execution_device))
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:
         self.limits.check_size(num_frames, height, width)

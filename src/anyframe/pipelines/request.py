@@ -30,6 +30,9 @@ from anyframe.flow.guidance import GUIDANCE_MODES, MODEL_DEFAULT, RENORM_CHOICES
 from anyframe.flow.sampling import SAMPLERS
 
 MAX_SEED = 2**63 - 1
+# More sampling steps than the flow's 1,000 training timesteps resolve nothing more, and a schedule of 10⁹ steps
+# would not fit in memory: the cap is named in the error.
+MAX_STEPS = 1000
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 
@@ -108,6 +111,30 @@ class ModelLimits:
     temporal_compression: int
     sampling_defaults: dict
     method: ConditioningMethod
+    hidden_size: int = 0  # the backbone's token width (for the memory estimate)
+    memory_bytes: int | None = None  # what the device that samples holds; None: not checked
+
+    def estimate_bytes(self, num_frames: int, height: int, width: int, batch: int = 1) -> int:
+        """A lower bound on the memory one sampling call needs: the decoded video (float32, a few working copies
+        in the decoder and the writers) and the backbone's activations for every token (three guidance branches,
+        a block's working set of ~16 token-width vectors). Sizes far past it cannot run; it is meant to refuse
+        those with a clear line before allocating, not to predict an out-of-memory at the edge."""
+        pt, ph, pw = self.patch_size
+        f = self.spatial_compression
+        tokens = max(1, self.num_latent_frames(num_frames) // pt) * max(1, height // (f * ph)) * max(1, width // (f * pw))
+        pixels = num_frames * height * width * 3
+        return batch * (pixels * 4 * 4 + tokens * max(self.hidden_size, 1) * 4 * 16 * 3)
+
+    def check_memory(self, num_frames: int, height: int, width: int, batch: int = 1) -> None:
+        if self.memory_bytes is None:
+            return
+        need = self.estimate_bytes(num_frames, height, width, batch)
+        if need > self.memory_bytes:
+            per_frame = max(1, self.estimate_bytes(1, height, width, batch))
+            most = max(0, self.memory_bytes // per_frame)
+            raise AnyframeInputError(
+                f"num_frames × height × width = {num_frames} × {height} × {width} need at least {_gb(need)} of memory to sample; this device "
+                f"has {_gb(self.memory_bytes)} (at most about {most} frames at this size)")
 
     def latent_index(self, pixel_index: int) -> int:
         """The latent frame holding pixel frame ``pixel_index`` (≥ 0): a causal VAE encodes frame 0 alone and
@@ -129,6 +156,10 @@ class ModelLimits:
             raise AnyframeInputError(f"num_frames must give a positive multiple of {pt} latent frames, got {num_frames}")
         if height <= 0 or width <= 0 or height % (f * ph) or width % (f * pw):
             raise AnyframeInputError(f"height and width must be positive multiples of {f * ph}×{f * pw}, got {height}×{width}")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:,.1f} GB" if n < 2**40 else f"{n / 2**40:,.1f} TB"
 
 
 def resolve_frame_index(index: int, num_frames: int) -> int:
@@ -167,7 +198,7 @@ def _int(name: str, value, low: int, high: int | None = None):
 def check_settings(request: GenerationRequest) -> None:
     """The checks that need no model: the sampling settings, the seed, the stride (the CLI runs these before it
     loads a model, and words them with its flags). Each error starts with the field's name."""
-    _int("steps", request.steps, 1)
+    _int("steps", request.steps, 1, MAX_STEPS)
     _finite("guidance_scale", request.guidance_scale)
     if request.guidance_mode is not None and request.guidance_mode not in GUIDANCE_MODES:
         raise AnyframeInputError(f"guidance_mode must be one of {', '.join(GUIDANCE_MODES)}, got {request.guidance_mode!r}")
@@ -203,6 +234,7 @@ def validate_request(request: GenerationRequest, limits: ModelLimits,
                              zip((request.num_frames, request.height, request.width), limits.default_video_size))
     frames, height, width = _int("num_frames", frames, 1), _int("height", height, 1), _int("width", width, 1)
     limits.check_size(frames, height, width)
+    limits.check_memory(frames, height, width, len(prompts))
     if any(k.frame_index is None for k in request.keyframes) and "unplaced_keyframes" not in limits.method.request_fields:
         names = "+".join(m.name for m in limits.method.methods)
         raise AnyframeInputError(f"a keyframe without a frame index: this model's method ({names}) does not place "

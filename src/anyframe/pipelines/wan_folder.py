@@ -17,7 +17,6 @@ an I2V / FLF2V model (``in_channels == 2C + 4``) Wan's own :class:`~anyframe.con
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import diffusers
@@ -28,16 +27,14 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModel, UMT
 from anyframe.conditioning.frame_replacement import FrameReplacement
 from anyframe.conditioning.wan_i2v import WanI2V
 from anyframe.errors import AnyframeInputError
+from anyframe.io import read_json_object
 from anyframe.models.wan import WanBackbone
 
 WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 
 
 def _model_index(path: Path) -> dict:
-    try:
-        return json.loads((path / "model_index.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise AnyframeInputError(f"cannot read {path / 'model_index.json'}: {exc}") from None
+    return read_json_object(path / "model_index.json")
 
 
 def is_wan_folder(path: str | Path) -> bool:

@@ -32,9 +32,9 @@ import torch
 from pydantic import Field
 
 from anyframe.errors import AnyframeInputError
-from anyframe.io import atomic_dir
+from anyframe.io import atomic_dir, atomic_path
 from anyframe.models.autoencoder import build_world_autoencoder
-from anyframe.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from anyframe.training.checkpoint import Checkpoint, load_resumable, remove_leftovers, save_checkpoint
 from anyframe.training.config import OptimConfig, _Strict, config_differences
 from anyframe.training.logging import MetricsLogger
 from anyframe.training.optim import build_lr_schedule, build_optimizer
@@ -155,10 +155,12 @@ def train_autoencoder(cfg: AutoencoderRecipe, resume: str | None = None, output_
     optimizer = build_optimizer(vae.parameters(), cfg.optim)
     schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
     generator = torch.Generator().manual_seed(cfg.seed)
-    start = 0
+    start, last_checkpoint = 0, None
+    remove_leftovers(out, exports=("autoencoder",))  # what a killed run left: temporary folders and files
     if resume is not None:
-        path = resolve_checkpoint(resume, ckpt_root)
-        ckpt = load_checkpoint(path)
+        # latest: the newest readable checkpoint (a damaged one is skipped with a warning)
+        path, ckpt = load_resumable(resume, ckpt_root, require=("config", "schedule", "optimizer", "rng"))
+        last_checkpoint = path
         saved = ckpt.state.get("config", {})
         changed = [k for k in config_differences(saved, cfg.to_dict()) if k not in RESUMABLE]
         if changed:
@@ -172,13 +174,15 @@ def train_autoencoder(cfg: AutoencoderRecipe, resume: str | None = None, output_
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise AnyframeInputError(f"{out} already has checkpoints: pass --resume latest, or another --output")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    with atomic_path(out / "config.json") as tmp:
+        tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
     end = cfg.train.steps if stop_after is None else min(stop_after, cfg.train.steps)
     logger = MetricsLogger(out, total=cfg.train.steps, start=start, progress=progress)
     loss_value, t0, t_step = float("nan"), time.perf_counter(), start
 
     def checkpoint(step: int) -> None:
-        save_checkpoint(
+        nonlocal last_checkpoint
+        last_checkpoint = save_checkpoint(
             Checkpoint(step=step, model=vae.state_dict(), optimizer=optimizer.state_dict(),
                        state={"config": cfg.to_dict(), "schedule": schedule.state_dict()},
                        rng={"generator": generator.get_state(), "torch": torch.get_rng_state()}),
@@ -193,6 +197,11 @@ def train_autoencoder(cfg: AutoencoderRecipe, resume: str | None = None, output_
             mse = torch.nn.functional.mse_loss(recon, x)
             kl = posterior.kl().mean() / x[0].numel()  # per pixel value, like the MSE
             loss = mse + cfg.kl_weight * kl
+            if not torch.isfinite(loss):  # stop before the step is taken, logged or saved
+                where = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
+                         else "no checkpoint was written yet")
+                raise AnyframeInputError(f"training stopped at step {step + 1}: the loss is {float(loss)} "
+                                         f"(lower optim.lr, or check the data); {where}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.optim.max_grad_norm)

@@ -8,6 +8,7 @@ bad values are errors that name the key, raised as :class:`~anyframe.errors.Anyf
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,10 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from anyframe.conditioning.registry import METHODS, model_option_fields, validate_model_options
 from anyframe.errors import AnyframeInputError
+from anyframe.models.config_check import check_config_values, unknown_keys
+from anyframe.models.dit import STIVTransformer
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a NaN or infinite float anywhere in a recipe (``lr: .inf``) is an error, not a run that
+    # trains to NaN
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# The recipe's seed seeds every generator of a run (one per rank: seed·1,000,003 + rank, which must stay below 2^63)
+MAX_RECIPE_SEED = 2**32 - 1
 
 
 PRETRAINED_BACKBONE_OVERRIDES = ("text_refiner_layers",)
@@ -41,12 +50,29 @@ class ComponentsConfig(_Strict):
     def _one_source(self):
         if (self.preset is None) == (self.pretrained is None):
             raise ValueError("give exactly one of model.preset and model.pretrained")
+        if self.preset is not None:  # the overrides against the backbone class they go to
+            cls = _backbone_class(self.preset)
+            unknown = unknown_keys(cls, self.backbone)
+            if unknown:
+                raise ValueError(f"backbone.{unknown[0]}: not an option of the {cls.__name__} backbone")
+            try:
+                check_config_values(cls, self.backbone, "backbone")
+            except AnyframeInputError as exc:
+                raise ValueError(str(exc)) from None
         if self.pretrained is not None and set(self.backbone) - set(PRETRAINED_BACKBONE_OVERRIDES):
             raise ValueError(
                 "on a pretrained pipeline model.backbone may only set "
                 f"{', '.join(PRETRAINED_BACKBONE_OVERRIDES)} (layers added as the identity)"
             )
         return self
+
+
+def _backbone_class(preset: str) -> type:
+    if preset == "wan-tiny":
+        from diffusers import WanTransformer3DModel
+
+        return WanTransformer3DModel
+    return STIVTransformer
 
 
 # q/k/v/o of self- and cross-attention (with I2V's image key/value projections) and the feed-forward
@@ -92,6 +118,9 @@ def _method_options(name: str, options: dict) -> dict:
     if name not in METHODS or name == "stack":
         raise ValueError(f"unknown conditioning method {name!r} ({', '.join(sorted(set(METHODS) - {'stack'}))})")
     taken = model_option_fields(METHODS[name])
+    for key, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value}")
     options = {k: v for k, v in options.items()
                if k in taken or k not in LEGACY_CONDITIONING_DEFAULTS or _as_json(v) != _as_json(LEGACY_CONDITIONING_DEFAULTS[k])}
     return validate_model_options(name, options)
@@ -108,7 +137,7 @@ class ConditioningConfig(BaseModel):
     ``MethodStack``), each ``{method: NAME, <its options>}``: e.g. ``[{method: loss_weighting, object_weight: 4}]``.
     The section as read holds every option with its default filled in (what the run used)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     method: str = "frame_replacement"
     addons: list[dict[str, Any]] = Field(default_factory=list)
@@ -148,16 +177,16 @@ CACHE_FIELDS = frozenset({"captions"})
 
 
 class ToyDataConfig(_Strict):
-    num_clips: int = Field(64, ge=1)
-    num_frames: int = Field(8, ge=1)
-    size: int = Field(16, ge=4)
+    num_clips: int = Field(64, ge=1, le=1_000_000)
+    num_frames: int = Field(8, ge=1, le=256)
+    size: int = Field(16, ge=4, le=512)
 
 
 class WorldDataConfig(_Strict):
     num_clips: int = Field(100_000, ge=1)
     split: Literal["train", "ood_color_shape", "ood_background", "ood_style", "more_objects"] = "train"
-    size: int = Field(32, ge=8)
-    frames: int = Field(16, ge=1)
+    size: int = Field(32, ge=8, le=512)  # (the limits of `anyframe world render`)
+    frames: int = Field(16, ge=1, le=256)
     num_objects: int | None = Field(None, ge=1, le=8)  # every scene with this many objects (a curriculum); None: the split's
 
 
@@ -186,7 +215,7 @@ class DataConfig(_Strict):
     world: WorldDataConfig = Field(default_factory=WorldDataConfig)
     manifest: ManifestDataConfig | None = None
     cache_dir: str | None = None  # encode once into latent shards here, then train from them
-    batch_size: int = Field(8, ge=1)  # per process
+    batch_size: int = Field(8, ge=1, le=65_536)  # per process
     num_workers: int = Field(0, ge=0)
 
     @model_validator(mode="after")
@@ -240,7 +269,7 @@ class SampleConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    steps: int = Field(100, ge=1)
+    steps: int = Field(100, ge=1, le=10**9)
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0)  # 0 = only at the end
     keep_checkpoints: int = Field(2, ge=1)
@@ -253,7 +282,7 @@ class RecipeConfig(_Strict):
     """A whole training recipe."""
 
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_RECIPE_SEED)
     output_dir: str = "runs/run"
     model: ComponentsConfig = Field(default_factory=ComponentsConfig)
     init: InitConfig = Field(default_factory=InitConfig)
@@ -348,6 +377,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """A YAML file's content (None for an empty file); unreadable, non-UTF-8 or malformed YAML is an
+    :class:`AnyframeInputError` naming the file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise AnyframeInputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise AnyframeInputError(f"{what} {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})") from None
+    if "\0" in text:
+        raise AnyframeInputError(f"{what} {path} is a binary file, not YAML text")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise AnyframeInputError(f"{what} {path}: not valid YAML: {' '.join(str(exc).split())}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema: type[BaseModel] | None = None):
     """Read a YAML recipe (or defaults), apply ``--set`` overrides, validate against ``schema`` (default
     :class:`RecipeConfig`)."""
@@ -358,10 +404,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         source = str(path)
         if not path.is_file():
             raise AnyframeInputError(f"config not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise AnyframeInputError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        data = read_yaml(path, "recipe")
+        if data is None:
+            raise AnyframeInputError(f"recipe {path} is empty; give its sections (see configs/toy.yaml), or omit "
+                                     "--config to train the defaults")
         if not isinstance(data, dict):
             raise AnyframeInputError(f"{path}: the top level must be a mapping of sections")
     data = apply_overrides(data, overrides or [])

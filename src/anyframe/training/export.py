@@ -1,4 +1,9 @@
-"""What a run writes besides checkpoints: sample filmstrips and the exported pipeline (or LoRA) folder."""
+"""What a run writes besides checkpoints: sample filmstrips and the exported pipeline (or LoRA) folder.
+
+Every export is atomic: it is written to a temporary folder beside its target (``.pipeline.XXXXXXXX``; for a
+pipeline, by :meth:`AnyFramePipeline.save_pretrained` itself) and renamed into place, so a run killed while exporting leaves no partial ``pipeline/`` (the next run removes
+the temporary; resuming a finished run whose export is missing writes it).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from anyframe.io import atomic_dir, atomic_path, filmstrip, to_uint8
 from anyframe.models.dit import STIVTransformer
 from anyframe.pipelines import AnyFramePipeline
 from anyframe.training.build import build_components
-from anyframe.training.checkpoint import load_checkpoint, resolve_checkpoint
+from anyframe.training.checkpoint import load_resumable
 from anyframe.training.config import RecipeConfig
 from anyframe.training.state import _full, with_denoiser_names
 
@@ -90,7 +95,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, ema: bool = True)
     the recipe the checkpoint records — for a run stopped at a checkpoint, or any step of one. The
     recipe's ``init`` is skipped (the checkpoint holds every weight); its ``model.pretrained`` / ``model.vae``
     folders must exist (they give the frozen encoders)."""
-    ckpt = with_denoiser_names(load_checkpoint(resolve_checkpoint(str(checkpoint), Path(checkpoint).parent)))
+    _, ckpt = load_resumable(str(checkpoint), Path(checkpoint).parent, require=("config",), flag="--checkpoint")
+    ckpt = with_denoiser_names(ckpt)
     try:
         cfg = RecipeConfig.model_validate(ckpt.state["config"])
     except ValueError as exc:
@@ -102,9 +108,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, ema: bool = True)
         if ckpt.ema is None:
             raise AnyframeInputError(f"{checkpoint} holds no EMA weights (export the raw ones with ema=False / --raw)")
         names = [name for name, p in denoiser.named_parameters() if p.requires_grad]
-        shadow = ckpt.ema["shadow_params"]
-        if len(shadow) != len(names):
-            raise AnyframeInputError(f"{checkpoint}: {len(shadow)} EMA tensors for {len(names)} parameters")
+        shadow = ckpt.ema.get("shadow_params") if isinstance(ckpt.ema, dict) else None
+        if not isinstance(shadow, list) or len(shadow) != len(names):
+            count = len(shadow) if isinstance(shadow, list) else "no"
+            raise AnyframeInputError(f"{checkpoint}: {count} EMA tensors for {len(names)} parameters")
         state.update(zip(names, shadow))
     try:
         return export_model(pipe, state, Path(out), lora=cfg.lora.enabled)
@@ -113,7 +120,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, ema: bool = True)
 
 
 def export_pipeline(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path: Path) -> Path:
-    """Save the pipeline folder (EMA weights) that ``anyframe generate --model`` loads."""
+    """Save the pipeline folder (EMA weights) that ``anyframe generate --model`` loads. (Atomically:
+    :meth:`AnyFramePipeline.save_pretrained` writes a temporary folder beside ``path`` and renames it.)"""
     _pipeline_with(pipe, *unsharded_copy(pipe, state)).save_pretrained(path)
     return path
 

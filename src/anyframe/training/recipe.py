@@ -15,11 +15,19 @@ Exactness: all randomness (σ, noise, task mixture, dropout) comes from one CPU 
 whose state is checkpointed with everything else, and the data order is a pure function of
 (seed, epoch, position). Training 20 steps and training 10, resuming, and training 10 more give the
 same weights bit for bit.
+
+Recovery: a run may be killed at any moment and resumed with ``--resume latest`` to the same weights. A run
+starts by removing what a killed one left (temporary checkpoint and export folders, half-written files);
+``latest`` skips a damaged newest checkpoint (with a warning) for the one before; a run killed while
+exporting, resumed, writes its export from its final checkpoint. A non-finite loss (or, without fp16 loss
+scaling, gradient norm) stops training at once with an input error, before that step is logged, checkpointed
+or exported.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import warnings
@@ -45,14 +53,15 @@ from anyframe.data.base import LatentBatch, VideoBatch, collate
 from anyframe.data.sampler import EpochIndexBatches, EpochIndexedDataset, ShardedBucketSampler
 from anyframe.errors import AnyframeInputError
 from anyframe.flow.timesteps import sample_training_sigmas
+from anyframe.io import atomic_path
 from anyframe.models.autoencoder import encode_video, spatial_compression
 from anyframe.models.text_encoder import TextCondition
 from anyframe.pipelines import AnyFramePipeline, PipelineEncoders
 from anyframe.training.build import build_components, build_dataset, check_checkpoint_fits, trainable_parameters
-from anyframe.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from anyframe.training.checkpoint import Checkpoint, load_resumable, remove_leftovers, save_checkpoint
 from anyframe.training.config import RESUMABLE_DIFFERENCES, RecipeConfig, config_differences
 from anyframe.training.export import ema_state_dict, export_checkpoint, export_model, write_samples
-from anyframe.training.logging import MetricsLogger
+from anyframe.training.logging import MetricsLogger, read_metrics
 from anyframe.training.optim import build_lr_schedule, build_optimizer
 from anyframe.training.state import (
     full_ema_state,
@@ -92,13 +101,18 @@ def train(
     spans ``train.steps``)."""
     run = start_run(cfg, Path(output_dir or cfg.output_dir), resume, progress)
     last_step = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
-    if last_step <= run.step:
+    finishing = run.export_missing and last_step == run.step  # killed while exporting: only the export is left
+    if finishing:
+        warnings.warn(f"the run had finished training (checkpoint {run.last_checkpoint} is at step {run.step}, "
+                      f"train.steps); finishing its export to {run.out / export_name(cfg)}")
+    elif last_step <= run.step:
         raise AnyframeInputError(f"nothing to do: the run is at step {run.step}, stopping at {last_step}")
-    loss = float("nan")
+    loss = _last_logged_loss(run) if finishing else float("nan")
     while run.step < last_step:
         run.step += 1
         terms = train_step(run)
         loss = terms["loss"]
+        stop_if_diverged(run, loss)
         if run.step % cfg.train.log_every == 0 or run.step == last_step:
             log_step(run, terms)
         run.logger.advance(run.step, loss)
@@ -107,10 +121,13 @@ def train(
         if (cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0) or run.step == last_step:
             checkpoint_step(run)
 
-    # Are the ranks' weights identical? (DDP keeps them so; this checks it.)
+    # Are the ranks' weights identical? (DDP keeps them so; this checks it.) A run finishing its export
+    # logged this before it was killed.
     checksums = gather_object([params_checksum(run.accelerator.unwrap_model(run.model))])
     in_sync = len(set(checksums)) == 1
-    run.logger.log({"step": last_step, "ranks": run.world, "ranks_in_sync": in_sync, "checksums": checksums})
+    if not (finishing and run.accelerator.is_main_process
+            and any(m.get("step") == last_step and "ranks_in_sync" in m for m in read_metrics(run.out))):
+        run.logger.log({"step": last_step, "ranks": run.world, "ranks_in_sync": in_sync, "checksums": checksums})
     run.logger.close()
 
     # Export the pipeline with the EMA weights (at the end of the recipe, not at a stop).
@@ -118,11 +135,40 @@ def train(
     if cfg.train.export and last_step == cfg.train.steps:
         export_state = ema_state_dict(run.model, run.ema)  # a collective under FSDP
         if run.accelerator.is_main_process:
-            pipeline_dir = export_model(run.pipe, export_state, run.out / ("lora" if cfg.lora.enabled else "pipeline"),
-                                        cfg.lora.enabled)
+            pipeline_dir = export_model(run.pipe, export_state, run.out / export_name(cfg), cfg.lora.enabled)
     run.accelerator.wait_for_everyone()
     close_run(run)
     return TrainResult(run.out, last_step, loss, pipeline_dir, in_sync)
+
+
+def export_name(cfg: RecipeConfig) -> str:
+    """The folder a finished run exports to, in its run folder."""
+    return "lora" if cfg.lora.enabled else "pipeline"
+
+
+def _last_logged_loss(run: Run) -> float:
+    losses = [m["loss"] for m in read_metrics(run.out) if m.get("step") == run.step and "loss" in m]
+    return float(losses[-1]) if losses and isinstance(losses[-1], (int, float)) else float("nan")
+
+
+def stop_if_diverged(run: Run, loss: float) -> None:
+    """Stop at the first non-finite loss (or gradient norm) on any rank, before the step is logged or saved:
+    the last checkpoint stays the last good one. (A collective: every rank calls it every step. Under fp16
+    loss scaling an infinite gradient norm only skips the step, so it does not count there.)"""
+    grad_norm = run.last.get("grad_norm", 0.0) if run.accelerator.scaler is None else 0.0
+    values = torch.tensor([loss, grad_norm], dtype=torch.float64, device=run.accelerator.device)
+    total = run.accelerator.reduce(values, reduction="sum").tolist()  # NaN or inf anywhere stays non-finite
+    if all(math.isfinite(v) for v in total):
+        return
+    if not math.isfinite(total[0]):
+        what = f"the loss is {loss if not math.isfinite(loss) else total[0]}"
+    else:
+        what = f"the gradient norm is {grad_norm if not math.isfinite(grad_norm) else total[1]}"
+    where = f"the last good checkpoint is {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was written yet"
+    step = run.step
+    run.logger.close()
+    close_run(run)
+    raise AnyframeInputError(f"training stopped at step {step}: {what} (lower optim.lr, or check the data); {where}")
 
 
 # --------------------------------------------------------------------------------- the run
@@ -147,6 +193,8 @@ class Run:
     logger: MetricsLogger
     has_frozen: bool  # LoRA: the backbone's own weights are not trained
     step: int = 0
+    last_checkpoint: Path | None = None  # the newest checkpoint of this run (or the one it resumed from)
+    export_missing: bool = False  # resumed at train.steps without its export (killed while exporting)
     consumed: int = 0  # batches drawn (the data position)
     window_start: float = field(default_factory=time.perf_counter)
     window_samples: int = 0
@@ -191,15 +239,25 @@ def start_run(cfg: RecipeConfig, out: Path, resume: str | None, progress: bool) 
     optimizer = build_optimizer(trainable_parameters(model), cfg.optim)
     schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
 
-    step, consumed, ckpt = 0, 0, None
+    if accelerator.is_main_process:
+        remove_leftovers(out, exports=("pipeline", "lora"))
+    step, consumed, ckpt, ckpt_path, export_missing = 0, 0, None, None, False
     if resume is not None:
-        ckpt = with_denoiser_names(load_checkpoint(resolve_checkpoint(resume, out / "checkpoints")))
+        ckpt_path, ckpt = load_resumable(resume, out / "checkpoints", require=RESUME_NEEDS)
+        ckpt = with_denoiser_names(ckpt)
+        if ckpt.step > cfg.train.steps:
+            raise AnyframeInputError(f"checkpoint {ckpt_path} is at step {ckpt.step}, past train.steps "
+                                     f"({cfg.train.steps}): raise train.steps to train on from it")
+        if ckpt.step == cfg.train.steps:
+            export_missing = cfg.train.export and not export_is_current(out / export_name(cfg), ckpt_path)
+            if not export_missing:
+                written = f" and its export {out / export_name(cfg)} is written" if cfg.train.export else ""
+                raise AnyframeInputError(f"nothing to do: the run finished training at step {ckpt.step} (train.steps)"
+                                         f"{written}; raise train.steps to train further")
         warn_about_recipe_changes(cfg, ckpt)
         schedule.load_state_dict(ckpt.state["lr_schedule"])
         set_rng_state(generator, ckpt.rng["ranks"][rank])
         step, consumed = ckpt.step, int(ckpt.state["batches_consumed"])
-        if ckpt.step >= cfg.train.steps:
-            raise AnyframeInputError(f"the checkpoint is at step {ckpt.step}; train.steps is {cfg.train.steps}")
         check_checkpoint_fits(model, ckpt.model, resume)
 
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -232,11 +290,26 @@ def start_run(cfg: RecipeConfig, out: Path, resume: str | None, progress: bool) 
     )
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(json.dumps(cfg.to_dict(), indent=2))  # JSON is valid YAML
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(json.dumps(cfg.to_dict(), indent=2))  # JSON is valid YAML
     logger = MetricsLogger(out, enabled=accelerator.is_main_process, total=cfg.train.steps, start=step,
                            progress=progress)
     return Run(cfg, out, accelerator, generator, pipe, model, optimizer, schedule, ema, sampler, iter(loader),
-               null_text, logger, has_frozen, step=step, consumed=consumed)
+               null_text, logger, has_frozen, step=step, consumed=consumed, last_checkpoint=ckpt_path,
+               export_missing=export_missing)
+
+
+# What a checkpoint must hold to resume a run (one without them is damaged: ``latest`` skips it).
+RESUME_NEEDS = ("batches_consumed", "lr_schedule", "config", "optimizer", "rng")
+
+
+def export_is_current(export: Path, checkpoint: Path) -> bool:
+    """Whether the run's export folder was written from (after) its final ``checkpoint``: an export left by an
+    earlier, shorter run in the same folder — a run extended, then killed while exporting — is not."""
+    try:
+        return export.is_dir() and export.stat().st_mtime_ns >= (checkpoint / "state.json").stat().st_mtime_ns
+    except OSError:
+        return False
 
 
 def warn_about_recipe_changes(cfg: RecipeConfig, ckpt: Checkpoint) -> None:
@@ -389,3 +462,4 @@ def checkpoint_step(run: Run) -> None:
                                    ema=ema_state, rng={"ranks": rngs}),
                         run.out / "checkpoints", keep=run.cfg.train.keep_checkpoints)
     run.accelerator.wait_for_everyone()
+    run.last_checkpoint = run.out / "checkpoints" / f"step-{run.step:08d}"

@@ -112,8 +112,19 @@ class Scene:
             if not ok:
                 raise AnyframeInputError(f"invalid scene: {message}")
 
-        need(self.size >= 8, f"canvas size {self.size} < 8")
-        need(self.frames >= 1, f"frames {self.frames} < 1")
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        need(whole(self.size) and 8 <= self.size <= 512, f"canvas size must be a whole number in [8, 512], got {self.size!r}")
+        need(whole(self.frames) and 1 <= self.frames <= 256, f"frames must be a whole number in [1, 256], got {self.frames!r}")
+        for o in self.objects:
+            need(isinstance(o.x, (int, float)) and isinstance(o.y, (int, float)) and not isinstance(o.x, bool),
+                 f"object {o.id!r} needs a numeric position, got ({o.x!r}, {o.y!r})")
+        try:
+            self._validate_vocabulary(need)
+        except TypeError as exc:  # a list where a name belongs, and the like
+            raise AnyframeInputError(f"invalid scene: a value has the wrong type ({exc})") from None
+        return self
+
+    def _validate_vocabulary(self, need) -> None:
         need(self.background in vocab.BACKGROUNDS, f"unknown background {self.background!r}")
         need(self.style in vocab.STYLES, f"unknown style {self.style!r}")
         need(self.pan in vocab.PANS, f"unknown pan {self.pan!r}")

@@ -61,10 +61,15 @@ SCORED_KEYS: dict[str, list[str]] = {
     "masks": _CONTENT + ["mask_iou"],
 }
 PREDICTION_FRAMES = 4
+CASE_FIELD_TYPES = {"id": (str,), "task": (str,), "split": (str,), "seed": (int,), "scene": (dict,),
+                    "conditions": (dict,), "score": (list,), "edit": (dict, type(None)),
+                    "unpaired": (dict, type(None)), "meta": (dict,)}
 
 
 @dataclass
 class Case:
+    """One evaluation case: a scene program, the task, what is given and what is scored."""
+
     id: str
     task: str
     split: str
@@ -84,14 +89,27 @@ class Case:
 
     @staticmethod
     def from_dict(data: dict) -> Case:
-        try:
-            case = Case(**data)
-        except TypeError as exc:
-            raise AnyframeInputError(f"malformed suite case: {exc}") from None
+        missing = [f for f in CASE_FIELD_TYPES if f not in data and f not in ("edit", "unpaired", "meta")]
+        if missing:
+            raise AnyframeInputError(f"a suite case needs {', '.join(missing)}")
+        unknown = sorted(set(data) - set(CASE_FIELD_TYPES))
+        if unknown:
+            raise AnyframeInputError(f"unknown field {unknown[0]!r} in a suite case ({', '.join(CASE_FIELD_TYPES)})")
+        for name, kinds in CASE_FIELD_TYPES.items():
+            value = data.get(name)
+            if name in data and not (isinstance(value, kinds) and not isinstance(value, bool)):
+                wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise AnyframeInputError(f"field {name!r} of a suite case must be {wanted}, got {value!r}"[:200])
+        case = Case(**data)
+        if any(not isinstance(s, str) for s in case.score):
+            raise AnyframeInputError(f"case {case.id}: score must be a list of metric names")
         if case.task not in TASKS:
             raise AnyframeInputError(f"case {case.id}: unknown task {case.task!r} ({', '.join(TASKS)})")
         scene = case.scene_program()  # validates the program
-        frames = [int(i) for i in case.conditions.get("keyframes", [])]
+        try:
+            frames = [int(i) for i in case.conditions.get("keyframes", [])]
+        except (TypeError, ValueError):
+            raise AnyframeInputError(f"case {case.id}: conditions.keyframes must be a list of frame indices") from None
         if any(not 0 <= i < scene.frames for i in frames):
             raise AnyframeInputError(f"case {case.id}: keyframe indices {frames} out of range for {scene.frames} frames")
         if case.task == "edit" and not (case.edit and "source" in case.edit and "instruction" in case.edit):
