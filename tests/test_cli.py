@@ -462,3 +462,45 @@ def test_device_option(capsys, tmp_path, model_dir):
     assert code == 0 and json_record(out)["seed"] == 1
     code, _, err = run(capsys, *gen(model_dir, "-p", "a red circle", "--device", "tpu"))
     assert code == 2 and err.startswith("error: --device")
+
+
+# ------------------------------------------------------------------------- words the model does not know
+
+
+def test_words_outside_the_vocabulary_are_named_in_one_warning(capsys, model_dir):
+    code, out, err = run(capsys, *gen(model_dir, "-p", "a crimson ball moves left", "--json"))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: this model does not know the words 'crimson', 'ball': they are ignored "
+                        "(`anyframe model info` lists the words it knows)"]
+    code, _, err = run(capsys, *gen(model_dir, "-p", "a red circle moves left", "--json"))
+    assert code == 0 and "warning" not in err
+
+
+def test_the_python_api_warns_too(model_dir):
+    from anyframe.pipelines import load_pipeline
+
+    pipe = load_pipeline(model_dir, "float32")
+    with pytest.warns(UserWarning, match=r"'zigzags'"):
+        pipe(prompt="a red circle zigzags", num_inference_steps=1, seed=0)
+    long = " ".join(["a red circle moves left and"] * 40)
+    assert any("reads the first" in p for p in pipe.prompt_problems(long))
+
+
+def test_model_info_lists_the_vocabulary(capsys, model_dir):
+    code, out, _ = run(capsys, "model", "info", "--model", model_dir, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["backbone"] == "STIVTransformer" and info["method"] == "frame_replacement"
+    assert {"red", "circle", "moves", "left"} <= set(info["vocabulary"]) and "crimson" not in info["vocabulary"]
+    assert info["video"]["frames"] >= 1
+    code, out, _ = run(capsys, "model", "info", "--model", model_dir)
+    assert code == 0 and "vocabulary (" in out and " circle " in out
+
+
+def test_eval_shows_progress_and_is_quiet_on_request(capsys, tmp_path):
+    code, _, err = run(capsys, "eval", "--model", "truth", "--suite", "smoke", "--n", "2", "--out", tmp_path / "r")
+    assert code == 0 and "eval" in err and "2/2" in err
+    code, _, err = run(capsys, "eval", "--model", "truth", "--suite", "smoke", "--n", "2", "--out", tmp_path / "q",
+                       "--quiet")
+    assert code == 0 and "2/2" not in err

@@ -6,6 +6,7 @@ option) prints one line on stderr and exits with code 2, before anything is writ
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -14,7 +15,9 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import diffusers
@@ -24,6 +27,7 @@ import transformers
 import typer
 import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from anyframe import __version__
 from anyframe.conditioning import METHODS
@@ -355,8 +359,13 @@ def generate(
     )
     request = pipe.validate(request)  # every check against the model, before sampling
 
+    for text in dict.fromkeys(request.prompts):
+        for problem in pipe.prompt_problems(text, request.max_sequence_length):
+            typer.echo(f"warning: {problem}", err=True)
     start = time.perf_counter()
-    result = pipe.generate(request, output_type="np")
+    with warnings.catch_warnings():  # (said above, on one line each)
+        warnings.filterwarnings("ignore", message="this model does not know|the prompt is")
+        result = pipe.generate(request, output_type="np")
     seconds = time.perf_counter() - start
     video = to_uint8(result.frames[0])  # [T, H, W, 3]
 
@@ -457,7 +466,7 @@ def train_autoencoder_command(
 
 @app.command("eval")
 def eval_command(
-    model: list[str] = typer.Option(..., "--model", "-m", help="Pipeline folder, or `truth` / `random` / `autoencoder:DIR` (calibration: the ceiling and floor, and the true clips through a model's autoencoder). Repeatable."),
+    model: list[str] = typer.Option([], "--model", "-m", help="Pipeline folder, or `truth` / `random` / `autoencoder:DIR` (calibration: the ceiling and floor, and the true clips through a model's autoencoder). Repeatable (default: the shipped model)."),
     suite: str = typer.Option("smoke", "--suite", help="smoke | standard | ood, or a suite .jsonl."),
     n: int | None = typer.Option(None, "--n", help="Score a seeded random subset of N cases."),
     seed: int = typer.Option(0, "--seed", help="Subset and sampling seed."),
@@ -472,11 +481,17 @@ def eval_command(
     dtype: str = typer.Option(
         "float32", "--dtype", help="Pipeline models' weights: float32 (default: a report any host reproduces) | bfloat16 | auto (as `generate`: bfloat16 where native). The VAE stays float32."
     ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
 
     _check_seed(seed)
+    if not model:
+        shipped = default_model_dir()
+        if shipped is None:
+            raise AnyframeInputError("no --model given and no shipped default model")
+        model = [str(shipped)]
     cases = load_suite(suite)
     if n is not None:
         if n < 1:
@@ -504,7 +519,9 @@ def eval_command(
                     renorm=_renorm_flag(renorm))
     models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail, dtype=dtype)
               if not calibration(spec) else load_model(spec, device=device) for spec in model]
-    reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against)
+    with _progress(len(models) * len(cases), "eval", enabled=not quiet) as advance:
+        reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against,
+                           on_case=lambda name: advance(name))
     for report in reports:
         summary = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if v is not None and k in
                             ("presence", "color_binding", "motion_direction", "keyframe_psnr"))
@@ -587,6 +604,59 @@ def world_sample(
     typer.echo(f"wrote {len(cases)} cases to {out}")
 
 
+@contextlib.contextmanager
+def _progress(total: int, label: str, enabled: bool = True):
+    """A rich progress bar with ETA on stderr for ``total`` units; yields ``advance(text)``."""
+    if not enabled:
+        yield lambda text="": None
+        return
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(label, total=total, what="")
+        yield lambda text="": bar.update(task, advance=1, what=text)
+
+
+@model_app.command("info")
+def model_info(
+    model: Path | None = typer.Option(None, "--model", "-m", help="Pipeline folder (default: the shipped model)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
+) -> None:
+    """What a model folder is: its method, backbone, the video size it makes, its sampling defaults and the words
+    its text encoder knows."""
+    model_dir = model or default_model_dir()
+    if model_dir is None:
+        raise AnyframeInputError("no --model given and no shipped default model")
+    _silence_libraries()
+    pipe = load_pipeline(model_dir, "float32")
+    limits = pipe.limits
+    frames, height, width = limits.default_video_size
+    vocabulary = pipe.vocabulary
+    info = {
+        "model": str(model_dir),
+        "method": "+".join(m.name for m in pipe.conditioning.methods),
+        "backbone": type(pipe.transformer).__name__,
+        "parameters": sum(p.numel() for p in pipe.transformer.parameters()),
+        "video": {"frames": frames, "height": height, "width": width},
+        "sampling": limits.sampling_defaults,
+        "text_encoder": type(pipe.text_encoder).__name__,
+        "max_prompt_tokens": pipe.tokenizer.model_max_length,
+        "vocabulary": vocabulary,
+    }
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(f"{model_dir}: {info['backbone']} ({info['parameters'] / 1e6:.1f}M parameters), method {info['method']}")
+    typer.echo(f"video: {frames} frames of {width}×{height}; sampling: "
+               + ", ".join(f"{k} {v}" for k, v in limits.sampling_defaults.items()))
+    typer.echo(f"text: {info['text_encoder']}, up to {info['max_prompt_tokens']} tokens")
+    if vocabulary is None:
+        typer.echo("vocabulary: subword (any word is spelled out)")
+    else:
+        typer.echo(f"vocabulary ({len(vocabulary)} words; other words are ignored):")
+        typer.echo(textwrap.fill(" ".join(vocabulary), width=100, break_on_hyphens=False))
+
+
 @model_app.command("init")
 def model_init(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to create."),
@@ -649,6 +719,12 @@ def _click_exceptions() -> list:
     return modules
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Python warnings as one line, ``warning: ...`` (not the file and source line of the code that warned). The
+    format, not ``showwarning``: a caller recording warnings (``warnings.catch_warnings``) still records them."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: input errors → one line on stderr, exit 2; no tracebacks for them."""
     modules = _click_exceptions()
@@ -656,6 +732,7 @@ def main(argv: list[str] | None = None) -> None:
     usage = tuple(m.UsageError for m in modules if hasattr(m, "UsageError"))
     aborts = tuple(m.Abort for m in modules if hasattr(m, "Abort")) + (typer.Abort,)
     exits = tuple(m.Exit for m in modules if hasattr(m, "Exit")) + (typer.Exit,)
+    warnings.formatwarning = _format_warning
     try:
         code = app(args=argv, prog_name="anyframe", standalone_mode=False)
     except AnyframeInputError as exc:

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,14 @@ def _aggregate(cases: list[dict], group: str | None = None) -> dict:
 
 
 def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], strips: Path | None = None,
-              against: str = "program") -> dict:
+              against: str = "program", on_case: Callable[[str], None] | None = None) -> dict:
     """Generate and score every case; returns the report dict (and keeps worst-case filmstrips).
 
     ``against``: ``program`` scores each clip against the case's scene program (every key of the case);
     ``prompt`` against what its prompt alone states (:mod:`anyframe.world.prompt_scoring`: the case's keys
     among PROMPT_KEYS). Edits and unpaired cases, whose texts are an instruction and one object's action
-    rather than a caption of the scene, are scored against the program either way."""
+    rather than a caption of the scene, are scored against the program either way. ``on_case(model name)`` is
+    called after each case (a progress bar)."""
 
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"score against 'program' or 'prompt', not {against!r}")
@@ -78,6 +80,8 @@ def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], s
                 )
             entry["scores"] = {k: (None if v is None else float(v)) for k, v in scores.items()}
             clips[case.id] = gen.frames
+        if on_case is not None:
+            on_case(model.name)
         results.append(entry)
     report = {
         "model": model.name,
@@ -208,19 +212,19 @@ def write_report(report: dict, folder: Path, title: str = "anyframe evaluation")
 
 
 def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title: str = "anyframe evaluation",
-             against: str = "program") -> list[dict]:
-    """Run every model on every case; write the reports; return the report dicts (``against``: see
+             against: str = "program", on_case: Callable[[str], None] | None = None) -> list[dict]:
+    """Run every model on every case; write the reports; return the report dicts (``against``, ``on_case``: see
     :func:`run_model`)."""
     out = Path(out_dir)
     conds = {case.id: Conditioning.of(case) for case in cases}
     if len(models) == 1:
-        report = run_model(models[0], cases, conds, out / "worst", against)
+        report = run_model(models[0], cases, conds, out / "worst", against, on_case)
         write_report(report, out, title)
         return [report]
     reports = []
     for model in models:
         folder = out / _slug(model.name)
-        report = run_model(model, cases, conds, folder / "worst", against)
+        report = run_model(model, cases, conds, folder / "worst", against, on_case)
         write_report(report, folder, f"{title}: {model.name}")
         reports.append(report)
     keys = sorted({k for r in reports for k in r["metrics"]})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,6 +340,37 @@ class AnyFramePipeline(DiffusionPipeline):
         return {"padding": getattr(self.transformer, "text_padding", "masked"),
                 "max_length": getattr(self.transformer, "text_max_length", None)}
 
+    @property
+    def vocabulary(self) -> list[str] | None:
+        """The words a word-level tokenizer knows (world models), sorted; None for a subword tokenizer (Wan's
+        UMT5), which spells any word."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None or type(backend.model).__name__ != "WordLevel":
+            return None
+        specials = set(self.tokenizer.all_special_tokens)
+        return sorted(w for w in self.tokenizer.get_vocab() if w not in specials)
+
+    def prompt_problems(self, prompt: str, max_length: int | None = None) -> list[str]:
+        """What this model will not read of ``prompt``: the words its vocabulary lacks (they become ``<unk>``) and
+        the words past its text length (cut off). Empty when it reads all of it."""
+        problems = []
+        vocabulary = self.vocabulary
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if vocabulary is not None and backend is not None:
+            text = backend.normalizer.normalize_str(prompt) if backend.normalizer else prompt
+            words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
+            known = set(vocabulary)
+            unknown = list(dict.fromkeys(w for w in words if w not in known))
+            if unknown:
+                problems.append(f"this model does not know the word{'s' if len(unknown) > 1 else ''} "
+                                f"{', '.join(repr(w) for w in unknown)}: {'they are' if len(unknown) > 1 else 'it is'} "
+                                "ignored (`anyframe model info` lists the words it knows)")
+        length = max_length or self.tokenizer.model_max_length
+        tokens = len(self.tokenizer(prompt, truncation=False)["input_ids"])
+        if tokens > length:
+            problems.append(f"the prompt is {tokens} tokens long; this model reads the first {length}")
+        return problems
+
     def encode_text(self, prompts: Sequence[str], max_length: int | None = None) -> TextCondition:
         """Prompts → tokens, in the backbone's convention (:attr:`text_convention`)."""
         convention = self.text_convention
@@ -495,6 +527,9 @@ class AnyFramePipeline(DiffusionPipeline):
         if generator is not None and request.seed is not None:
             raise ValueError("pass a generator or a seed, not both")
         request = self.validate(request)
+        for prompt in dict.fromkeys(request.prompts):
+            for problem in self.prompt_problems(prompt, request.max_sequence_length):
+                warnings.warn(problem, UserWarning, stacklevel=2)
         seed = request.seed
         if generator is None:
             generator = torch.Generator("cpu").manual_seed(seed)
