@@ -438,7 +438,7 @@ def test_console_script_model_without_weights_is_one_line(tmp_path, model_dir):
 
 def test_failed_write_keeps_earlier_outputs(capsys, tmp_path, model_dir, monkeypatch):
     # an earlier video and filmstrip at the same paths survive a failed write, and no half pair appears
-    import anyframe.cli
+    import anyframe.io
 
     out = tmp_path / "outputs" / "v.mp4"
     out.parent.mkdir()
@@ -448,7 +448,7 @@ def test_failed_write_keeps_earlier_outputs(capsys, tmp_path, model_dir, monkeyp
     def broken_filmstrip(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(anyframe.cli, "write_filmstrip", broken_filmstrip)
+    monkeypatch.setattr(anyframe.io, "write_filmstrip", broken_filmstrip)
     code, _, err = run(capsys, *gen(model_dir, "-p", "a red circle", "-o", out))
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "disk full" in errors[0]

@@ -1,20 +1,47 @@
 """anyframe: video generation from text and from images placed at any frame.
 
+The names below are imported on first use (PEP 562), so that ``import anyframe`` — and the command line's
+``--help`` — does not load torch, diffusers and the models until something needs them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("anyframe")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from anyframe.conditioning import ConditioningMethod, FrameReplacement
 from anyframe.errors import AnyframeInputError
-from anyframe.models.dit import STIVTransformer, build_stiv
-from anyframe.pipelines import AnyFrameOutput, AnyFramePipeline, GenerationRequest, Keyframe, build_world_pipeline
 
-__all__ = [
-    "__version__", "AnyFramePipeline", "AnyFrameOutput", "GenerationRequest", "Keyframe", "STIVTransformer", "build_stiv",
-    "FrameReplacement", "ConditioningMethod", "AnyframeInputError", "build_world_pipeline",
-]
+_LAZY = {
+    "ConditioningMethod": "anyframe.conditioning", "FrameReplacement": "anyframe.conditioning",
+    "STIVTransformer": "anyframe.models.dit", "build_stiv": "anyframe.models.dit",
+    "AnyFrameOutput": "anyframe.pipelines", "AnyFramePipeline": "anyframe.pipelines",
+    "GenerationRequest": "anyframe.pipelines", "Keyframe": "anyframe.pipelines",
+    "build_world_pipeline": "anyframe.pipelines",
+}
+
+__all__ = ["__version__", "AnyframeInputError", *_LAZY]
+
+if TYPE_CHECKING:  # (for type checkers and editors; at run time, __getattr__ below)
+    from anyframe.conditioning import ConditioningMethod, FrameReplacement  # noqa: F401
+    from anyframe.models.dit import STIVTransformer, build_stiv  # noqa: F401
+    from anyframe.pipelines import AnyFrameOutput, AnyFramePipeline, GenerationRequest, Keyframe, build_world_pipeline  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("anyframe")
+        except PackageNotFoundError:  # running from a source tree without installation
+            value = "0.0.0"
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'anyframe' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,50 +12,18 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import textwrap
 import time
 import warnings
 from pathlib import Path
 
-import diffusers
-import numpy as np
-import torch
-import transformers
 import typer
-import yaml
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from anyframe import __version__
-from anyframe.conditioning import METHODS
 from anyframe.errors import AnyframeInputError
-from anyframe.flow.guidance import MODEL_DEFAULT, RENORM_CHOICES
-from anyframe.io import (
-    atomic_paths,
-    default_permissions,
-    load_image,
-    to_uint8,
-    write_filmstrip,
-    write_gif,
-    write_mp4,
-    write_png_frames,
-)
-from anyframe.pipelines import (
-    DTYPES,
-    WORLD_PRESETS,
-    GenerationRequest,
-    Keyframe,
-    build_world_pipeline,
-    load_pipeline,
-    resolve_dtype,
-)
-from anyframe.pipelines.request import check_settings
-from anyframe.training.config import ConditioningConfig, load_config
-from anyframe.world import SPLITS, caption, frame_captions, regional_captions, render, scene_for_seed
-from anyframe.world.suite import TASKS, load_suite, sample_suite, write_suite
+
+# Heavy modules (torch, diffusers, the pipeline, the world) are imported inside the commands that use them, so
+# `anyframe --help` and a bad flag answer at once (benchmarks/startup.py).
 
 DEFAULT_MODEL_NAME = "anyframe-world-s"
 EXAMPLES = """
@@ -76,6 +44,17 @@ Examples:
   anyframe world sample --n 100 --split ood_style --out suites/ood-style.jsonl
 
   anyframe eval --model runs/x/pipeline --model truth --suite smoke --out reports/x
+
+  anyframe model info    # the shipped model: size, method, the words it knows
+"""
+GENERATE_EXAMPLES = """
+Examples:
+
+  anyframe generate -p "On a black background, a large red circle moves right." --seed 0
+
+  anyframe generate -p "a red circle moves left" --image first.png@0 --out outputs/left.mp4   # image to video
+
+  anyframe generate -p "" --image start.png@0 --image end.png@-1 --json                      # interpolation
 """
 
 app = typer.Typer(
@@ -93,6 +72,7 @@ app.add_typer(world_app, name="world")
 
 
 def _version(value: bool) -> None:
+    from anyframe import __version__
     if value:
         typer.echo(f"anyframe {__version__}")
         raise typer.Exit()
@@ -132,6 +112,9 @@ def parse_image_spec(spec: str) -> tuple[Path, int]:
 
 
 def _silence_libraries() -> None:
+    import diffusers
+    import transformers
+
     # CRITICAL, not ERROR: diffusers logs a failed component fetch at ERROR before raising, and the
     # CLI reports that failure itself, on one line.
     diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
@@ -163,6 +146,8 @@ FLAGS = {"steps": "--steps", "guidance_scale": "--guidance", "guidance_mode": "-
 def check_request_flags(**fields) -> None:
     """The model-independent checks of a request (``pipelines.request.check_settings``: the same checks the
     Python API runs), before a model is loaded; the error names the flag instead of the field."""
+    from anyframe.pipelines.request import GenerationRequest, check_settings
+
 
     try:
         check_settings(GenerationRequest(**fields))
@@ -175,6 +160,8 @@ def check_request_flags(**fields) -> None:
 def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: str | None, detail: float | None,
                           **more) -> None:
     """The sampling flags generate and eval share (``None``: the model's own)."""
+    from anyframe.flow.guidance import RENORM_CHOICES
+
     if renorm is not None and renorm not in (*RENORM_CHOICES, "none"):
         raise AnyframeInputError(f"--renorm must be one of {', '.join((*RENORM_CHOICES, 'none'))}, got {renorm!r}")
     check_request_flags(steps=steps, guidance_mode=guidance_mode, renorm=_renorm_flag(renorm), **more)
@@ -184,6 +171,8 @@ def _check_sampling_flags(steps: int | None, guidance_mode: str | None, renorm: 
 
 def parse_options(items: list[str]) -> dict:
     """``--option key=value`` (repeatable) → the method's request options; values read as YAML (numbers, bools)."""
+    import yaml
+
     options = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -200,12 +189,16 @@ def parse_options(items: list[str]) -> dict:
 
 
 def _check_dtype(dtype: str) -> None:
+    from anyframe.pipelines.loading import DTYPES
+
     if dtype not in DTYPES:
         raise AnyframeInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def _renorm_flag(renorm: str | None) -> str | None:
     """``--renorm`` → the pipeline's ``renorm``: not given → the model's own, ``none`` → no renormalisation."""
+    from anyframe.flow.guidance import MODEL_DEFAULT
+
     return MODEL_DEFAULT if renorm is None else None if renorm == "none" else renorm
 
 
@@ -247,7 +240,7 @@ def _check_new_file(out: Path, flag: str = "--out") -> None:
     check_writable(out)
 
 
-@app.command(epilog=EXAMPLES)
+@app.command(epilog=GENERATE_EXAMPLES)
 def generate(
     prompt: str = typer.Option("", "--prompt", "-p", help="What happens in the video."),
     image: list[str] = typer.Option(
@@ -293,6 +286,12 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line with the paths, frame count, size, seconds and seed."),
 ) -> None:
     """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
+    import torch
+    from rich.console import Console
+
+    from anyframe.io import atomic_paths, load_image, to_uint8, write_filmstrip, write_gif, write_mp4
+    from anyframe.pipelines import GenerationRequest, Keyframe, load_pipeline, resolve_dtype
+
     # ---- validate everything that needs no model, before loading one
     if not prompt.strip() and not image:
         raise AnyframeInputError("give --prompt, --image, or both")
@@ -416,6 +415,8 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train from a YAML recipe; on one process, or under `accelerate launch` on several."""
+    from anyframe.training.config import load_config
+
     cfg = load_config(config, overrides)
     if stop_after is not None and stop_after < 1:
         raise AnyframeInputError(f"--stop-after must be at least 1, got {stop_after}")
@@ -446,6 +447,8 @@ def train_autoencoder_command(
 ) -> None:
     """Stage one of the world recipe: train the per-frame autoencoder on shapes-world frames; writes
     OUTPUT/autoencoder (with eval.json: reconstruction PSNR per style and split)."""
+    from anyframe.training.config import load_config
+
     from anyframe.training.autoencoder import AutoencoderRecipe, train_autoencoder  # (deferred: accelerate loads only for training)
 
     cfg = load_config(config, overrides, schema=AutoencoderRecipe)
@@ -485,6 +488,10 @@ def eval_command(
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
+    import numpy as np
+
+    from anyframe.world.suite import load_suite
+
 
     _check_seed(seed)
     if not model:
@@ -541,6 +548,14 @@ def world_render(
 ) -> None:
     """Render one scene: video.mp4, filmstrip.png, frames/frame_NNNN.png, masks.npz + masks.png, scene.json,
     captions.json."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from anyframe.io import default_permissions, write_filmstrip, write_mp4, write_png_frames
+    from anyframe.world import SPLITS, caption, frame_captions, regional_captions, render, scene_for_seed
+
 
 
     _check_seed(seed)
@@ -587,6 +602,9 @@ def world_sample(
     out: Path = typer.Option(..., "--out", "-o", help="Suite file to write (.jsonl)."),
 ) -> None:
     """Write an evaluation suite (JSONL: task, scene program, conditions, what to score)."""
+    from anyframe.world import SPLITS
+    from anyframe.world.suite import TASKS, sample_suite, write_suite
+
     if split not in SPLITS:
         raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     unknown = [t for t in task if t not in TASKS]
@@ -607,6 +625,9 @@ def world_sample(
 @contextlib.contextmanager
 def _progress(total: int, label: str, enabled: bool = True):
     """A rich progress bar with ETA on stderr for ``total`` units; yields ``advance(text)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     if not enabled:
         yield lambda text="": None
         return
@@ -624,6 +645,8 @@ def model_info(
 ) -> None:
     """What a model folder is: its method, backbone, the video size it makes, its sampling defaults and the words
     its text encoder knows."""
+    from anyframe.pipelines import load_pipeline
+
     model_dir = model or default_model_dir()
     if model_dir is None:
         raise AnyframeInputError("no --model given and no shipped default model")
@@ -668,6 +691,10 @@ def model_init(
     force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
 ) -> None:
     """Create an untrained (randomly initialised) world-scale pipeline folder."""
+    from anyframe.conditioning import METHODS
+    from anyframe.pipelines import WORLD_PRESETS, build_world_pipeline
+    from anyframe.training.config import ConditioningConfig
+
     if method not in METHODS:
         raise AnyframeInputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     try:  # the recipe's rules: an option the method does not take is an error

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-import anyframe.cli as cli_module
+import anyframe.io
 
 
 def _existing(cwd):
@@ -22,7 +22,7 @@ def test_a_writer_that_fails_leaves_the_earlier_outputs(cli, tiny_model, monkeyp
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli_module, failing, fail)
+    monkeypatch.setattr(anyframe.io, failing, fail)  # (the CLI imports its writers when it runs)
     cli.refuses(["generate", "--model", tiny_model, "-p", "a red circle moves left", "--steps", "1", "--out", "out.mp4"],
                 r"cannot write out.mp4", r"No space left")
 
