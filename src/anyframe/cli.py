@@ -284,6 +284,9 @@ def generate(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .mp4 (or .gif); a <out>.png filmstrip is written beside it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line with the paths, frame count, size, seconds and seed."),
+    batch: Path | None = typer.Option(
+        None, "--batch", help="A JSONL file of requests, one per line (fields of GenerationRequest; docs/methods.md#batches): --out is then a folder; finished lines are skipped on a re-run; under torchrun/accelerate each process takes its share."
+    ),
 ) -> None:
     """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
     import torch
@@ -293,14 +296,19 @@ def generate(
     from anyframe.pipelines import GenerationRequest, Keyframe, load_pipeline, resolve_dtype
 
     # ---- validate everything that needs no model, before loading one
-    if not prompt.strip() and not image:
+    if batch is not None:
+        if prompt.strip() or image:
+            raise AnyframeInputError("--batch takes each request's prompt and images from its file; drop --prompt and --image")
+        if out is None or out.suffix.lower() in (".mp4", ".gif"):
+            raise AnyframeInputError("--batch writes into a folder: give --out DIR")
+    elif not prompt.strip() and not image:
         raise AnyframeInputError("give --prompt, --image, or both")
     _check_sampling_flags(steps, guidance_mode, renorm, detail, sampler=sampler, seed=seed, guidance_scale=guidance,
                           image_guidance_scale=image_guidance, num_frames=num_frames, height=height, width=width)
     _check_fps(fps)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise AnyframeInputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
+    if batch is None and out is not None and out.suffix.lower() not in (".mp4", ".gif"):
         raise AnyframeInputError(f"--out must end in .mp4 or .gif, got {out}")
     _check_dtype(dtype)
     if lora is not None and not lora.is_dir():
@@ -309,7 +317,26 @@ def generate(
     specs = [parse_image_spec(s) for s in image]
     images = [(load_image(path), index) for path, index in specs]  # missing / corrupt → input error
 
-    if out is not None:
+    items = None
+    if batch is not None:
+        from anyframe.pipelines.batch import read_batch
+
+        if out.exists() and not out.is_dir():
+            raise AnyframeInputError(f"--out {out} is an existing file; --batch writes into a folder")
+        check_writable(out / "x")
+        defaults = {k: v for k, v in dict(
+            negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width, steps=steps,
+            guidance_scale=guidance, guidance_mode=guidance_mode, image_guidance_scale=image_guidance,
+            sampler=sampler, seed=seed).items() if v is not None}
+        if renorm is not None:
+            defaults["renorm"] = _renorm_flag(renorm)
+        batch_options = parse_options(option)
+        if detail is not None:
+            batch_options["detail"] = detail
+        if batch_options:
+            defaults["options"] = batch_options
+        items = read_batch(batch, defaults)  # a missing or unreadable file stops here; a bad line is reported later
+    elif out is not None:
         _check_new_file(out)
         _check_new_file(out.with_suffix(".png"), "the filmstrip beside --out,")
     model_dir = model or default_model_dir()
@@ -335,8 +362,11 @@ def generate(
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)  # the noise is drawn on the CPU either way, so a seed gives the same video
-    if as_json:
+    if as_json or items is not None:
         pipe.set_progress_bar_config(disable=True)
+    if items is not None:
+        _run_batch(pipe, items, out, fps, quiet=as_json)
+        return
     options = parse_options(option)
     if detail is not None:
         options["detail"] = detail
@@ -402,6 +432,23 @@ def generate(
         Console(soft_wrap=True).print(
             f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s ({dtype}), seed {result.seed}"
         )
+
+
+def _run_batch(pipe, items, out: Path, fps: float, quiet: bool) -> None:
+    """``generate --batch``: this process's share of the requests, with a progress bar; exit 1 if a line failed."""
+    from anyframe.pipelines.batch import generate_batch, shard
+
+    rank, world = shard()
+    share = len(items[rank::world])
+    with _progress(share, "batch" if world == 1 else f"batch (process {rank + 1} of {world})", enabled=not quiet) as advance:
+        result = generate_batch(pipe, items, out, fps=fps, rank=rank, world=world,
+                                on_item=lambda key, status: advance(f"{key}: {status}"))
+    for key, why in result.failed.items():
+        typer.echo(f"failed: {key}: {why}", err=True)
+    line = {"out": str(out), "written": result.done, "already_there": result.skipped, "failed": result.failed}
+    typer.echo(json.dumps(line) if quiet else f"{out}: {result.summary().split(';')[0]}")
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command("train")
