@@ -34,9 +34,9 @@ def test_generate_uses_it_by_default(tmp_path, monkeypatch):
         assert (info.value.code or 0) == 0
         assert out.is_file() and out.with_suffix(".png").is_file()
         outs.append(out)
-    from anyframe.io import read_video
-
     from PIL import Image
+
+    from anyframe.io import read_video
 
     # same seed, same video: the lossless filmstrips (the generation itself), then the decoded mp4s
     strips = [np.asarray(Image.open(p.with_suffix(".png"))) for p in outs]
@@ -57,3 +57,36 @@ def test_its_autoencoder_is_not_what_holds_it_back():
     report = run_model(AutoencoderModel(str(SHIPPED)), cases, {c.id: Conditioning.of(c) for c in cases})
     for key, floor in (("presence", 0.85), ("color_binding", 0.8), ("motion_direction", 0.9), ("keyframe_psnr", 30)):
         assert report["metrics"][key] >= floor, (key, report["metrics"][key])
+
+
+def test_a_plain_install_carries_every_file_of_the_default_model():
+    """pyproject's data-files put the shipped model under <prefix>/share/anyframe/ (a plain `pip install .`): every
+    file of checkpoints/anyframe-world-s is matched by one of its globs, in the folder of the same name."""
+    import glob
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    carried = {}
+    for target, patterns in data_files.items():
+        for pattern in patterns:
+            for path in glob.glob(str(root / pattern)):
+                carried[Path(path).relative_to(root / "checkpoints")] = target
+    shipped = [p.relative_to(root / "checkpoints") for p in (root / "checkpoints" / "anyframe-world-s").rglob("*") if p.is_file()]
+    assert shipped and sorted(carried) == sorted(shipped)
+    for rel, target in carried.items():
+        assert target == f"share/anyframe/{rel.parent}"
+
+
+def test_the_default_model_is_found_in_a_plain_install(tmp_path, monkeypatch):
+    import sysconfig
+
+    import anyframe.cli as cli
+
+    installed = tmp_path / "prefix" / "share" / "anyframe" / "anyframe-world-s"
+    installed.mkdir(parents=True)
+    (installed / "model_index.json").write_text("{}")
+    monkeypatch.delenv("ANYFRAME_MODEL", raising=False)
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "anyframe" / "cli.py"))  # no checkout
+    monkeypatch.setattr(sysconfig, "get_path", lambda name, scheme=None: str(tmp_path / "prefix"))
+    assert cli.default_model_dir() == installed

@@ -86,12 +86,18 @@ def _root(
 
 
 def default_model_dir() -> Path | None:
-    """``$ANYFRAME_MODEL``, else the shipped ``checkpoints/anyframe-world-s`` of a source checkout."""
+    """``$ANYFRAME_MODEL``; else the shipped ``checkpoints/anyframe-world-s`` of a source checkout (an editable
+    install); else the copy a plain ``pip install .`` puts under ``<prefix>/share/anyframe/`` (pyproject's
+    data-files). None if there is none."""
     env = os.environ.get("ANYFRAME_MODEL")
     if env:
         return Path(env)
-    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / DEFAULT_MODEL_NAME
-    return shipped if shipped.is_dir() else None
+    import sysconfig
+
+    candidates = [Path(__file__).resolve().parents[2] / "checkpoints" / DEFAULT_MODEL_NAME,
+                  *(Path(base) / "share" / "anyframe" / DEFAULT_MODEL_NAME
+                    for base in (sysconfig.get_path("data"), sys.prefix, sysconfig.get_path("data", f"{os.name}_user")))]
+    return next((c for c in candidates if (c / "model_index.json").is_file()), None)
 
 
 def parse_image_spec(spec: str) -> tuple[Path, int]:
