@@ -538,6 +538,7 @@ def eval_command(
         "float32", "--dtype", help="Pipeline models' weights: float32 (default: a report any host reproduces) | bfloat16 | auto (as `generate`: bfloat16 where native). The VAE stays float32."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    calibration: bool = typer.Option(True, "--calibration/--no-calibration", help="Also score the true and random clips of the same cases (the report's ceiling and floor rows)."),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
@@ -581,7 +582,7 @@ def eval_command(
               if not calibration(spec) else load_model(spec, device=device) for spec in model]
     with _progress(len(models) * len(cases), "eval", enabled=not quiet) as advance:
         reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against,
-                           on_case=lambda name: advance(name))
+                           on_case=lambda name: advance(name), calibrate=calibration)
     for report in reports:
         summary = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if v is not None and k in
                             ("presence", "color_binding", "motion_direction", "keyframe_psnr"))

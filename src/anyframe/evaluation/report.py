@@ -94,7 +94,24 @@ def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], s
     }
     if strips is not None:
         report["worst"] = _write_worst(results, clips, conds, strips)
+        report["examples"] = _write_examples(results, clips, conds, strips.parent / "examples")
     return report
+
+
+def _write_examples(results: list[dict], clips: dict, conds: dict, folder: Path) -> list[dict]:
+    """One filmstrip per task (its first scored case): the generated clip over the truth, with its prompt."""
+    out, seen = [], set()
+    for entry in results:
+        if not entry["scores"] or entry["task"] in seen:
+            continue
+        seen.add(entry["task"])
+        folder.mkdir(parents=True, exist_ok=True)
+        strip = np.concatenate([filmstrip(clips[entry["id"]]), filmstrip(conds[entry["id"]].clip)], axis=0)
+        path = folder / f"{_slug(entry['task'])}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(strip).save(tmp, format="PNG")
+        out.append({"task": entry["task"], "id": entry["id"], "prompt": entry["prompt"], "filmstrip": path.name})
+    return out
 
 
 def _case_quality(entry: dict) -> float:
@@ -174,11 +191,56 @@ def _plot_tasks(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# One line per metric: what it measures, its direction, its range (the full definitions: anyframe.world.scoring).
+METRIC_DEFINITIONS = {
+    "presence": ("each asked-for object is there, in its shape and its colour", "higher", "0–1"),
+    "color_binding": ("the track with an object's shape carries that object's colour (≥ 2 objects)", "higher", "0–1"),
+    "count": ("as many objects as asked for (substantial tracks against objects)", "higher", "0–1"),
+    "motion_direction": ("each object moves the way it should (angle ≤ 22.5°, enough distance) or stays still",
+                         "higher", "0–1"),
+    "spatial_relation": ("the objects' left/right and above/below order matches the truth (≥ 2 objects)", "higher", "0–1"),
+    "event": ("the scene's events (colour change, stop, appear, disappear) happen on time, and no others", "higher", "0–1"),
+    "identity_persistence": ("each object keeps its colour on its track through the clip", "higher", "0–1"),
+    "keyframe_psnr": ("pixel fidelity at the given keyframes (capped at 100)", "higher", "dB, 0–100"),
+    "keyframe_ssim": ("structural similarity at the given keyframes", "higher", "0–1"),
+    "dynamic_degree": ("how much of the true motion the clip shows (0: frozen)", "higher", "0–1"),
+    "motion_smoothness": ("tracks move along smooth (piecewise linear) paths", "higher", "0–1"),
+    "temporal_flicker": ("stillness of static regions between frames, beyond the true render's own (VBench's)", "higher", "0–1"),
+    "mask_iou": ("intersection over union of generated and true object masks", "higher", "0–1"),
+    "style": ("the clip is drawn in the scene's style (flat, outline, striped, ...)", "higher", "0 or 1"),
+    "edit_accuracy": ("the edit asked for is made, and nothing else changes", "higher", "0–1"),
+    "trajectory_monotone": ("objects never step back along their direction (interpolation)", "higher", "0–1"),
+}
+
+
+def _definitions(keys) -> list[str]:
+    rows = [(k, *METRIC_DEFINITIONS[k]) for k in keys if k in METRIC_DEFINITIONS]
+    if not rows:
+        return []
+    return ["", "## What the metrics mean", "", "| metric | measures | better | range |", "|---|---|---|---|",
+            *[f"| {k} | {what} | {better} | {span} |" for k, what, better, span in rows]]
+
+
+def _calibration(report: dict) -> list[str]:
+    rows = report.get("calibration")
+    if not rows:
+        return []
+    keys = [k for k in report["metrics"] if any(r["metrics"].get(k) is not None for r in rows)]
+    lines = ["", "## Calibration: the same cases, true clips and random clips", "",
+             "The truth is the ceiling the oracle allows, random noise its floor.", "",
+             "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
+             f"| **{report['model']}** | " + " | ".join(_fmt(report["metrics"].get(k)) for k in keys) + " |"]
+    lines += [f"| {r['model']} | " + " | ".join(_fmt(r["metrics"].get(k)) for k in keys) + " |" for r in rows]
+    return lines
+
+
 def _markdown(report: dict, title: str) -> str:
     lines = [f"# {title}", "", f"Model: `{report['model']}`, {len(report['cases'])} cases, scored against the "
              f"{report.get('scored_against', 'program')}.", "",
              "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in report["metrics"].items()]
+    lines += _calibration(report)
+    lines += _definitions(report["metrics"])
     lines += ["", "![metrics](metrics.png)", "", "## By task", "", "![tasks](tasks.png)", ""]
     tasks = list(report["by_task"])
     keys = list(report["metrics"])
@@ -191,6 +253,10 @@ def _markdown(report: dict, title: str) -> str:
     if report["unsupported"]:
         lines += ["", f"{len(report['unsupported'])} cases were not attempted (unsupported by the model), e.g. "
                   f"{next(iter(report['unsupported'].values()))}."]
+    if report.get("examples"):
+        lines += ["", "## One case per task (generated above, truth below)", ""]
+        for e in report["examples"]:
+            lines += [f"- {e['task']} (`{e['id']}`): \"{e['prompt']}\"", "", f"  ![{e['task']}](examples/{e['filmstrip']})", ""]
     if report.get("worst"):
         lines += ["", "## Worst cases (generated above, truth below)", ""]
         for w in report["worst"]:
@@ -212,19 +278,30 @@ def write_report(report: dict, folder: Path, title: str = "anyframe evaluation")
 
 
 def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title: str = "anyframe evaluation",
-             against: str = "program", on_case: Callable[[str], None] | None = None) -> list[dict]:
+             against: str = "program", on_case: Callable[[str], None] | None = None,
+             calibrate: bool = True) -> list[dict]:
     """Run every model on every case; write the reports; return the report dicts (``against``, ``on_case``: see
-    :func:`run_model`)."""
+    :func:`run_model`). ``calibrate``: also score the true clips and random clips of the same cases (each
+    report's calibration rows: the oracle's ceiling and floor), unless they are among the models."""
     out = Path(out_dir)
     conds = {case.id: Conditioning.of(case) for case in cases}
+    calibration = []
+    if calibrate:  # the oracle's ceiling and floor on these cases, unless they are among the models
+        from anyframe.evaluation.harness import RandomModel, TruthModel
+
+        names = {m.name for m in models}
+        calibration = [run_model(m, cases, conds, None, against) for m in (TruthModel(), RandomModel())
+                       if m.name not in names]
     if len(models) == 1:
         report = run_model(models[0], cases, conds, out / "worst", against, on_case)
+        report["calibration"] = [{"model": c["model"], "metrics": c["metrics"]} for c in calibration]
         write_report(report, out, title)
         return [report]
     reports = []
     for model in models:
         folder = out / _slug(model.name)
         report = run_model(model, cases, conds, folder / "worst", against, on_case)
+        report["calibration"] = [{"model": c["model"], "metrics": c["metrics"]} for c in calibration]
         write_report(report, folder, f"{title}: {model.name}")
         reports.append(report)
     keys = sorted({k for r in reports for k in r["metrics"]})
