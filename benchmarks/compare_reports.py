@@ -23,8 +23,15 @@ import json
 from itertools import combinations
 from pathlib import Path
 
-from anyframe.evaluation.targets import (PSNR_NOISE, TARGETS, compare_targets, format_difference, format_interval,
-                                        format_value, same_case_scores)
+from anyframe.evaluation.targets import (
+    PSNR_NOISE,
+    TARGETS,
+    compare_targets,
+    format_difference,
+    format_interval,
+    format_value,
+    same_case_scores,
+)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -87,7 +94,7 @@ def main() -> None:
               "| task | measure | target | " + " | ".join(labels) + " | "
               + " | ".join(f"{k} − {labels[0]}" for k in labels[1:]) + " |",
               "|---|---|---|" + "---|" * (2 * len(labels) - 1)]
-    span = lambda i: "" if i is None else " " + format_interval(i)  # noqa: E731
+    span = lambda i: "" if i is None else " " + format_interval(i)
     for r in rows:
         cells = [format_value(r["values"][k]) + span(r["intervals"][k]) for k in labels]
         diffs = []

@@ -68,7 +68,7 @@ def main() -> None:
     command = f"python benchmarks/content_diagnosis.py --model {args.model} --n {args.n} --seed {args.seed}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "content_diagnosis.json").write_text(json.dumps({"command": command, "n": args.n, "rows": rows}, indent=1))
-    pct = lambda v: f"{100 * v:.0f} %"  # noqa: E731
+    pct = lambda v: f"{100 * v:.0f} %"
     lines = ["# T2V content, object by object", "", f"Command: `{command}`", "",
              f"{args.n} T2V cases per object count (scene seeds from {args.seed}, train split; 25 steps, JIT-CFG 7.5 +",
              "renorm). Each object's verdict under colour binding's shape-first matching",

@@ -138,7 +138,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     curve_path.write_text(json.dumps({"points": curve, "noise": noise, "trend": trend}, indent=1))
     _plot(curve, RESULTS / "curve.png")
-    fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"
     lines = ["# The default model over training", "",
              "Issue 5's targets on the full `standard` suite (320 cases, 25 steps, JIT-CFG 7.5 + renorm full on every",
              "task — the default until the step-22,000 ship, whose default is `auto` —, seed 0 + the case seed) for the",

@@ -56,7 +56,7 @@ def intended_scene(intended: dict, index: int, max_tries: int = 2000):
         objects = []
         for obj, want in zip(base.objects, wanted):
             m = obj.motion
-            direction = want["direction"] if "direction" in want else m.direction
+            direction = want.get("direction", m.direction)  # (a stated null: still)
             motion = Motion(direction=direction, speed=SPEEDS.get(want.get("speed"), m.speed) if direction else "normal",
                             bounce=bool(want.get("bounce", False)) and direction is not None,
                             scale=want.get("scale", "none"), rotate=False)  # (unsaid: no bounce, no growth)
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     model = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model
     command = f"python benchmarks/free_prompts.py --model {model}" + (f" --n {args.n}" if args.n else "") + \
         (f" --steps {args.steps}" if args.steps else "") + f" --out {rel}"
-    fmt = lambda ci: f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "—"  # noqa: E731
+    fmt = lambda ci: f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "—"
     lines = [
         "# Free-form prompts against the caption form of the same scenes", "",
         f"`{command}` — {time.strftime('%Y-%m-%d')}, {len(rows)} prompts, {seconds / 60:.0f} min.", "",

@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from anyframe.evaluation.harness import Conditioning, load_model
-from anyframe.world.scoring import ANGLE_TOLERANCE, match_objects, motion_windows, object_chains, read_clip, truth_of
+from anyframe.world.scoring import (
+    ANGLE_TOLERANCE,
+    match_objects,
+    motion_windows,
+    object_chains,
+    read_clip,
+    truth_of,
+)
 from anyframe.world.suite import cases_where
 
 RESULTS = Path(__file__).parent / "results"
@@ -174,8 +181,8 @@ def main() -> None:
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"command": command, "n": args.n, "objects": args.objects,
                                                             "rows": rows, "reverse": reverse}, indent=1))
     _plot(rows, RESULTS / f"{args.name}.png")
-    pct = lambda v: "—" if v is None else f"{100 * v:.0f} %"  # noqa: E731
-    deg = lambda v: "—" if v is None else f"{v:.1f}°"  # noqa: E731
+    pct = lambda v: "—" if v is None else f"{100 * v:.0f} %"
+    deg = lambda v: "—" if v is None else f"{v:.1f}°"
     scenes = f"{args.objects}-object scenes" if args.objects else "scenes of any object count"
     lines = ["# Motion direction, window by window", "", f"Command: `{command}`", "",
              f"{args.n} cases per task ({scenes}, scene seeds from {args.seed}, train split; each model's default",

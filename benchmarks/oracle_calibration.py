@@ -55,7 +55,7 @@ def main() -> None:
              f"`autoencoder`: the true renders encoded and decoded by `{args.autoencoder}`'s autoencoder — what a",
              "generator that denoised to the exact true latents would score (`anyframe eval --model autoencoder:DIR`).",
              "PSNR in dB (capped at 100); everything else on a 0–1 scale.", ""]
-    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"
     for name in args.suites:
         s = summary[name]
         keys = [k for k in s["truth"] if not k.startswith(("dynamic_degree_", "temporal_flicker_raw"))]

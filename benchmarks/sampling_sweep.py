@@ -51,7 +51,7 @@ def main() -> None:
     (RESULTS / "sampling_sweep.json").write_text(json.dumps({"command": command, "model": args.model, "task": args.task, "n": args.n,
                                                              "step": args.step, "rows": rows}, indent=1))
     keys = [k for k in KEYS if any(r["metrics"].get(k) is not None for r in rows)]
-    fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.3f}"
     lines = ["# Sampling sweep", "", f"Command: `{command}`", "",
              f"`{args.model}`" + (f" (step {args.step:,})" if args.step else "") + f" on {args.n} `{args.task}` cases (scene seeds {args.seed}–{args.seed + args.n - 1}, the train",
              "split), JIT-CFG with renorm, sampling seed 0 + the case seed.",

@@ -140,7 +140,7 @@ def main() -> None:
         parser.error(f"unknown parts {unknown} (a, b, c)")
 
     for part in parts:
-        title, tasks = PARTS[part]
+        _title, tasks = PARTS[part]
         cases = cases_for(args.suite, tasks, args.n)
         if part == "a":
             settings = {"CFG (text only)": dict(guidance_mode="cfg", renorm=None),

@@ -77,7 +77,7 @@ def run_case(name: str, overrides: list[str], warmup: int, measure: int, workdir
     window = [m for m in read_metrics(out) if "steps_per_s" in m][-1]
     from safetensors.torch import load_file
 
-    ckpt = sorted((out / "checkpoints").iterdir())[-1]
+    ckpt = max((out / "checkpoints").iterdir())
     params = sum(t.numel() for t in load_file(ckpt / "model.safetensors").values())
     tokens = tokens_per_sample(cfg)
     row = {

@@ -20,21 +20,20 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from dataclasses import replace  # noqa: E402
-
-from anyframe.world import vocab  # noqa: E402
-from anyframe.world.render import render  # noqa: E402
-from anyframe.world.sampling import SPLITS, sample_scene  # noqa: E402
-from anyframe.world.scene import Scene, simulate  # noqa: E402
+from anyframe.world import vocab
+from anyframe.world.render import render
+from anyframe.world.sampling import SPLITS, sample_scene
+from anyframe.world.scene import Scene, simulate
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -71,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
     try:
-        import torch  # noqa: PLC0415 — only to pin its pool too, if it is installed
+        import torch  # (only to pin its pool too, if it is installed)
 
         torch.set_num_threads(1)
     except ImportError:

@@ -29,8 +29,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from anyframe.evaluation.targets import (TARGETS, excludes_zero, format_difference, format_interval, mean_interval,
-                                        paired_differences, task_scores)
+from anyframe.evaluation.targets import (
+    TARGETS,
+    excludes_zero,
+    format_difference,
+    format_interval,
+    mean_interval,
+    paired_differences,
+    task_scores,
+)
 from anyframe.evaluation.targets import format_value as fmt
 from anyframe.io import atomic_dir
 from anyframe.pipelines import AnyFramePipeline
@@ -245,14 +252,15 @@ class Comparison:
 
 def comparison(result: dict, label: str | None = None) -> Comparison:
     """Report ``label`` (default the last) of a ``compare_reports.py`` result against its first report."""
-    base, label = list(result["reports"])[0], label or list(result["reports"])[-1]
+    labels = list(result["reports"])
+    base, label = labels[0], label or labels[-1]
     rows = [r for r in result["rows"] if r["versus_first"].get(label)]
 
     def move(r: dict) -> Move:
         v = r["versus_first"][label]
         return Move(r["task"], r["measure"], v["delta"], _pair(v.get("interval")))
 
-    pick = lambda verdict: tuple(move(r) for r in rows if r["versus_first"][label]["verdict"] == verdict)  # noqa: E731
+    pick = lambda verdict: tuple(move(r) for r in rows if r["versus_first"][label]["verdict"] == verdict)
     rates = [r for r in rows if r["key"] != "keyframe_psnr"]
     largest = sorted(rates, key=lambda r: -abs(r["versus_first"][label]["delta"]))[:3]
     return Comparison(base, label, pick("better"), pick("worse"), len(pick("same")), tuple(move(r) for r in largest))
@@ -397,7 +405,7 @@ def motion_finding(report: dict) -> MotionLagFinding | None:
     one = object_groups(report).get(("ti2v", 1))
     if not one or not one["presence"] or not one["motion_direction"]:
         return None
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    mean = lambda v: sum(v) / len(v)
     return MotionLagFinding(mean(one["presence"]), mean(one["motion_direction"]))
 
 
@@ -490,7 +498,7 @@ def content_finding(content: dict | None) -> ContentFinding | None:
     rows = [r for r in (content or {}).get("rows", []) if r["model"] != "autoencoder ceiling"]
     if not rows:
         return None
-    share = lambda key: tuple(r["share"].get(key, 0) for r in rows)  # noqa: E731
+    share = lambda key: tuple(r["share"].get(key, 0) for r in rows)
     return ContentFinding(content["n"], share("wrong shape (alone or not)"), share("wrong colour (alone or not)"),
                           share("no track"), tuple(r["tracks_per_object"] for r in rows))
 
@@ -642,7 +650,7 @@ def prose(finding) -> list[str]:
                        "  way would take the object off the canvas, which no training clip does)."])
         return lines
     if isinstance(f, ContentFinding):
-        per = lambda shares: ", ".join(f"{100 * s:.0f} %" for s in shares)  # noqa: E731
+        per = lambda shares: ", ".join(f"{100 * s:.0f} %" for s in shares)
         return ["- **T2V content fails on shape, not colour** (`benchmarks/results/content_diagnosis.md`, "
                 f"{f.n} T2V cases per count, 1–4 objects):",
                 f"  the object's track has the wrong shape for {per(f.wrong_shape)}, the wrong colour "
@@ -717,7 +725,7 @@ class TargetRow:
 
 
 def target_rows(reports: dict[str, dict], ceiling: dict | None) -> list[TargetRow]:
-    interval = lambda report, task, key: mean_interval(task_scores(report, task, key))  # noqa: E731
+    interval = lambda report, task, key: mean_interval(task_scores(report, task, key))
     extra = [name for name, _ in EXTRA_REPORTS if name in reports]
     return [TargetRow(task, label, key, target, reports["standard"]["by_task"].get(task, {}).get(key),
                       interval(reports["standard"], task, key),
@@ -889,7 +897,7 @@ def main() -> None:
             reports[name] = dict(json.loads(Path(path).read_text()), command=command)
     calibration = RESULTS / "oracle_calibration.json"
     ceiling = json.loads(calibration.read_text())["standard"].get("autoencoder_by_task") if calibration.is_file() else None
-    read = lambda path: json.loads(path.read_text()) if path.is_file() else None  # noqa: E731
+    read = lambda path: json.loads(path.read_text()) if path.is_file() else None
     curve_path = RESULTS / "default_model" / "curve.json"
     curve, sweep, check, motion, content, cooled, cooled_loss, renorm, binding = (read(p) for p in (
         curve_path, RESULTS / "sampling_sweep.json", RESULTS / "guidance_full_suite.json",

@@ -113,7 +113,7 @@ def test_the_python_api_and_the_shares_of_two_processes(tmp_path, model_dir, bat
     assert all(isinstance(it, BatchItem) for it in items) and [it.id for it in items][:2] == ["left", "line-2"]
     first = generate_batch(pipe, items, tmp_path / "shared", rank=0, world=2)
     second = generate_batch(pipe, items, tmp_path / "shared", rank=1, world=2)
-    ids = lambda r: set(r.done) | set(r.failed)  # noqa: E731
+    ids = lambda r: set(r.done) | set(r.failed)
     assert ids(first).isdisjoint(ids(second)) and ids(first) | ids(second) == {it.id for it in items}
 
 

@@ -311,13 +311,13 @@ def test_model_init_existing_needs_force(capsys, tmp_path):
     target = tmp_path / "existing"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    code, out, err = run(capsys, "model", "init", "--size", "tiny", "--out", target)
+    code, _out, err = run(capsys, "model", "init", "--size", "tiny", "--out", target)
     assert code == 2
     assert err.startswith("error:") and len(err.splitlines()) == 1 and "--force" in err
     assert "Traceback" not in err
     assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]  # untouched
 
-    code, out, err = run(capsys, "model", "init", "--size", "tiny", "--out", target, "--force")
+    code, _out, err = run(capsys, "model", "init", "--size", "tiny", "--out", target, "--force")
     assert code == 0, err
     assert (target / "model_index.json").is_file() and not (target / "keep.txt").exists()
 
@@ -326,7 +326,7 @@ def test_model_init_existing_needs_force(capsys, tmp_path):
 def test_model_init_with_a_conditioning_method(capsys, tmp_path, method, cls):
     from anyframe.pipelines import AnyFramePipeline
 
-    code, out, err = run(capsys, "model", "init", "--size", "tiny", "--method", method, "--out", tmp_path / "m")
+    code, _out, err = run(capsys, "model", "init", "--size", "tiny", "--method", method, "--out", tmp_path / "m")
     assert code == 0, err
     assert type(AnyFramePipeline.from_pretrained(tmp_path / "m").conditioning).__name__ == cls
 
@@ -339,7 +339,7 @@ def test_model_init_with_a_conditioning_method(capsys, tmp_path, method, cls):
 )
 def test_model_init_bad_options(capsys, tmp_path, args):
     target = tmp_path / "m"
-    code, out, err = run(capsys, "model", "init", *args, "--out", target)
+    code, _out, err = run(capsys, "model", "init", *args, "--out", target)
     assert code == 2
     assert err.startswith("error:") and len(err.splitlines()) == 1
     assert not target.exists()
@@ -349,14 +349,14 @@ def test_model_init_bad_options(capsys, tmp_path, args):
 
 
 def test_version(capsys):
-    code, out, err = run(capsys, "--version")
+    code, out, _err = run(capsys, "--version")
     assert code == 0
     assert out.strip() == f"anyframe {__version__}"
 
 
 @pytest.mark.parametrize("args", [["--help"], ["generate", "--help"]], ids=["root", "generate"])
 def test_help(capsys, args):
-    code, out, err = run(capsys, *args)
+    code, out, _err = run(capsys, *args)
     assert code == 0
     assert "Usage: anyframe" in out
     assert "Examples" in out
@@ -371,7 +371,7 @@ def test_generate_help_lists_options(capsys):
 
 
 def test_bare_command_shows_help(capsys):
-    code, out, err = run(capsys)
+    code, out, _err = run(capsys)
     assert code == 0
     assert "Usage: anyframe" in out and "generate" in out
 
@@ -383,6 +383,7 @@ def run_script(tmp_path: Path, *args) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "ANYFRAME_MODEL"}
     return subprocess.run(
         [sys.executable, "-m", "anyframe.cli", *map(str, args)],
+        check=False,  # the tests read the exit code (2 for a refused input) and the output
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -418,7 +419,7 @@ def test_index_checked_before_sampling(capsys, tmp_path, model_dir, key_png, mon
 
     monkeypatch.setattr(AnyFramePipeline, "__call__", must_not_sample)
     monkeypatch.setattr(AnyFramePipeline, "generate", must_not_sample)
-    code, out, err = run(capsys, *gen(model_dir, "-p", "x", "-i", f"{key_png}@{FRAMES}", "-o", tmp_path / "c.mp4"))
+    code, _out, err = run(capsys, *gen(model_dir, "-p", "x", "-i", f"{key_png}@{FRAMES}", "-o", tmp_path / "c.mp4"))
     assert code == 2
     assert err.startswith("error:") and "out of range" in err
 
@@ -468,7 +469,7 @@ def test_device_option(capsys, tmp_path, model_dir):
 
 
 def test_words_outside_the_vocabulary_are_named_in_one_warning(capsys, model_dir):
-    code, out, err = run(capsys, *gen(model_dir, "-p", "a crimson ball moves left", "--json"))
+    code, _out, err = run(capsys, *gen(model_dir, "-p", "a crimson ball moves left", "--json"))
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: this model does not know the words 'crimson', 'ball': they are ignored "

@@ -63,6 +63,7 @@ def test_a_plain_install_carries_every_file_of_the_default_model():
     """pyproject's data-files put the shipped model under <prefix>/share/anyframe/ (a plain `pip install .`): every
     file of checkpoints/anyframe-world-s is matched by one of its globs, in the folder of the same name."""
     import glob
+
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def test_a_plain_install_carries_every_file_of_the_default_model():
 def test_the_default_model_is_found_in_a_plain_install(tmp_path, monkeypatch):
     import sysconfig
 
-    import anyframe.cli as cli
+    from anyframe import cli
 
     installed = tmp_path / "prefix" / "share" / "anyframe" / "anyframe-world-s"
     installed.mkdir(parents=True)

@@ -314,19 +314,17 @@ def test_pil_writers_failure_leaves_nothing(tmp_path, monkeypatch, write):
 
 def test_atomic_path_block_failure(tmp_path):
     target = tmp_path / "out.bin"
-    with pytest.raises(KeyError):
-        with aio.atomic_path(target) as tmp:
-            assert tmp.parent == target.parent and tmp != target
-            tmp.write_bytes(b"partial")
-            assert tmp.exists() and not target.exists()
-            raise KeyError("boom")
+    with pytest.raises(KeyError), aio.atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_bytes(b"partial")
+        assert tmp.exists() and not target.exists()
+        raise KeyError("boom")
     assert files_in(tmp_path) == []
 
     target.write_bytes(b"original")
-    with pytest.raises(KeyError):
-        with aio.atomic_path(target) as tmp:
-            tmp.write_bytes(b"partial")
-            raise KeyError("boom")
+    with pytest.raises(KeyError), aio.atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise KeyError("boom")
     assert target.read_bytes() == b"original"
     assert files_in(tmp_path) == ["out.bin"]
 

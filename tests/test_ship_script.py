@@ -45,7 +45,7 @@ def _row(task, label, verdict, delta, interval=None, key="presence"):
 
 
 def test_a_sweeps_gain_holds_only_if_the_whole_suite_check_agrees(ship):
-    metrics = lambda p: {"presence": p, "color_binding": 0.3, "motion_direction": 0.2}  # noqa: E731
+    metrics = lambda p: {"presence": p, "color_binding": 0.3, "motion_direction": 0.2}
     sweep = {"n": 40, "task": "t2v", "step": 100,
              "rows": [{"setting": "default", "metrics": metrics(0.40)}, {"setting": "guidance 12", "metrics": metrics(0.48)},
                       {"setting": "guidance 3", "metrics": metrics(0.30)}]}
@@ -73,8 +73,8 @@ def test_a_sweeps_gain_is_read_by_its_interval_when_the_cases_are_kept(ship):
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0, 1, 40)
-    cases = lambda values: {"presence": {f"c{i}": float(v) for i, v in enumerate(values)}}  # noqa: E731
-    row = lambda setting, values: {"setting": setting, "metrics": {"presence": float(np.mean(values))},  # noqa: E731
+    cases = lambda values: {"presence": {f"c{i}": float(v) for i, v in enumerate(values)}}
+    row = lambda setting, values: {"setting": setting, "metrics": {"presence": float(np.mean(values))},
                                    "cases": cases(values)}
     error = rng.normal(0, 0.5, 40)
     noisy = base + 0.08 + error - error.mean()  # a mean gain above the old 0.05 rule, case by case all over the place
@@ -89,7 +89,7 @@ def test_a_sweeps_gain_is_read_by_its_interval_when_the_cases_are_kept(ship):
 
 
 def test_the_cooldown_finding_counts_what_it_bought(ship):
-    row = lambda task, verdict, delta: _row(task, "cool", verdict, delta, (delta - 0.05, delta + 0.05))  # noqa: E731
+    row = lambda task, verdict, delta: _row(task, "cool", verdict, delta, (delta - 0.05, delta + 0.05))
     result = {"reports": {"constant": {}, "cool": {}}, "rows": [row("t2v", "better", 0.07), row("ti2v", "same", -0.02)]}
     loss = {"rows": [{"relative": -0.05}, {"relative": -0.099}]}
     found = ship.cooldown_finding(result, loss)

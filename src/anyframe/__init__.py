@@ -19,12 +19,23 @@ _LAZY = {
     "build_world_pipeline": "anyframe.pipelines",
 }
 
-__all__ = ["__version__", "AnyframeInputError", *_LAZY]
+# (spelled out, not ``*_LAZY``: type checkers read ``__all__`` without running the module)
+__all__ = [
+    "__version__", "AnyframeInputError",
+    "ConditioningMethod", "FrameReplacement", "STIVTransformer", "build_stiv",
+    "AnyFrameOutput", "AnyFramePipeline", "GenerationRequest", "Keyframe", "build_world_pipeline",
+]
 
 if TYPE_CHECKING:  # (for type checkers and editors; at run time, __getattr__ below)
-    from anyframe.conditioning import ConditioningMethod, FrameReplacement  # noqa: F401
-    from anyframe.models.dit import STIVTransformer, build_stiv  # noqa: F401
-    from anyframe.pipelines import AnyFrameOutput, AnyFramePipeline, GenerationRequest, Keyframe, build_world_pipeline  # noqa: F401
+    from anyframe.conditioning import ConditioningMethod, FrameReplacement
+    from anyframe.models.dit import STIVTransformer, build_stiv
+    from anyframe.pipelines import (
+        AnyFrameOutput,
+        AnyFramePipeline,
+        GenerationRequest,
+        Keyframe,
+        build_world_pipeline,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -500,9 +500,11 @@ def train_autoencoder_command(
 ) -> None:
     """Stage one of the world recipe: train the per-frame autoencoder on shapes-world frames; writes
     OUTPUT/autoencoder (with eval.json: reconstruction PSNR per style and split)."""
+    from anyframe.training.autoencoder import (  # (deferred: accelerate loads only for training)
+        AutoencoderRecipe,
+        train_autoencoder,
+    )
     from anyframe.training.config import load_config
-
-    from anyframe.training.autoencoder import AutoencoderRecipe, train_autoencoder  # (deferred: accelerate loads only for training)
 
     cfg = load_config(config, overrides, schema=AutoencoderRecipe)
     if stop_after is not None and stop_after < 1:
@@ -567,13 +569,15 @@ def eval_command(
     _check_dtype(dtype)
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
-    calibration = lambda spec: spec in ("truth", "random") or spec.startswith("autoencoder:")  # noqa: E731
+    calibration = lambda spec: spec in ("truth", "random") or spec.startswith("autoencoder:")
     for spec in model:
         if not calibration(spec) and not (Path(spec) / "model_index.json").is_file():
             raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random/autoencoder:DIR")
     _check_new_file(out / "report.json", "--out")
     _silence_libraries()
-    from anyframe.evaluation.harness import load_model  # (deferred: matplotlib and scipy load only for evaluation)
+    from anyframe.evaluation.harness import (
+        load_model,  # (deferred: matplotlib and scipy load only for evaluation)
+    )
     from anyframe.evaluation.report import evaluate
 
     sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
@@ -680,7 +684,14 @@ def world_sample(
 def _progress(total: int, label: str, enabled: bool = True):
     """A rich progress bar with ETA on stderr for ``total`` units; yields ``advance(text)``."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if not enabled:
         yield lambda text="": None
@@ -783,7 +794,9 @@ def model_export(
     """Export a training checkpoint as a pipeline folder (EMA weights), by the recipe it records."""
     _check_new_folder(out, force)
     _silence_libraries()
-    from anyframe.training.recipe import export_checkpoint  # (deferred: accelerate and peft load only for training)
+    from anyframe.training.recipe import (
+        export_checkpoint,  # (deferred: accelerate and peft load only for training)
+    )
 
     path = export_checkpoint(checkpoint, out, ema=not raw)
     typer.echo(f"wrote {'raw' if raw else 'EMA'} weights of {checkpoint} to {path}")

@@ -290,24 +290,23 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, crf: int = 12) -> Path:
     """H.264 mp4 (libx264, yuv420p) via PyAV. Odd sizes are padded by one pixel (yuv420p needs even)."""
     frames = _check_frames(frames)
-    t, h, w, _ = frames.shape
+    _t, h, w, _ = frames.shape
     pad_h, pad_w = h % 2, w % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-            stream.width, stream.height = w + pad_w, h + pad_h
-            stream.pix_fmt = "yuv420p"
-            # mbtree off: with it, x264's CRF decisions vary from run to run on a busy machine — the same
-            # frames gave another bitstream in 15 of 299 encodes, 0 of 299 without it
-            # (benchmarks/results/mp4_determinism.md) — and the same seed must give the same file
-            stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height = w + pad_w, h + pad_h
+        stream.pix_fmt = "yuv420p"
+        # mbtree off: with it, x264's CRF decisions vary from run to run on a busy machine — the same
+        # frames gave another bitstream in 15 of 299 encodes, 0 of 299 without it
+        # (benchmarks/results/mp4_determinism.md) — and the same seed must give the same file
+        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return Path(path)
 
 

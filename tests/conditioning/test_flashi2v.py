@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from fake_encoders import encode, request
-
 from anyframe.conditioning import ChannelConcat, Denoiser, FlashI2V, ModelInputs, TrainingBatch
 from anyframe.flow.guidance import FULL, UNCOND
 from anyframe.flow.sampling import make_scheduler, sample
 from anyframe.models.dit import stiv_tiny
 from anyframe.models.text_encoder import TextCondition
+
+from fake_encoders import encode, request
 
 B, C, T, H, W = 2, 4, 5, 8, 8
 
@@ -86,7 +86,7 @@ def test_the_shifted_path_recovers_x_exactly_with_the_exact_velocity():
     noise = torch.randn(1, C, T, H, W, generator=g)
     state, _ = _inputs(noise, torch.ones(1), method, s)
     with torch.no_grad():
-        velocity = lambda z, sigma: method(oracle, method.model_inputs(z, sigma, state, FULL)).sample  # noqa: E731
+        velocity = lambda z, sigma: method(oracle, method.model_inputs(z, sigma, state, FULL)).sample
         z = sample(velocity, noise, make_scheduler("euler", 3.0), 12)
     torch.testing.assert_close(method.finalize(z, state), x_true, atol=1e-5, rtol=1e-5)
 
@@ -329,7 +329,7 @@ def _train_and_sample(method, steps=150, seed=0):
     noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(7))
     state = encode(method, noise, _text(1, 8), _text(-1, 8), test[:, :, :1], (0,))
     with torch.no_grad():
-        velocity = lambda z, s: method(backbone, method.model_inputs(z, s, state, FULL)).sample  # noqa: E731
+        velocity = lambda z, s: method(backbone, method.model_inputs(z, s, state, FULL)).sample
         final = method.finalize(sample(velocity, noise, make_scheduler("euler", 1.0), 20), state)
     return float(((final - test) ** 2).mean())
 

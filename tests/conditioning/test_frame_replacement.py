@@ -3,8 +3,6 @@
 import pytest
 import torch
 
-from fake_encoders import encode
-
 from anyframe.conditioning import (
     FrameReplacement,
     ModelInputs,
@@ -13,6 +11,8 @@ from anyframe.conditioning import (
 )
 from anyframe.flow.guidance import FULL, IMAGE_ONLY, UNCOND
 from anyframe.models.text_encoder import TextCondition
+
+from fake_encoders import encode
 
 B, C, T, H, W = 2, 4, 8, 4, 4
 
@@ -31,7 +31,7 @@ def _state(method, indices=(0, 5), seed=0):
 
 def test_full_branch_replaces_frames_and_keeps_shared_sigma():
     method = FrameReplacement()
-    state, noise, kf = _state(method)
+    state, _noise, kf = _state(method)
     x = torch.randn(B, C, T, H, W)
     sigma = torch.tensor([0.7, 0.7])
     inp = method.model_inputs(x, sigma, state, FULL)

@@ -12,7 +12,6 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from anyframe.pipelines import WORLD_PRESETS
 from anyframe.data import (
     LatentCacheDataset,
     ManifestVideoDataset,
@@ -26,7 +25,7 @@ from anyframe.errors import AnyframeInputError
 from anyframe.io import write_mp4
 from anyframe.models.autoencoder import encode_video
 from anyframe.models.text_encoder import encode_prompts
-from anyframe.pipelines import build_world_pipeline
+from anyframe.pipelines import WORLD_PRESETS, build_world_pipeline
 
 # Cached values are bitwise equal to a one-clip encode here (measured for batch sizes 1, 3, 8), but
 # CPU convolution kernels may block the batch dimension differently on other machines, moving float32

@@ -8,9 +8,9 @@ import torch
 
 from anyframe.cli import main
 from anyframe.errors import AnyframeInputError
-from anyframe.io import to_uint8
 from anyframe.evaluation.harness import AutoencoderModel, Conditioning, PipelineModel, RandomModel, TruthModel
 from anyframe.evaluation.report import UNIT_KEYS, evaluate
+from anyframe.io import to_uint8
 from anyframe.world.suite import builtin_suite, sample_suite
 
 # Scores on a 0..1 scale that a random clip must fail (dynamic_degree / flicker / style can be high by chance)
@@ -37,7 +37,7 @@ def test_truth_is_perfect_and_random_is_not(smoke_reports):
 
 
 def test_reports_are_complete(smoke_reports):
-    out, reports = smoke_reports
+    out, _reports = smoke_reports
     for name in ("truth", "random"):
         folder = out / name
         report = json.loads((folder / "report.json").read_text())

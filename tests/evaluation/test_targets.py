@@ -24,7 +24,7 @@ def test_a_comparison_counts_only_differences_beyond_the_noise_floor():
 def test_same_case_scores_counts_identical_cases_by_task():
     from anyframe.evaluation.targets import same_case_scores
 
-    case = lambda i, task, p: {"id": i, "task": task, "scores": {"presence": p}}  # noqa: E731
+    case = lambda i, task, p: {"id": i, "task": task, "scores": {"presence": p}}
     unscored = {"id": "5", "task": "edit", "scores": {}}
     a = {"cases": [case("1", "t2v", 0.5), case("2", "t2v", 0.7), case("3", "ti2v", 1.0), unscored]}
     b = {"cases": [case("1", "t2v", 0.5), case("2", "t2v", 0.6), case("4", "ti2v", 1.0), unscored]}
@@ -69,8 +69,8 @@ def test_a_difference_beyond_the_floor_but_within_case_noise_is_not_counted():
     shifted = base + 0.06  # +0.06 on every case
     reports = {name: _cases("t2v", "presence", v.tolist()) for name, v in
                (("a", base), ("noisy", noisy), ("shifted", shifted))}
-    for name in reports:
-        reports[name]["by_task"] = {"t2v": {"presence": float(np.mean([c["scores"]["presence"] for c in reports[name]["cases"]]))}}
+    for report in reports.values():
+        report["by_task"] = {"t2v": {"presence": float(np.mean([c["scores"]["presence"] for c in report["cases"]]))}}
     row = next(r for r in compare_targets(reports, noise=0.03) if r["key"] == "presence")
     assert row["versus_first"]["noisy"]["delta"] > 0.03 and row["versus_first"]["noisy"]["verdict"] == "same"
     assert row["versus_first"]["shifted"]["delta"] > 0.03 and row["versus_first"]["shifted"]["verdict"] == "better"

@@ -300,7 +300,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss(cli):
 
 
 def test_a_nan_at_step_k_is_never_checkpointed_or_exported(cli, monkeypatch):
-    import anyframe.training.recipe as recipe
+    from anyframe.training import recipe
 
     real = recipe.train_step
 

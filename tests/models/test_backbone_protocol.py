@@ -12,6 +12,7 @@ from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 from anyframe.models.backbone import Backbone, BackboneOutput, inflate_channels
 from anyframe.models.dit import STIVTransformer, stiv_tiny
 from anyframe.models.wan import WanBackbone, build_wan, cast_like_from_pretrained, tiny_wan_components
+
 from model_helpers import randomise
 
 TEXT_DIM = 32

@@ -5,7 +5,12 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import PreTrainedTokenizerFast, T5EncoderModel
 
-from anyframe.models.autoencoder import build_world_autoencoder, decode_video, encode_video, spatial_compression
+from anyframe.models.autoencoder import (
+    build_world_autoencoder,
+    decode_video,
+    encode_video,
+    spatial_compression,
+)
 from anyframe.models.text_encoder import (
     BASIC_VOCABULARY,
     TextCondition,

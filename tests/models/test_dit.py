@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from anyframe.models.dit import STIV_SIZES, STIVTransformer, build_stiv, stiv_tiny
-from model_helpers import randomise
 
+from model_helpers import randomise
 
 _randomise = randomise
 

@@ -1,6 +1,8 @@
 """FlashI2V's layers: φ starts as the zero shift, the Fourier extractor against a numpy reference and its
 limits, and the Fourier embedding starts at zero but trains."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from anyframe.models.latent_shift import FourierEmbedding, LatentShiftProjection
 
 def _numpy_reference(s: np.ndarray, ratio: float) -> np.ndarray:
     """Direct numpy transcription of the extractor for one ``[C, H, W]`` latent, loop by loop."""
-    c, h, w = s.shape
+    _c, h, w = s.shape
     spectrum = np.fft.fftshift(np.fft.fft2(s, axes=(-2, -1)), axes=(-2, -1))
     magnitude = np.abs(spectrum).mean(axis=0)
     cy, cx = h // 2, w // 2
@@ -46,7 +48,7 @@ def test_ratio_near_zero_keeps_almost_everything_and_near_one_almost_nothing():
     assert nearly_none.norm() < 0.1 * s.norm()  # the outermost ring: one bin of 256
     # in between, the kept energy falls as the ratio rises
     energies = [fourier_high_frequency(s, r).norm().item() for r in (0.05, 0.3, 0.6, 0.9)]
-    assert all(a > b for a, b in zip(energies, energies[1:]))
+    assert all(a > b for a, b in itertools.pairwise(energies))
 
 
 def test_per_sample_ratios_and_4d_input():

@@ -173,7 +173,7 @@ def to_original_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def test_loads_an_original_wan_checkpoint_with_from_single_file(tmp_path):
-    reference, ours = pipelines("t2v", tmp_path)
+    _, ours = pipelines("t2v", tmp_path)
     original = {k: v.contiguous() for k, v in to_original_layout(ours.transformer.state_dict()).items()}
     assert "head.modulation" in original and "blocks.0.self_attn.q.weight" in original
     path = tmp_path / "wan2.1_t2v_tiny.safetensors"
@@ -202,7 +202,7 @@ def test_a_saved_anyframe_wan_pipeline_round_trips(tmp_path):
 
 
 def test_a_broken_wan_folder_is_one_input_error(tmp_path):
-    _, ours = pipelines("t2v", tmp_path)
+    pipelines("t2v", tmp_path)  # (writes the diffusers folder wan-t2v)
     (tmp_path / "wan-t2v" / "vae" / "config.json").write_text("{not json")
     with pytest.raises(AnyframeInputError, match=r"vae/config.json is not valid JSON"):
         AnyFramePipeline.from_pretrained(tmp_path / "wan-t2v")
@@ -349,7 +349,7 @@ def _cli(capsys, *args):
 
 
 def test_cli_generates_from_a_wan_folder(capsys, tmp_path):
-    _, ours = pipelines("i2v", tmp_path)
+    pipelines("i2v", tmp_path)  # (writes the diffusers folder wan-i2v)
     folder = tmp_path / "wan-i2v"
     image(0).save(tmp_path / "first.png")
     out = tmp_path / "out" / "clip.mp4"
@@ -430,7 +430,7 @@ def test_a_wan_model_samples_as_wan_does(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setattr(module, "make_guidance", guidance)
     monkeypatch.setattr(module, "sample", sample)
-    settings = lambda: (seen["steps"], seen["scale"], seen["mode"], seen["renorm"])  # noqa: E731
+    settings = lambda: (seen["steps"], seen["scale"], seen["mode"], seen["renorm"])
     _cli(capsys, "generate", "--model", str(tmp_path / "wan-t2v"), "--prompt", PROMPT, "--out", str(tmp_path / "x.mp4"))
     assert settings() == (50, 5.0, "cfg", None)
     with pytest.raises(SystemExit):

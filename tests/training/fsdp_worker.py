@@ -22,7 +22,6 @@ from anyframe.models.wan import build_wan
 from anyframe.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from anyframe.training.recipe import ema_state_dict, full_ema_state, shard_like
 
-
 KIND = "stiv"
 
 

@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from anyframe.models.dit import rope_1d, rope_2d, stiv_tiny
-from anyframe.training.progressive import init_from_image_model, init_from_smaller_model, smaller_model_overrides
+from anyframe.training.progressive import (
+    init_from_image_model,
+    init_from_smaller_model,
+    smaller_model_overrides,
+)
 
 
 def _randomised(model, seed=0):

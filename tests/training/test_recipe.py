@@ -1,5 +1,6 @@
 """The training recipe end to end on the tiny world pipeline and the toy dataset (CPU)."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -228,7 +229,7 @@ def test_a_cooldown_branches_off_a_constant_run(tmp_path):
     assert [run[s]["lr"] for s in range(4, 9)] == [0.01] * 5
     assert cooled[5]["loss"] == run[5]["loss"]  # the same weights at the branch point
     lrs = [cooled[s]["lr"] for s in range(5, 9)]
-    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] == 0.0, lrs
+    assert all(a > b for a, b in itertools.pairwise(lrs)) and lrs[-1] == 0.0, lrs
     # resuming mid-cooldown continues the same curve
     with pytest.warns(UserWarning, match="optim.schedule"):
         train(_cfg(tmp_path / "cool2", *cool), resume=branch, progress=False, stop_after=6)

@@ -62,7 +62,7 @@ def test_train_from_the_latent_cache(tmp_path):
     # a second run reuses the cache (not rebuilt) and, from the same seed, follows the same curve
     train(load_config(CONFIG, [*common, f"output_dir={tmp_path / 'b'}"]), progress=False)
     assert (cache / "index.json").stat().st_mtime_ns == built
-    losses = lambda run: [m["loss"] for m in read_metrics(run) if "loss" in m]  # noqa: E731
+    losses = lambda run: [m["loss"] for m in read_metrics(run) if "loss" in m]
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     # a cache built with other encoders is refused
     from anyframe.errors import AnyframeInputError

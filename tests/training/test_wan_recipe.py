@@ -148,7 +148,8 @@ def test_wan_i2v_fine_tunes_through_the_recipe(tmp_path):
     common = ["conditioning.method=wan_i2v", "conditioning.clean_timestep=false", "model.backbone.in_channels=36",
               "model.backbone.image_dim=4", "train.steps=2", "train.export=true"]
     result = train(_cfg(tmp_path / "run", *common), progress=False)
-    assert _losses(tmp_path / "run") and all(loss == loss for loss in _losses(tmp_path / "run"))
+    losses = _losses(tmp_path / "run")
+    assert losses and None not in losses  # (a NaN or infinite loss is logged as null)
     model = load_file(tmp_path / "run" / "checkpoints" / "step-00000002" / "model.safetensors")
     assert any("attn2.add_k_proj.lora_B" in k for k in model)  # the image cross-attention adapts too
     assert (result.pipeline_dir / "pytorch_lora_weights.safetensors").is_file()

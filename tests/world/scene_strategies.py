@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from anyframe.world import vocab
 from anyframe.world.scene import Event, Motion, Scene, WorldObject
 
+
 @st.composite
 def motions(draw) -> Motion:
     direction = draw(st.none() | st.sampled_from(list(vocab.DIRECTIONS)))

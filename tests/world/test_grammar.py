@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scene_strategies import scenes
 
 from anyframe.errors import AnyframeInputError
 from anyframe.world.captions import caption, caption_vocabulary
@@ -22,6 +21,8 @@ from anyframe.world.grammar import (
     tokenize,
 )
 from anyframe.world.scene import Event, Motion, Scene, WorldObject
+
+from scene_strategies import scenes
 
 
 def _obj(shape="circle", color="red", size="medium", direction=None, **motion):

@@ -210,7 +210,7 @@ def test_pan_moves_a_pattern_background_by_the_camera_offset(background: str, pa
     t = 4 if size == 32 else 2  # a camera offset of exactly 3 px (0.75 px/frame at 32 px, 1.5 at 64)
     dx, dy = r.trajectory.camera[t]
     assert abs(dx) + abs(dy) == pytest.approx(3.0)
-    dx, dy = int(round(dx)), int(round(dy))
+    dx, dy = round(dx), round(dy)
     # world = screen + camera: what frame 0 showed at screen (x + dx, y + dy), frame t shows at (x, y)
     assert shifted_equal(r.frames[t], r.frames[0], dx, dy)
     assert not np.array_equal(r.frames[t], r.frames[0])  # the pan is visible
@@ -301,7 +301,7 @@ def test_striped_alternates_the_colour_with_a_darker_one_and_moves_with_the_obje
     # the stripes are in object coordinates: a moving object carries its stripes along (2 px/frame at 64)
     moving = render(scene(obj(0, "square", "blue", x=20, y=32, motion=Motion("right")),
                           style="striped", size=64))
-    patch = lambda t: moving.frames[t, 26:38, 14 + 2 * t:26 + 2 * t].astype(int)  # noqa: E731
+    patch = lambda t: moving.frames[t, 26:38, 14 + 2 * t:26 + 2 * t].astype(int)
     assert np.abs(patch(3) - patch(0)).max() <= 1
     assert not np.array_equal(moving.frames[3, 26:38, 14:26], moving.frames[0, 26:38, 14:26])
 

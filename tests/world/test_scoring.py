@@ -234,7 +234,7 @@ def test_corruption_lowers_its_score(
     corrupted: dict, corruption: str, key: str, bound: float, measured: float
 ) -> None:
     truth, bad = corrupted[corruption]
-    before, n_before = mean_of(truth, key)
+    before, _n_before = mean_of(truth, key)
     after, n_after = mean_of(bad, key)
     assert n_after >= 3, (corruption, key, n_after)
     assert before >= 0.95, (corruption, key, before)  # these few scenes' truth (the ≥ 0.99 claim is above)

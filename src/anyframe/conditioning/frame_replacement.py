@@ -167,7 +167,7 @@ class FrameReplacement(ConditioningMethod):
     def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
                        generator: torch.Generator | None) -> TrainingInputs:
         x0 = batch.latents
-        b, c, t = x0.shape[:3]
+        b, _c, t = x0.shape[:3]
         frame_mask, tasks = self.mixture.sample(b, t, generator)
         frame_mask = (frame_mask & ~inputs.drop_image[:, None]).to(x0.device)
         model_inputs = inputs.model_inputs

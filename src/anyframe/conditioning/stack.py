@@ -21,7 +21,14 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import Tensor
 
-from anyframe.conditioning.base import ConditioningMethod, ConditionState, Encoders, ModelInputs, TrainingBatch, TrainingInputs
+from anyframe.conditioning.base import (
+    ConditioningMethod,
+    ConditionState,
+    Encoders,
+    ModelInputs,
+    TrainingBatch,
+    TrainingInputs,
+)
 from anyframe.conditioning.registry import method_class, register_method
 from anyframe.flow.guidance import Branch
 

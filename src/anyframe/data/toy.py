@@ -40,8 +40,8 @@ class ToyMotionDataset:
         y0 = (s - side) / 2 - dy * speed * (t - 1) / 2 + rng.uniform(-1, 1)
         video = np.full((t, s, s, 3), 20, dtype=np.float32)
         for i in range(t):
-            x = int(round(np.clip(x0 + dx * speed * i, 0, s - side)))
-            y = int(round(np.clip(y0 + dy * speed * i, 0, s - side)))
+            x = round(np.clip(x0 + dx * speed * i, 0, s - side))
+            y = round(np.clip(y0 + dy * speed * i, 0, s - side))
             video[i, y : y + side, x : x + side] = TOY_COLOURS[colour]
         clip = torch.from_numpy(video / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()  # [T, 3, H, W]
         return VideoSample(video=clip, caption=f"a {colour} square moves {motion}", meta={"index": index})

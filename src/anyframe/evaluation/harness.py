@@ -21,11 +21,9 @@ How a pipeline meets each task (documented choices):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
-
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch

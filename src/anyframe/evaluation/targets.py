@@ -109,8 +109,8 @@ def paired_differences(base: dict[str, dict[str, float]], other: dict[str, dict[
     ``other − base`` over the cases both scored, with its paired 95 % interval (``None`` under two cases) —
     for ablations, sweeps and paradigm comparisons, where the same cases are sampled under each setting."""
     out = {}
-    for key in base:
-        a, b = base[key], other.get(key, {})
+    for key, a in base.items():
+        b = other.get(key, {})
         shared = sorted(set(a) & set(b))
         if shared:  # (difference_interval pairs over the same shared cases)
             out[key] = {"delta": float(np.mean([b[i] - a[i] for i in shared])), "interval": difference_interval(a, b)}

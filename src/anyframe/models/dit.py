@@ -19,6 +19,7 @@ Layout inside: ``x`` is kept as ``(B, T', N, D)`` — T' temporal tokens, N = H'
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -285,7 +286,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
     """
 
     _supports_gradient_checkpointing = True
-    _no_split_modules = ["STIVBlock"]
+    _no_split_modules: ClassVar[list[str]] = ["STIVBlock"]
     text_padding = "masked"  # padding tokens are masked out of cross-attention (so pipelines may trim them)
 
     @register_to_config

@@ -121,7 +121,8 @@ def encode_prompts(
         raise ValueError(f"unknown text padding {padding!r} (masked | zeros)")
     length = max_length or tokenizer.model_max_length
     if padding == "zeros":
-        from diffusers.pipelines.wan.pipeline_wan import prompt_clean  # (deferred: it needs ftfy; only Wan uses it)
+        # (deferred: it needs ftfy; only Wan uses it)
+        from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
         prompts = [prompt_clean(p) for p in prompts]
     tokens = tokenizer(

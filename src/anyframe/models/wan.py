@@ -28,6 +28,7 @@ import functools
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
@@ -35,7 +36,13 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 # diffusers' pipeline loader looks up a component's base class in the module that defines it.
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import Tensor
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    UMT5Config,
+    UMT5EncoderModel,
+)
 
 from anyframe.models.backbone import BackboneOutput, copy_with_new_modules, inflate_channels
 
@@ -121,7 +128,7 @@ class WanBackbone(WanTransformer3DModel):
     text_max_length = WAN_MAX_TEXT_LENGTH
     default_video_size = (81, 480, 832)  # frames, height, width: Wan2.1's 480p default (diffusers' too)
     # diffusers' WanPipeline: 50 steps, text CFG 5.0 (the image, if any, in both branches), no renormalisation
-    sampling_defaults = dict(num_inference_steps=50, guidance_scale=5.0, guidance_mode="cfg", renorm=None)
+    sampling_defaults: ClassVar[dict] = dict(num_inference_steps=50, guidance_scale=5.0, guidance_mode="cfg", renorm=None)
     channel_layers = ("patch_embedding", "proj_out")  # what :func:`~anyframe.models.backbone.inflate_channels` widens
 
     @property
@@ -335,7 +342,7 @@ def latent_frame_index(pixel_index: int, temporal_compression: int) -> int:
 def pixel_frames_of(latent_index: int, temporal_compression: int) -> range:
     """The pixel frames latent frame ``latent_index`` covers (the inverse of :func:`latent_frame_index`)."""
     if latent_index == 0:
-        return range(0, 1)
+        return range(1)
     return range(temporal_compression * (latent_index - 1) + 1, temporal_compression * latent_index + 1)
 
 

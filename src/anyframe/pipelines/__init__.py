@@ -4,7 +4,13 @@
 from anyframe.pipelines.anyframe import AnyFrameOutput, AnyFramePipeline, PipelineEncoders
 from anyframe.pipelines.loading import DTYPES, load_pipeline, native_bf16, resolve_dtype
 from anyframe.pipelines.presets import WORLD_PRESETS, build_wan_pipeline, build_world_pipeline
-from anyframe.pipelines.request import GenerationRequest, Keyframe, ModelLimits, resolve_frame_index, validate_request
+from anyframe.pipelines.request import (
+    GenerationRequest,
+    Keyframe,
+    ModelLimits,
+    resolve_frame_index,
+    validate_request,
+)
 
 __all__ = [
     "AnyFramePipeline", "AnyFrameOutput", "PipelineEncoders", "GenerationRequest", "Keyframe", "ModelLimits",

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,15 +36,34 @@ from transformers.image_processing_utils import BaseImageProcessor
 from anyframe.conditioning.base import ConditioningMethod, ConditionState, ModelInputs
 from anyframe.conditioning.registry import method_by_class_name
 from anyframe.errors import AnyframeInputError
-from anyframe.flow.guidance import MODEL_DEFAULT, Branch, Guidance, guided_velocity, make_guidance, resolve_renorm
+from anyframe.flow.guidance import (
+    MODEL_DEFAULT,
+    Branch,
+    Guidance,
+    guided_velocity,
+    make_guidance,
+    resolve_renorm,
+)
 from anyframe.flow.sampling import convert_scheduler, sample
-from anyframe.io import atomic_dir, read_json_object, fit_image, image_to_array, load_image, to_uint8
+from anyframe.io import atomic_dir, fit_image, image_to_array, load_image, read_json_object, to_uint8
+from anyframe.models.autoencoder import (
+    decode_video,
+    encode_video,
+    latent_channels,
+    spatial_compression,
+    temporal_compression,
+)
 from anyframe.models.config_check import check_config_values
-from anyframe.models.autoencoder import decode_video, encode_video, latent_channels, spatial_compression, temporal_compression
 from anyframe.models.dit import STIVTransformer
 from anyframe.models.text_encoder import TextCondition, encode_prompts
 from anyframe.models.wan import WanBackbone, latent_frame_index, num_latent_frames
-from anyframe.pipelines.request import GenerationRequest, Keyframe, ModelLimits, request_from_kwargs, validate_request
+from anyframe.pipelines.request import (
+    GenerationRequest,
+    Keyframe,
+    ModelLimits,
+    request_from_kwargs,
+    validate_request,
+)
 from anyframe.pipelines.wan_folder import is_wan_folder, load_wan_pipeline
 
 
@@ -177,8 +197,8 @@ class AnyFramePipeline(DiffusionPipeline):
 
     # the method before the backbone: it runs first in each step (FlashI2V: φ, the Fourier embedding)
     model_cpu_offload_seq = "text_encoder->image_encoder->conditioning->transformer->vae"
-    _optional_components = ["image_encoder", "image_processor"]
-    _callback_tensor_inputs = ["latents"]
+    _optional_components: ClassVar[list[str]] = ["image_encoder", "image_processor"]
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents"]
 
     def __init__(
         self,

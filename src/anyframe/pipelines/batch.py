@@ -122,7 +122,7 @@ def read_batch(path: str | os.PathLike, defaults: dict | None = None) -> list[Ba
 def shard() -> tuple[int, int]:
     """(rank, world size) of this process under torchrun / accelerate launch; (0, 1) otherwise."""
     try:
-        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return 0, 1
     return (rank, world) if 0 <= rank < world else (0, 1)

@@ -19,8 +19,13 @@ from anyframe.models.autoencoder import load_autoencoder
 from anyframe.models.dit import STIVTransformer
 from anyframe.pipelines import AnyFramePipeline, build_wan_pipeline, build_world_pipeline
 from anyframe.training.config import ConditioningConfig, RecipeConfig
-from anyframe.training.progressive import init_from_image_model, init_from_smaller_model, smaller_model_overrides
+from anyframe.training.progressive import (
+    init_from_image_model,
+    init_from_smaller_model,
+    smaller_model_overrides,
+)
 from anyframe.world import world_vocabulary
+
 
 def build_conditioning(cfg: ConditioningConfig, backbone) -> ConditioningMethod:
     """The recipe's conditioning method sized for ``backbone``: one method, or a stack with its addons."""

@@ -150,7 +150,8 @@ class ConditioningConfig(BaseModel):
         data = dict(data)
         method = data.pop("method", "frame_replacement")
         if not isinstance(method, str):
-            raise ValueError(f"method must be a method name, got {method!r}")
+            # ValueError, not TypeError: in a validator pydantic turns only ValueError into a ValidationError
+            raise ValueError(f"method must be a method name, got {method!r}")  # noqa: TRY004
         addons = data.pop("addons", None) or []
         if not isinstance(addons, list) or any(not isinstance(a, dict) or "method" not in a for a in addons):
             raise ValueError("addons must be a list of {method: NAME, <options>}")

@@ -57,7 +57,12 @@ from anyframe.io import atomic_path
 from anyframe.models.autoencoder import encode_video, spatial_compression
 from anyframe.models.text_encoder import TextCondition
 from anyframe.pipelines import AnyFramePipeline, PipelineEncoders
-from anyframe.training.build import build_components, build_dataset, check_checkpoint_fits, trainable_parameters
+from anyframe.training.build import (
+    build_components,
+    build_dataset,
+    check_checkpoint_fits,
+    trainable_parameters,
+)
 from anyframe.training.checkpoint import Checkpoint, load_resumable, remove_leftovers, save_checkpoint
 from anyframe.training.config import RESUMABLE_DIFFERENCES, RecipeConfig, config_differences
 from anyframe.training.export import ema_state_dict, export_checkpoint, export_model, write_samples

@@ -78,7 +78,7 @@ def jitter(frames: np.ndarray, amplitude: float | None = None, seed: int = 0) ->
     """Each frame translated by a random integer (dx, dy) in [−a, a] px (default a = 2k, k = H / 32), with
     the edge pixels repeated: the whole picture shakes."""
     t, h, w, _ = frames.shape
-    a = int(round(2 * h / vocab.REFERENCE_CANVAS)) if amplitude is None else int(round(amplitude))
+    a = round(2 * h / vocab.REFERENCE_CANVAS) if amplitude is None else round(amplitude)
     rng = np.random.default_rng([seed, 3])
     out = np.empty_like(frames)
     for i in range(t):

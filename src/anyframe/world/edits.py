@@ -85,8 +85,8 @@ def motion_phrase(motion: Motion) -> str:
 
 def instruction_vocabulary() -> list[str]:
     """Every word an instruction can use (sorted; punctuation stripped)."""
-    words = set("make the remove add a move stay still it style render in staying moving".split())
-    words |= set("bouncing off edges growing shrinking rotating and".split())
+    words = {"make", "the", "remove", "add", "a", "move", "stay", "still", "it", "style", "render", "in", "staying",
+             "moving", "bouncing", "off", "edges", "growing", "shrinking", "rotating", "and"}
     words |= set(vocab.COLORS) | set(vocab.SHAPES) | set(vocab.SIZES) | set(vocab.DIRECTIONS)
     words |= {w for w in _SPEED_WORDS.values() if w} | set(vocab.STYLES)
     return sorted(words)

@@ -47,7 +47,14 @@ from anyframe.errors import AnyframeInputError
 from anyframe.world import vocab
 from anyframe.world.grammar import ObjectSemantics, SceneSemantics, parse
 from anyframe.world.oracle import Track, classify_style
-from anyframe.world.scoring import ANGLE_TOLERANCE, EVENT_TOLERANCE, MIN_TRACK, Reading, _change_frame, read_clip
+from anyframe.world.scoring import (
+    ANGLE_TOLERANCE,
+    EVENT_TOLERANCE,
+    MIN_TRACK,
+    Reading,
+    _change_frame,
+    read_clip,
+)
 
 PROMPT_KEYS: tuple[str, ...] = ("presence", "color_binding", "count", "motion_direction", "event", "style")
 MAX_PROMPT_MATCH_COST = 2.0  # above: no match (wrong colour and a poor shape)

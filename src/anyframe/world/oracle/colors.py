@@ -59,7 +59,7 @@ def background_model(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = math.sqrt(h * w) / vocab.REFERENCE_CANVAS
     f = frames.astype(np.float32)
     bright = (f.max(axis=-1) >= DARK_LEVEL).astype(np.uint8)
-    reach = np.ones((2 * max(1, int(round(2 * k))) + 1,) * 2, np.uint8)  # square: diagonal neighbours count
+    reach = np.ones((2 * max(1, round(2 * k)) + 1,) * 2, np.uint8)  # square: diagonal neighbours count
     sigma = 0.8 * k
     out = np.empty_like(f)
     tones = np.empty((t_len, 2, 3), np.float32)

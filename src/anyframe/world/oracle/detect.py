@@ -78,7 +78,7 @@ def stripe_fraction(pix: PixelColors, close_k: np.ndarray | None = None) -> floa
     t_len, h, w = pix.label.shape
     if close_k is None:
         k = math.sqrt(h * w) / vocab.REFERENCE_CANVAS
-        close_k = _kernel(2 * int(round(2 * k)) + 1)
+        close_k = _kernel(2 * round(2 * k) + 1)
     inside = core_total = 0
     for t in range(t_len):
         for c in np.unique(pix.label[t][pix.core[t]]):
@@ -227,10 +227,10 @@ def _detect(frames: np.ndarray) -> tuple[list[list[Detection]], PixelColors]:
     pix = pixel_colors(frames, bg)
     k = math.sqrt(h * w) / vocab.REFERENCE_CANVAS  # canvas scale
     min_core = MIN_CORE_PX * k * k
-    close_k = _kernel(2 * int(round(2 * k)) + 1)  # bridges the striped style's 2-px (at 32) dark bands
+    close_k = _kernel(2 * round(2 * k) + 1)  # bridges the striped style's 2-px (at 32) dark bands
     striped = stripe_fraction(pix, close_k) >= STRIPED_FRACTION
     striped = striped or _sandwiched_stripes(pix) >= STRIPED_SANDWICH
-    band = max(1, int(round(2 * k)))  # the striped style's dark band: 2 px at 32
+    band = max(1, round(2 * k))  # the striped style's dark band: 2 px at 32
     grow_k = np.ones((2 * band + 1, 2 * band + 1), np.uint8)
     ring_k = _kernel(3)
     rim_k = _kernel(5)  # an anti-aliased rim can be two pixels wide where an edge runs diagonally
@@ -256,7 +256,7 @@ def _detect(frames: np.ndarray) -> tuple[list[list[Detection]], PixelColors]:
                 support = cv2.filter2D(member, cv2.CV_16S, _NEIGHBOURS, borderType=cv2.BORDER_CONSTANT)
                 isolated = near & (support < 3) & ~core_c.astype(bool)
                 member[isolated] = 0
-            n, lab, stats, _ = cv2.connectedComponentsWithStats(member, connectivity=8)
+            n, lab, _stats, _ = cv2.connectedComponentsWithStats(member, connectivity=8)
             for i in range(1, n):
                 comp = lab == i
                 if (comp & core.astype(bool)).sum() < min_core:

@@ -205,7 +205,7 @@ def _stitch(tracks: list[dict], k: float) -> list[dict]:
 def _inside(p: np.ndarray, mask: np.ndarray, margin: int = 1) -> bool:
     """Whether point ``p`` (x, y) lies on ``mask`` or within ``margin`` pixels of it."""
     h, w = mask.shape
-    x, y = int(math.floor(p[0])), int(math.floor(p[1]))
+    x, y = math.floor(p[0]), math.floor(p[1])
     y0, y1, x0, x1 = max(0, y - margin), min(h, y + margin + 1), max(0, x - margin), min(w, x + margin + 1)
     return y0 < y1 and x0 < x1 and bool(mask[y0:y1, x0:x1].any())
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 
@@ -51,7 +53,7 @@ def flow_magnitude(frames: np.ndarray) -> float:
         up = FLOW_UPSCALE
         grey = [cv2.resize(g, None, fx=up, fy=up, interpolation=cv2.INTER_NEAREST) for g in grey]
     mags = []
-    for a, b in zip(grey[:-1], grey[1:]):
+    for a, b in itertools.pairwise(grey):
         flow = dis.calc(a, b, None)
         mag = np.linalg.norm(flow, axis=-1).ravel() / FLOW_UPSCALE
         top = np.sort(mag)[-max(1, mag.size // 20) :]

@@ -39,7 +39,7 @@ def _contact(ca: Chain, cb: Chain, t: int, k: float, detections: list[list[Detec
             if np.hypot(*(np.asarray(da.centroid) - np.asarray(db.centroid))) <= reach:
                 return True
             # or their masks come within 1.5 k px (elongated shapes touch with distant centroids)
-            r = int(math.ceil(1.5 * k))
+            r = math.ceil(1.5 * k)
             near = cv2.dilate(da.mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
             if (near & db.mask).any():
                 return True
@@ -91,10 +91,10 @@ def event(truth: Truth, reading: Reading, match: dict[int, int], chains: dict[in
             need_after = 2 if e.effect == "stop" else 1
             if not (_checkable(truth, i, f - 4, f - 1) and _checkable(truth, i, f + 1, f + 5, need_after)):
                 continue
-        elif e.type == "appear" and not _checkable(truth, i, f, f + 4):
-            continue
-        elif e.type == "disappear" and not _checkable(truth, i, f - 4, f - 1):
-            continue
+        elif e.type in ("appear", "disappear"):
+            window = (f, f + 4) if e.type == "appear" else (f - 4, f - 1)
+            if not _checkable(truth, i, *window):
+                continue
         ch = chains.get(i)
         if ch is None or not len(ch.frames):
             positive.append(0.0)

@@ -17,7 +17,7 @@ def _static_region(truth: Truth, reading: Reading) -> np.ndarray:
     for t, frame in enumerate(reading.detections):
         for d in frame:
             cover[t] |= d.mask
-    r = max(1, int(round(2 * truth.k)))
+    r = max(1, round(2 * truth.k))
     kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
     cover = np.stack([cv2.dilate(c.astype(np.uint8), kernel).astype(bool) for c in cover])
     return ~cover
