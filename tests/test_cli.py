@@ -505,3 +505,19 @@ def test_eval_shows_progress_and_is_quiet_on_request(capsys, tmp_path):
     code, _, err = run(capsys, "eval", "--model", "truth", "--suite", "smoke", "--n", "2", "--out", tmp_path / "q",
                        "--quiet")
     assert code == 0 and "2/2" not in err
+
+
+def test_an_eval_report_defines_its_metrics_and_shows_calibration_and_examples(capsys, tmp_path):
+    out = tmp_path / "r"
+    code, _, _ = run(capsys, "eval", "--model", "random", "--suite", "smoke", "--n", "3", "--out", out, "--quiet")
+    assert code == 0
+    report = (out / "report.md").read_text()
+    assert "## What the metrics mean" in report and "| presence | each asked-for object is there" in report
+    calibration = report.split("## Calibration")[1].split("##")[0]
+    assert "| **random** |" in calibration and "| truth |" in calibration and "| random |" not in calibration
+    examples = json.loads((out / "report.json").read_text())["examples"]
+    assert examples and all((out / "examples" / e["filmstrip"]).is_file() and f"\"{e['prompt']}\"" in report
+                            for e in examples)
+    code, _, _ = run(capsys, "eval", "--model", "random", "--suite", "smoke", "--n", "3", "--out", tmp_path / "q",
+                     "--quiet", "--no-calibration")
+    assert code == 0 and "## Calibration" not in (tmp_path / "q" / "report.md").read_text()

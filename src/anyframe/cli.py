@@ -569,9 +569,9 @@ def eval_command(
     _check_dtype(dtype)
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
-    calibration = lambda spec: spec in ("truth", "random") or spec.startswith("autoencoder:")
+    is_calibration = lambda spec: spec in ("truth", "random") or spec.startswith("autoencoder:")
     for spec in model:
-        if not calibration(spec) and not (Path(spec) / "model_index.json").is_file():
+        if not is_calibration(spec) and not (Path(spec) / "model_index.json").is_file():
             raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random/autoencoder:DIR")
     _check_new_file(out / "report.json", "--out")
     _silence_libraries()
@@ -583,7 +583,7 @@ def eval_command(
     sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
                     renorm=_renorm_flag(renorm))
     models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail, dtype=dtype)
-              if not calibration(spec) else load_model(spec, device=device) for spec in model]
+              if not is_calibration(spec) else load_model(spec, device=device) for spec in model]
     with _progress(len(models) * len(cases), "eval", enabled=not quiet) as advance:
         reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against,
                            on_case=lambda name: advance(name), calibrate=calibration)
