@@ -49,7 +49,8 @@ SPEEDS = {"slow": "slowly", "normal": "normal", "fast": "quickly"}  # the corpus
 
 
 def intended_scene(intended: dict, index: int, max_tries: int = 2000):
-    """The scene a prompt means (module doc, step 1)."""
+    """The scene a prompt means (module doc, step 1); None when no world scene can hold it (the world's rules keep
+    objects apart and tellable: e.g. three identical objects break them)."""
     wanted = intended["objects"]
     for attempt in range(max_tries):
         base = scene_for_seed(100_000 + index * max_tries + attempt, "train", num_objects=len(wanted))
@@ -70,7 +71,7 @@ def intended_scene(intended: dict, index: int, max_tries: int = 2000):
             continue
         if not rule_violations(scene):
             return scene
-    raise RuntimeError(f"no valid scene for {intended}")
+    return None
 
 
 def meaning(scene) -> SceneSemantics:
@@ -108,8 +109,12 @@ def main(argv=None) -> int:
     scores = {form: {key: {} for key in KEYS} for form in ("free", "caption")}
     examples = []
     start = time.perf_counter()
+    outside_world = []
     for i, row in enumerate(track(rows, description="free prompts")):
         scene = intended_scene(row["intended"], i)
+        if scene is None:
+            outside_world.append(row["id"])
+            continue
         stated = meaning(scene)
         keys = [k for k in KEYS if k != "motion_direction" or all("direction" in o for o in row["intended"]["objects"])]
         for form, prompt in (("free", row["prompt"]), ("caption", caption(scene))):
@@ -151,6 +156,8 @@ def main(argv=None) -> int:
         "",
         f"Words outside the model's vocabulary: {outside:.1%} of the free prompts' words; {prompts_with:.0%} of the "
         f"prompts have at least one. Commonest: {', '.join(f'{w} ({c})' for w, c in top.items())}.", "",
+        f"Prompts no world scene can hold (left out): {len(outside_world)}"
+        + (f" ({', '.join(outside_world)})." if outside_world else "."), "",
         "Examples (free → caption form of its scene):", "",
         *[f"- {e['id']}: \"{e['free']}\" → \"{e['caption']}\"" for e in examples], "",
         "Method: see the script's docstring. The target (issue 24) is a ratio ≥ 0.9 on presence, colour binding and "
@@ -160,7 +167,8 @@ def main(argv=None) -> int:
     args.out.write_text("\n".join(lines))
     args.out.with_suffix(".json").write_text(json.dumps({"command": command, "seconds": round(seconds, 1), "table": table,
                                                          "oov_word_share": outside, "oov_prompt_share": prompts_with,
-                                                         "oov_top": top, "scores": scores}, indent=1))
+                                                         "oov_top": top, "outside_world": outside_world,
+                                                         "scores": scores}, indent=1))
     print("\n".join(lines))
     return 0
 
