@@ -151,7 +151,7 @@ def main(argv=None) -> int:
         "| key | prompts | free-form | caption form | free − caption (95 % CI) | ratio |", "|---|---:|---:|---:|---:|---:|",
         *[f"| {r['key']} | {r['n']} | {r['free']:.3f} {fmt(r['free_ci'])} | {r['caption']:.3f} {fmt(r['caption_ci'])} | "
           f"{r['difference']['mean']:+.3f} [{r['difference']['low']:+.3f}, {r['difference']['high']:+.3f}] | "
-          f"{r['ratio']:.2f} |" if r["difference"] else f"| {r['key']} | {r['n']} | {r['free']:.3f} | {r['caption']:.3f} | — | — |"
+          f"{'—' if r['ratio'] is None else format(r['ratio'], '.2f')} |" if r["difference"] else f"| {r['key']} | {r['n']} | {r['free']:.3f} | {r['caption']:.3f} | — | — |"
           for r in table],
         "",
         f"Words outside the model's vocabulary: {outside:.1%} of the free prompts' words; {prompts_with:.0%} of the "
