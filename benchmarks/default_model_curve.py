@@ -152,7 +152,7 @@ def main() -> None:
                   "(40 cases a task; `--noise A B LABEL`), so smaller differences are noise. Every point is the same 40",
                   "cases a task, so points are paired; one point's own 95 % bootstrap interval over its cases is ±0.05–0.13",
                   "on the rates (the last point's is in the table; the plot's error bars are each point's where it was kept;",
-                  "`fresh_cases_22000.md`: the same model on cases nobody chose).", ""]
+                  "`docs/experiments.md#archived-fresh_cases_22000`: the same model on cases nobody chose).", ""]
     lines += ["| task | measure | target | " + " | ".join(f"step {int(s):,}" for s in steps)
               + f" | step {int(steps[-1]):,}: 95 % interval | gain per doubling | target reached at (log-linear) |",
               "|---|---|---|" + "---|" * (len(steps) + 3)]

@@ -678,7 +678,7 @@ def prose(finding) -> list[str]:
         return ["The weights end a **cooldown** (warmup-stable-decay, `optim.schedule: wsd`): a branch from the "
                 "constant-LR run's checkpoint", f"whose LR falls to zero along 1 − √progress over its last "
                 f"{f.decay_steps:,} steps. The run itself goes on at constant LR from "
-                "that checkpoint; a later", "model is a later cooldown branch (`benchmarks/results/cooldown.md`: "
+                "that checkpoint; a later", "model is a later cooldown branch (`docs/experiments.md#cooldown`: "
                 "what the cooldown buys at equal steps)."]
     if isinstance(f, FineTuneWeights):
         return [f"The weights are a **fine-tune** of the model shipped at step {f.base_steps:,} (the stages "

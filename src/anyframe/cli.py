@@ -46,6 +46,8 @@ Examples:
   anyframe eval --model runs/x/pipeline --model truth --suite smoke --out reports/x
 
   anyframe model info    # the shipped model: size, method, the words it knows
+
+  anyframe serve         # a web page to generate from, on http://127.0.0.1:7860
 """
 GENERATE_EXAMPLES = """
 Examples:
@@ -267,6 +269,9 @@ def generate(
     num_frames: int | None = typer.Option(None, "--num-frames", "-n", help="Frames (default: the model's)."),
     height: int | None = typer.Option(None, "--height", help="Pixels (default: the model's)."),
     width: int | None = typer.Option(None, "--width", help="Pixels (default: the model's)."),
+    beyond_training: bool = typer.Option(
+        False, "--beyond-training", help="Allow frame counts, sizes and strides outside the model's trained window (`anyframe model info` shows it) with a warning, instead of an error."
+    ),
     steps: int | None = typer.Option(None, "--steps", help="Sampling steps (default: the model's; anyframe 25, Wan 50)."),
     guidance: float | None = typer.Option(
         None, "--guidance", "-g", help="Guidance scale, 1 = none (default: the model's; anyframe 7.5, Wan 5)."
@@ -334,6 +339,8 @@ def generate(
             negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width, steps=steps,
             guidance_scale=guidance, guidance_mode=guidance_mode, image_guidance_scale=image_guidance,
             sampler=sampler, seed=seed).items() if v is not None}
+        if beyond_training:
+            defaults["beyond_training"] = True
         if renorm is not None:
             defaults["renorm"] = _renorm_flag(renorm)
         batch_options = parse_options(option)
@@ -391,6 +398,7 @@ def generate(
         sampler=sampler,
         seed=seed,
         options=options,
+        beyond_training=beyond_training,
     )
     request = pipe.validate(request)  # every check against the model, before sampling
 
@@ -399,7 +407,7 @@ def generate(
             typer.echo(f"warning: {problem}", err=True)
     start = time.perf_counter()
     with warnings.catch_warnings():  # (said above, on one line each)
-        warnings.filterwarnings("ignore", message="this model does not know|the prompt is")
+        warnings.filterwarnings("ignore", message="this model does not know|the prompt is|.*outside what this model was trained on")
         result = pipe.generate(request, output_type="np")
     seconds = time.perf_counter() - start
     video = to_uint8(result.frames[0])  # [T, H, W, 3]
@@ -455,6 +463,57 @@ def _run_batch(pipe, items, out: Path, fps: float, quiet: bool) -> None:
     typer.echo(json.dumps(line) if quiet else f"{out}: {result.summary().split(';')[0]}")
     if result.failed:
         raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve_command(
+    model: list[Path] = typer.Option(
+        [], "--model", "-m", metavar="DIR", help="A pipeline folder to offer on the page (repeatable); the first is picked when the page opens. The shipped model is offered too."
+    ),
+    models_dir: Path | None = typer.Option(None, "--models-dir", metavar="DIR", help="Also offer each pipeline folder directly inside this folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(7860, "--port", help="Port to listen on."),
+) -> None:
+    """Serve a web page to generate from (Gradio): a prompt, keyframe images at any frame, task presets, steps,
+    guidance and seed, a model picker; the video and its filmstrip. Runs until interrupted (Ctrl-C)."""
+    import errno
+    import socket
+
+    not_model = "not a pipeline folder (no model_index.json)"
+    for folder in model:
+        if not (folder / "model_index.json").is_file():
+            raise AnyframeInputError(f"--model {folder}: {not_model if folder.is_dir() else 'folder not found'}")
+    found: list[Path] = []
+    if models_dir is not None:
+        if not models_dir.is_dir():
+            raise AnyframeInputError(f"--models-dir {models_dir}: {'not a folder' if models_dir.exists() else 'folder not found'}")
+        found = sorted(p for p in models_dir.iterdir() if (p / "model_index.json").is_file())
+        if not found:
+            raise AnyframeInputError(f"--models-dir {models_dir} holds no pipeline folder (a folder with model_index.json)")
+    shipped = default_model_dir()
+    if shipped is not None and not (shipped / "model_index.json").is_file():  # ($ANYFRAME_MODEL)
+        raise AnyframeInputError(f"ANYFRAME_MODEL={shipped}: {not_model}")
+    folders = list(dict.fromkeys(p.resolve() for p in [*model, *([shipped] if shipped else []), *found]))
+    if not folders:
+        raise AnyframeInputError("no model to serve: no --model, no --models-dir and no shipped default model")
+    if not 1 <= port <= 65535:
+        raise AnyframeInputError(f"--port must be in 1..65535, got {port}")
+    if not host.strip():
+        raise AnyframeInputError("--host is empty; give an address such as 127.0.0.1")
+    try:  # a taken port or an address this machine does not have: said now, not after the model loads
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "the port is in use" if getattr(exc, "errno", None) == errno.EADDRINUSE else " ".join(str(exc).split())
+        raise AnyframeInputError(f"cannot listen on --host {host} --port {port}: {reason}") from None
+    _silence_libraries()
+    try:
+        from anyframe.serve import Models, serve
+    except ImportError as exc:
+        raise AnyframeInputError(f"anyframe serve needs the web extra: pip install -e '.[web]' ({exc})") from None
+
+    serve(Models.from_folders(folders), host=host, port=port)
 
 
 @app.command("train")
@@ -526,14 +585,14 @@ def train_autoencoder_command(
 def eval_command(
     model: list[str] = typer.Option([], "--model", "-m", help="Pipeline folder, or `truth` / `random` / `autoencoder:DIR` (calibration: the ceiling and floor, and the true clips through a model's autoencoder). Repeatable (default: the shipped model)."),
     suite: str = typer.Option("smoke", "--suite", help="smoke | standard | ood, or a suite .jsonl."),
-    n: int | None = typer.Option(None, "--n", help="Score a seeded random subset of N cases."),
+    n: int | None = typer.Option(None, "--n", "--num-cases", help="Score a seeded random subset of N cases (--num-cases under torchrun, whose own flags make --n ambiguous)."),
     seed: int = typer.Option(0, "--seed", help="Subset and sampling seed."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
     steps: int | None = typer.Option(None, "--steps", help="Sampling steps (pipeline models; default: the model's)."),
     guidance: float | None = typer.Option(None, "--guidance", "-g", help="Guidance scale (pipeline models; default: the model's)."),
     guidance_mode: str | None = typer.Option(None, "--guidance-mode", help="jit | cfg | text-image | none (default: the model's)."),
     renorm: str | None = typer.Option(None, "--renorm", help="CFG renormalisation: full | clamp | none | auto (default: the model's)."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (pipeline models; cuda on several processes: each its own GPU)."),
     against: str = typer.Option("program", "--against", help="Score against the scene program, or the prompt alone."),
     detail: float | None = typer.Option(None, "--detail", help="FlashI2V models: Fourier cutoff ratio in [0, 1] (default: the model's)."),
     dtype: str = typer.Option(
@@ -543,7 +602,8 @@ def eval_command(
     calibration: bool = typer.Option(True, "--calibration/--no-calibration", help="Also score the true and random clips of the same cases (the report's ceiling and floor rows)."),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
-    writes report.json and report.md with plots (and a side-by-side comparison for several models)."""
+    writes report.json and report.md with plots (and a side-by-side comparison for several models). Under torchrun or
+    `accelerate launch --multi_gpu` each process generates its share of the cases and process 0 writes the report."""
     import numpy as np
 
     from anyframe.world.suite import load_suite
@@ -578,15 +638,25 @@ def eval_command(
     from anyframe.evaluation.harness import (
         load_model,  # (deferred: matplotlib and scipy load only for evaluation)
     )
+    from anyframe.evaluation.ranks import Ranks
     from anyframe.evaluation.report import evaluate
 
-    sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
-                    renorm=_renorm_flag(renorm))
-    models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail, dtype=dtype)
-              if not is_calibration(spec) else load_model(spec, device=device) for spec in model]
-    with _progress(len(models) * len(cases), "eval", enabled=not quiet) as advance:
-        reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against,
-                           on_case=lambda name: advance(name), calibrate=calibration)
+    # under torchrun / accelerate launch: each process generates its share of the cases, rank 0 writes the report
+    ranks = Ranks.from_env()
+    try:
+        device = ranks.device(device)
+        sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
+                        renorm=_renorm_flag(renorm))
+        models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail, dtype=dtype)
+                  if not is_calibration(spec) else load_model(spec, device=device) for spec in model]
+        label = "eval" if ranks.world == 1 else f"eval (process 1 of {ranks.world})"
+        with _progress(len(models) * len(ranks.share(cases)), label, enabled=not quiet and ranks.is_main) as advance:
+            reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against,
+                               on_case=lambda name: advance(name), calibrate=calibration, ranks=ranks)
+    finally:
+        ranks.close()
+    if not ranks.is_main:
+        return
     for report in reports:
         summary = ", ".join(f"{k} {v:.3f}" for k, v in report["metrics"].items() if v is not None and k in
                             ("presence", "color_binding", "motion_direction", "keyframe_psnr"))
@@ -726,6 +796,7 @@ def model_info(
         "backbone": type(pipe.transformer).__name__,
         "parameters": sum(p.numel() for p in pipe.transformer.parameters()),
         "video": {"frames": frames, "height": height, "width": width},
+        "trained_window": limits.trained_window,
         "sampling": limits.sampling_defaults,
         "text_encoder": type(pipe.text_encoder).__name__,
         "max_prompt_tokens": pipe.tokenizer.model_max_length,
@@ -737,6 +808,14 @@ def model_info(
     typer.echo(f"{model_dir}: {info['backbone']} ({info['parameters'] / 1e6:.1f}M parameters), method {info['method']}")
     typer.echo(f"video: {frames} frames of {width}×{height}; sampling: "
                + ", ".join(f"{k} {v}" for k, v in limits.sampling_defaults.items()))
+    w = limits.trained_window
+    if w:
+        strides = sorted({float(s) for s in w.get("frame_strides") or ()})
+        typer.echo(f"trained on: {', '.join(map(str, w.get('frames') or ['any']))} frames; "
+                   f"{', '.join(f'{h}×{v}' for h, v in w.get('sizes') or []) or 'any size'} px; frame stride "
+                   f"{'–'.join(f'{s:g}' for s in strides) or 'any'} (others: an error, or --beyond-training)")
+    else:
+        typer.echo("trained on: not recorded (sizes and frame counts are not checked against training)")
     typer.echo(f"text: {info['text_encoder']}, up to {info['max_prompt_tokens']} tokens")
     if vocabulary is None:
         typer.echo("vocabulary: subword (any word is spelled out)")

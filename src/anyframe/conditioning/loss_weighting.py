@@ -1,7 +1,7 @@
 """World-clip loss weightings, as a method to combine with another: extra weight on the objects' pixels,
 and a term on the frame-to-frame change of the error.
 
-Two probes of the world model's motion gap (``benchmarks/results/loss_weighting.md``: neither moved a quality
+Two probes of the world model's motion gap (``docs/experiments.md#loss-weighting``: neither moved a quality
 target at 2,500 steps), kept because they are cheap and a GPU-scale run may want them. They need the clips'
 object masks, so they train on world clips only (not from a latent cache)::
 

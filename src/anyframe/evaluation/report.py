@@ -4,7 +4,9 @@
 
 One model: ``out/report.json`` = ``{"metrics": {key: mean}, "by_task": {task: {key: mean}},
 "by_split": ..., "cases": [...]}`` and ``out/report.md``. Several: the same per model in
-``out/<model>/`` and a side-by-side ``out/report.md`` + ``out/comparison.json``.
+``out/<model>/`` and a side-by-side ``out/report.md`` + ``out/comparison.json``. On several processes
+(``ranks=Ranks.from_env()``, :mod:`anyframe.evaluation.ranks`) each generates its share of the cases and rank 0
+writes the same reports.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from PIL import Image
 
 from anyframe.errors import AnyframeInputError
 from anyframe.evaluation.harness import Conditioning, Model
+from anyframe.evaluation.ranks import Ranks, merge_shares
 from anyframe.io import atomic_path, filmstrip
 from anyframe.world.prompt_scoring import PROMPT_KEYS, score_prompt
 from anyframe.world.scoring import score_clip
@@ -48,57 +51,92 @@ def _aggregate(cases: list[dict], group: str | None = None) -> dict:
     return {name: _aggregate(members) for name, members in sorted(groups.items())}
 
 
-def run_model(model: Model, cases: list[Case], conds: dict[str, Conditioning], strips: Path | None = None,
-              against: str = "program", on_case: Callable[[str], None] | None = None) -> dict:
+def score_case(model: Model, case: Case, cond: Conditioning, against: str = "program") -> tuple[dict, np.ndarray | None]:
+    """Generate one case and score it: its report entry, and the generated clip (``None``: not attempted)."""
+    gen = model.generate(case, cond)
+    entry = {"id": case.id, "task": case.task, "split": case.split, "seconds": round(gen.seconds, 3),
+             "prompt": case.conditions.get("prompt", "")}
+    if gen.frames is None:
+        entry.update(scores={}, unsupported=gen.unsupported)
+        return entry, None
+    keys = list(case.score)
+    if against == "prompt" and case.task not in ("edit", "unpaired"):
+        scores = score_prompt(gen.frames, case.conditions["prompt"], [k for k in keys if k in PROMPT_KEYS])
+    else:
+        scores = score_clip(
+            gen.frames, cond.scene, keys=keys, keyframes=cond.keyframes(case),
+            masks=gen.masks if case.task == "masks" else None, edit_source=cond.source_scene,
+        )
+    entry["scores"] = {k: (None if v is None else float(v)) for k, v in scores.items()}
+    return entry, gen.frames
+
+
+def summarize(model_name: str, results: list[dict], against: str = "program") -> dict:
+    """The report of a model from its cases' entries (in case order: the means add up in that order)."""
+    scored = [r for r in results if r["scores"]]
+    return {
+        "model": model_name,
+        "scored_against": against,
+        "metrics": _aggregate(scored),
+        "by_task": _aggregate(scored, "task"),
+        "by_split": _aggregate(scored, "split"),
+        "unsupported": {r["id"]: r["unsupported"] for r in results if r.get("unsupported")},
+        "cases": results,
+    }
+
+
+def _shown(results: list[dict]) -> set[str]:
+    """The cases a report shows as filmstrips: the worst, and the first scored case of each task. Of a subsequence
+    of a suite's cases (a rank's share) it is a superset of those the whole suite shows among them."""
+    worst = sorted((r for r in results if r["scores"]), key=_case_quality)[:WORST_CASES]
+    first = {}
+    for r in results:
+        if r["scores"]:
+            first.setdefault(r["task"], r["id"])
+    return {r["id"] for r in worst} | set(first.values())
+
+
+def run_model(model: Model, cases: list[Case], conds: Mapping[str, Conditioning], strips: Path | None = None,
+              against: str = "program", on_case: Callable[[str], None] | None = None,
+              ranks: Ranks | None = None) -> dict | None:
     """Generate and score every case; returns the report dict (and keeps worst-case filmstrips).
 
     ``against``: ``program`` scores each clip against the case's scene program (every key of the case);
     ``prompt`` against what its prompt alone states (:mod:`anyframe.world.prompt_scoring`: the case's keys
     among PROMPT_KEYS). Edits and unpaired cases, whose texts are an instruction and one object's action
     rather than a caption of the scene, are scored against the program either way. ``on_case(model name)`` is
-    called after each case (a progress bar)."""
+    called after each case (a progress bar).
+
+    ``ranks``: on several processes (:class:`~anyframe.evaluation.ranks.Ranks`), this one generates its share of
+    the cases; rank 0 gathers them all, returns the report and writes the filmstrips; the others return ``None``."""
 
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"score against 'program' or 'prompt', not {against!r}")
-
+    ranks = ranks or Ranks()
     results, clips = [], {}
-    for case in cases:
-        cond = conds[case.id]
-        gen = model.generate(case, cond)
-        entry = {"id": case.id, "task": case.task, "split": case.split, "seconds": round(gen.seconds, 3),
-                 "prompt": case.conditions.get("prompt", "")}
-        if gen.frames is None:
-            entry.update(scores={}, unsupported=gen.unsupported)
-        else:
-            keys = list(case.score)
-            if against == "prompt" and case.task not in ("edit", "unpaired"):
-                scores = score_prompt(gen.frames, case.conditions["prompt"], [k for k in keys if k in PROMPT_KEYS])
-            else:
-                scores = score_clip(
-                    gen.frames, cond.scene, keys=keys, keyframes=cond.keyframes(case),
-                    masks=gen.masks if case.task == "masks" else None, edit_source=cond.source_scene,
-                )
-            entry["scores"] = {k: (None if v is None else float(v)) for k, v in scores.items()}
-            clips[case.id] = gen.frames
+    for case in ranks.share(cases):
+        entry, frames = score_case(model, case, conds[case.id], against)
+        if frames is not None:
+            clips[case.id] = frames
         if on_case is not None:
             on_case(model.name)
         results.append(entry)
-    report = {
-        "model": model.name,
-        "scored_against": against,
-        "metrics": _aggregate([r for r in results if r["scores"]]),
-        "by_task": _aggregate([r for r in results if r["scores"]], "task"),
-        "by_split": _aggregate([r for r in results if r["scores"]], "split"),
-        "unsupported": {r["id"]: r["unsupported"] for r in results if r.get("unsupported")},
-        "cases": results,
-    }
+    if strips is not None:  # only the clips a report may show travel to rank 0
+        shown = _shown(results)
+        clips = {key: clip for key, clip in clips.items() if key in shown}
+    parts = ranks.gather((results, clips if strips is not None else {}))
+    if parts is None:
+        return None
+    results = merge_shares([part[0] for part in parts])
+    clips = {key: clip for part in parts for key, clip in part[1].items()}
+    report = summarize(model.name, results, against)
     if strips is not None:
         report["worst"] = _write_worst(results, clips, conds, strips)
         report["examples"] = _write_examples(results, clips, conds, strips.parent / "examples")
     return report
 
 
-def _write_examples(results: list[dict], clips: dict, conds: dict, folder: Path) -> list[dict]:
+def _write_examples(results: list[dict], clips: dict, conds: Mapping[str, Conditioning], folder: Path) -> list[dict]:
     """One filmstrip per task (its first scored case): the generated clip over the truth, with its prompt."""
     out, seen = [], set()
     for entry in results:
@@ -115,11 +153,12 @@ def _write_examples(results: list[dict], clips: dict, conds: dict, folder: Path)
 
 
 def _case_quality(entry: dict) -> float:
-    unit = [v for k, v in entry["scores"].items() if k in UNIT_KEYS and v is not None]
+    """The mean of a case's unit scores (its defined ones: a NaN would leave the worst cases' order undefined)."""
+    unit = [v for k, v in entry["scores"].items() if k in UNIT_KEYS and v is not None and not math.isnan(v)]
     return float(np.mean(unit)) if unit else 1.0
 
 
-def _write_worst(results: list[dict], clips: dict, conds: dict, folder: Path) -> list[dict]:
+def _write_worst(results: list[dict], clips: dict, conds: Mapping[str, Conditioning], folder: Path) -> list[dict]:
     """Filmstrips of the lowest-scoring cases: the generated clip over the truth."""
 
     scored = sorted((r for r in results if r["scores"]), key=_case_quality)[:WORST_CASES]
@@ -277,33 +316,49 @@ def write_report(report: dict, folder: Path, title: str = "anyframe evaluation")
     _write(folder / "report.md", _markdown(report, title))
 
 
+class _Conditions(dict):
+    """``{case id: Conditioning}``, each rendered when first asked for (a rank renders its own share, and rank 0
+    the few cases whose filmstrips it shows)."""
+
+    def __init__(self, cases: list[Case]):
+        super().__init__()
+        self.cases = {case.id: case for case in cases}
+
+    def __missing__(self, key: str) -> Conditioning:
+        self[key] = Conditioning.of(self.cases[key])
+        return self[key]
+
+
 def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title: str = "anyframe evaluation",
              against: str = "program", on_case: Callable[[str], None] | None = None,
-             calibrate: bool = True) -> list[dict]:
-    """Run every model on every case; write the reports; return the report dicts (``against``, ``on_case``: see
-    :func:`run_model`). ``calibrate``: also score the true clips and random clips of the same cases (each
-    report's calibration rows: the oracle's ceiling and floor), unless they are among the models."""
+             calibrate: bool = True, ranks: Ranks | None = None) -> list[dict]:
+    """Run every model on every case; write the reports; return the report dicts (``against``, ``on_case``,
+    ``ranks``: see :func:`run_model`). ``calibrate``: also score the true clips and random clips of the same cases
+    (each report's calibration rows: the oracle's ceiling and floor), unless they are among the models.
+
+    On several processes (``ranks``), each generates its share of the cases; rank 0 writes the reports and returns
+    them, the others write nothing and return ``[]``."""
+    ranks = ranks or Ranks()
     out = Path(out_dir)
-    conds = {case.id: Conditioning.of(case) for case in cases}
+    conds = _Conditions(cases)
     calibration = []
     if calibrate:  # the oracle's ceiling and floor on these cases, unless they are among the models
         from anyframe.evaluation.harness import RandomModel, TruthModel
 
         names = {m.name for m in models}
-        calibration = [run_model(m, cases, conds, None, against) for m in (TruthModel(), RandomModel())
+        calibration = [run_model(m, cases, conds, None, against, ranks=ranks) for m in (TruthModel(), RandomModel())
                        if m.name not in names]
-    if len(models) == 1:
-        report = run_model(models[0], cases, conds, out / "worst", against, on_case)
-        report["calibration"] = [{"model": c["model"], "metrics": c["metrics"]} for c in calibration]
-        write_report(report, out, title)
-        return [report]
+    runs = [(model, out if len(models) == 1 else out / _slug(model.name)) for model in models]
     reports = []
-    for model in models:
-        folder = out / _slug(model.name)
-        report = run_model(model, cases, conds, folder / "worst", against, on_case)
+    for model, folder in runs:
+        report = run_model(model, cases, conds, folder / "worst", against, on_case, ranks=ranks)
+        if report is None:  # (not rank 0)
+            continue
         report["calibration"] = [{"model": c["model"], "metrics": c["metrics"]} for c in calibration]
-        write_report(report, folder, f"{title}: {model.name}")
+        write_report(report, folder, title if len(models) == 1 else f"{title}: {model.name}")
         reports.append(report)
+    if len(models) == 1 or not ranks.is_main:
+        return reports
     keys = sorted({k for r in reports for k in r["metrics"]})
     comparison = {"models": [r["model"] for r in reports], "metrics": {k: [r["metrics"].get(k) for r in reports] for k in keys}}
     _write(out / "comparison.json", json.dumps(comparison, indent=1))

@@ -48,7 +48,7 @@ def resolve_renorm(renorm: str | None, with_frames: bool) -> str | None:
     """``auto`` → ``full`` for a prompt-only request, ``None`` when frames are given (on the world model
     renormalisation lifts text-to-video presence — beyond the 95 % interval of its 40 cases — while with keyframes
     its point estimates are lower on motion and identity, within their intervals:
-    ``benchmarks/results/renorm_full_suite.md``); any other value is returned as it is."""
+    ``docs/experiments.md#archived-renorm_full_suite``); any other value is returned as it is."""
     if renorm != "auto":
         return renorm
     return None if with_frames else "full"

@@ -283,6 +283,10 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         context_groups: context-token groups, name → token width (``context_tokens`` in :meth:`forward`):
             each block gets a cross-attention branch per group whose output projection starts at zero
             (:class:`STIVBlock`); ``None``: none. Add one to a trained model with :meth:`with_context_group`.
+        trained_window: what the model was trained on, recorded by a training run's export (nothing reads it
+            in the model): ``{"frames": [16], "sizes": [[32, 32]], "frame_strides": [1.0, 1.0]}`` (frame counts,
+            pixel sizes, the lowest and highest frame stride); pipelines refuse requests outside it
+            (:meth:`~anyframe.pipelines.request.ModelLimits.check_window`). ``None``: not recorded, not checked.
     """
 
     _supports_gradient_checkpointing = True
@@ -311,6 +315,7 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         timestep_freq_dim: int = 256,
         text_refiner_layers: int = 0,
         context_groups: dict[str, int] | None = None,
+        trained_window: dict | None = None,
     ):
         super().__init__()
         out_channels = out_channels or in_channels

@@ -141,3 +141,39 @@ def encode_prompts(
         return TextCondition(hidden, mask.bool())
     hidden = hidden * mask.gt(0)[..., None].to(hidden.dtype)  # zero past each prompt's length
     return TextCondition(hidden, torch.ones_like(mask, dtype=torch.bool))
+
+
+@torch.no_grad()
+def grow_vocabulary(
+    tokenizer: PreTrainedTokenizerFast,
+    text_encoder: T5EncoderModel,
+    meanings: dict[str, str | None],
+    seed: int = 0,
+) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with the words of ``meanings`` that ``tokenizer`` lacks appended (the old ids are
+    kept), and ``text_encoder``'s embedding grown to match, in place. A new word's row starts as the row of the
+    word it means (``meanings[word]``; several words, space-separated: the mean of their rows), so the encoder
+    reads a synonym exactly as its counterpart; a word with no counterpart in the tokenizer gets a fresh row drawn
+    like the encoder's own (normal, the existing rows' standard deviation; ``seed``). The same call on the same inputs gives the same
+    rows, so a run's recipe rebuilds its encoder."""
+    vocab = tokenizer.get_vocab()
+    new = [w for w in dict.fromkeys(w.lower() for w in meanings) if w not in vocab]
+    if not new:
+        return tokenizer
+    old = len(vocab)
+    ordered = sorted(vocab, key=vocab.get)
+    grown = build_word_tokenizer(
+        [w for w in ordered if w not in (PAD, EOS, UNK)] + new, max_length=tokenizer.model_max_length
+    )
+    if [grown.convert_tokens_to_ids(w) for w in ordered] != list(range(old)):
+        raise ValueError("the tokenizer's ids are not 0…N−1 in the word-level layout: cannot grow it in place")
+    embedding = text_encoder.get_input_embeddings().weight
+    rows = torch.empty(len(new), embedding.shape[1])
+    rows.normal_(0.0, float(embedding.std()), generator=torch.Generator().manual_seed(seed))
+    for i, word in enumerate(new):
+        parts = [vocab[m] for m in (meanings[word] or "").split() if m in vocab]
+        if parts:
+            rows[i] = embedding[parts].mean(0)
+    text_encoder.resize_token_embeddings(old + len(new), mean_resizing=False)
+    text_encoder.get_input_embeddings().weight[old:] = rows.to(embedding.dtype)
+    return grown

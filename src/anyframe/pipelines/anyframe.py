@@ -324,7 +324,8 @@ class AnyFramePipeline(DiffusionPipeline):
         return ModelLimits(default_video_size=self.default_video_size, patch_size=tuple(self.transformer.config.patch_size),
                            spatial_compression=self.vae_scale_factor, temporal_compression=self.vae_temporal_compression,
                            sampling_defaults=self.sampling_defaults, method=self.conditioning,
-                           hidden_size=int(getattr(self.transformer, "token_dim", 0) or 0), memory_bytes=device_memory(self._execution_device))
+                           hidden_size=int(getattr(self.transformer, "token_dim", 0) or 0), memory_bytes=device_memory(self._execution_device),
+                           trained_window=getattr(self.transformer.config, "trained_window", None))
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:
         self.limits.check_size(num_frames, height, width)
@@ -530,7 +531,7 @@ class AnyFramePipeline(DiffusionPipeline):
         ``none``. ``renorm``: ``full`` (STIV: always the conditional norm), ``clamp`` (Lumina: only when larger),
         ``None``, or ``auto``: ``full`` for a prompt-only clip, ``None`` when keyframes are given — on the world
         model renormalisation lifts text-to-video presence, and with keyframes scores lower on motion and
-        identity, within the intervals of 40 cases (``benchmarks/results/renorm_full_suite.md``).
+        identity, within the intervals of 40 cases (``docs/experiments.md#archived-renorm_full_suite``).
 
         Args:
             guidance: a ready :class:`~anyframe.flow.guidance.Guidance`; overrides the request's guidance settings.

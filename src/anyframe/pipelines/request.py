@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -76,6 +77,7 @@ class GenerationRequest:
     reference_images: list[ImageLike] = field(default_factory=list)  # subjects to keep
     masks: bool = False  # also return the masks of the prompt's objects (joint-mask methods)
     options: dict[str, Any] = field(default_factory=dict)  # the method's own (its Options)
+    beyond_training: bool = False  # sizes, frame counts and strides outside the model's trained window: a warning
 
     @property
     def prompts(self) -> list[str]:
@@ -113,6 +115,7 @@ class ModelLimits:
     method: ConditioningMethod
     hidden_size: int = 0  # the backbone's token width (for the memory estimate)
     memory_bytes: int | None = None  # what the device that samples holds; None: not checked
+    trained_window: dict | None = None  # what the model was trained on (STIVTransformer's trained_window)
 
     def estimate_bytes(self, num_frames: int, height: int, width: int, batch: int = 1) -> int:
         """A lower bound on the memory one sampling call needs: the decoded video (float32, a few working copies
@@ -136,6 +139,37 @@ class ModelLimits:
                 f"num_frames × height × width = {num_frames} × {height} × {width} need at least {_gb(need)} of memory to sample; this device "
                 f"has {_gb(self.memory_bytes)} (at most about {most} frames at this size)")
 
+    def window_problems(self, num_frames: int, height: int, width: int, frame_stride: float) -> list[str]:
+        """What of a request lies outside the model's trained window (empty: all inside, or no window recorded)."""
+        w = self.trained_window
+        if not w:
+            return []
+        problems = []
+        frames = sorted(int(f) for f in w.get("frames") or ())
+        if frames and num_frames not in frames:
+            problems.append(f"{num_frames} frames (trained on {_listed(frames)})")
+        sizes = [tuple(int(v) for v in s) for s in w.get("sizes") or ()]
+        if sizes and (height, width) not in sizes:
+            problems.append(f"{height}×{width} px (trained on {_listed([f'{h}×{w_}' for h, w_ in sizes])})")
+        strides = [float(v) for v in w.get("frame_strides") or ()]
+        if strides and not min(strides) - 1e-6 <= frame_stride <= max(strides) + 1e-6:
+            trained = f"{min(strides):g}" if min(strides) == max(strides) else f"{min(strides):g}–{max(strides):g}"
+            problems.append(f"frame stride {frame_stride:g} (trained on {trained})")
+        return problems
+
+    def check_window(self, num_frames: int, height: int, width: int, frame_stride: float = 1.0,
+                     beyond_training: bool = False) -> None:
+        """Refuse (or with ``beyond_training`` warn about) a request outside the trained window, naming it."""
+        problems = self.window_problems(num_frames, height, width, frame_stride)
+        if not problems:
+            return
+        text = f"{'; '.join(problems)}: outside what this model was trained on, its output is not meaningful"
+        if any(p.endswith(")") and " frames (" in p for p in problems):
+            text += " (long video by chunks will lift the frame limit: planned)"
+        if not beyond_training:
+            raise AnyframeInputError(f"{text}; to try it anyway: --beyond-training (GenerationRequest.beyond_training)")
+        warnings.warn(text, stacklevel=3)
+
     def latent_index(self, pixel_index: int) -> int:
         """The latent frame holding pixel frame ``pixel_index`` (≥ 0): a causal VAE encodes frame 0 alone and
         then chunks of r frames."""
@@ -156,6 +190,11 @@ class ModelLimits:
             raise AnyframeInputError(f"num_frames must give a positive multiple of {pt} latent frames, got {num_frames}")
         if height <= 0 or width <= 0 or height % (f * ph) or width % (f * pw):
             raise AnyframeInputError(f"height and width must be positive multiples of {f * ph}×{f * pw}, got {height}×{width}")
+
+
+def _listed(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
 def _gb(n: int) -> str:
@@ -235,6 +274,9 @@ def validate_request(request: GenerationRequest, limits: ModelLimits,
     frames, height, width = _int("num_frames", frames, 1), _int("height", height, 1), _int("width", width, 1)
     limits.check_size(frames, height, width)
     limits.check_memory(frames, height, width, len(prompts))
+    if not isinstance(request.beyond_training, bool):
+        raise AnyframeInputError("beyond_training must be true or false")
+    limits.check_window(frames, height, width, request.frame_stride, request.beyond_training)
     if any(k.frame_index is None for k in request.keyframes) and "unplaced_keyframes" not in limits.method.request_fields:
         names = "+".join(m.name for m in limits.method.methods)
         raise AnyframeInputError(f"a keyframe without a frame index: this model's method ({names}) does not place "

@@ -17,6 +17,7 @@ from anyframe.data.world import WorldDataset
 from anyframe.errors import AnyframeInputError
 from anyframe.models.autoencoder import load_autoencoder
 from anyframe.models.dit import STIVTransformer
+from anyframe.models.text_encoder import grow_vocabulary
 from anyframe.pipelines import AnyFramePipeline, build_wan_pipeline, build_world_pipeline
 from anyframe.training.config import ConditioningConfig, RecipeConfig
 from anyframe.training.progressive import (
@@ -25,6 +26,7 @@ from anyframe.training.progressive import (
     smaller_model_overrides,
 )
 from anyframe.world import world_vocabulary
+from anyframe.world.paraphrase import WORD_MEANINGS
 
 
 def build_conditioning(cfg: ConditioningConfig, backbone) -> ConditioningMethod:
@@ -61,6 +63,8 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
             raise AnyframeInputError(f"model.backbone.text_refiner_layers: {exc}") from None
     if m.vae:
         pipe.vae = load_autoencoder(m.vae).eval()
+    if m.extra_words == "paraphrases":
+        pipe.tokenizer = grow_vocabulary(pipe.tokenizer, pipe.text_encoder, WORD_MEANINGS, seed=cfg.seed)
     if cfg.init.from_image_model:
         init_from_image_model(pipe.transformer, STIVTransformer.from_pretrained(cfg.init.from_image_model))
     if small is not None:
@@ -74,9 +78,44 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
             raise AnyframeInputError(f"the pretrained {cfg.conditioning.method} layers do not fit this recipe: {exc}") from None
     pipe.transformer = method.adapt_backbone(pipe.transformer)
     pipe.conditioning = method
+    if isinstance(pipe.transformer, STIVTransformer):  # what the export will say it was trained on
+        before = pipe.transformer.config.trained_window if m.pretrained else None
+        pipe.transformer.register_to_config(trained_window=merge_windows(before, data_window(cfg)))
     if cfg.lora.enabled:
         add_lora(pipe.transformer, cfg.lora)
     return pipe
+
+
+def data_window(cfg: RecipeConfig) -> dict:
+    """The frame counts, pixel sizes and frame strides a recipe's data trains on (a key left out: it varies)."""
+    d = cfg.data
+    if d.source in ("world", "toy"):
+        frames, size = (d.world.frames, d.world.size) if d.source == "world" else (d.toy.num_frames, d.toy.size)
+        return {"frames": [frames], "sizes": [[size, size]], "frame_strides": [1.0, 1.0]}
+    m = d.manifest
+    window: dict = {"frames": sorted(set(m.lengths or [m.num_frames]))}
+    sizes = m.buckets or ([m.size] if m.size else None)
+    if sizes:
+        window["sizes"] = [list(s) for s in sizes]
+    if m.stride and not m.fps:
+        window["frame_strides"] = [float(m.stride)] * 2
+    return window
+
+
+def merge_windows(before: dict | None, now: dict) -> dict:
+    """A model trained on ``before`` and then on ``now`` (a fine-tune): the union (a key either leaves out: out)."""
+    if not before:
+        return now
+    merged = {}
+    if "frames" in before and "frames" in now:
+        merged["frames"] = sorted({int(f) for f in [*before["frames"], *now["frames"]]})
+    if "sizes" in before and "sizes" in now:
+        merged["sizes"] = sorted({tuple(int(v) for v in s) for s in [*before["sizes"], *now["sizes"]]})
+        merged["sizes"] = [list(s) for s in merged["sizes"]]
+    if "frame_strides" in before and "frame_strides" in now:
+        strides = [float(v) for v in [*before["frame_strides"], *now["frame_strides"]]]
+        merged["frame_strides"] = [min(strides), max(strides)]
+    return merged
 
 
 def add_lora(transformer: torch.nn.Module, lora) -> None:
@@ -96,7 +135,8 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
         dataset = ToyMotionDataset(d.toy.num_clips, d.toy.num_frames, d.toy.size, seed=cfg.seed)
     elif d.source == "world":
         w = d.world
-        dataset = WorldDataset(w.num_clips, w.split, w.size, w.frames, seed=cfg.seed, num_objects=w.num_objects)
+        dataset = WorldDataset(w.num_clips, w.split, w.size, w.frames, seed=cfg.seed, num_objects=w.num_objects,
+                               paraphrase=w.paraphrase, duplicates=w.duplicates)
     else:
         m = d.manifest
         dataset = ManifestVideoDataset(

@@ -45,6 +45,9 @@ class ComponentsConfig(_Strict):
     # layers (PRETRAINED_BACKBONE_OVERRIDES)
     backbone: dict[str, Any] = Field(default_factory=dict)
     shift: float = Field(1.0, gt=0)  # the sampler's timestep shift stored in the pipeline
+    # grow the tokenizer by the world paraphrases' words (anyframe.world.paraphrase.WORD_MEANINGS): each new
+    # embedding row starts as the row of the word it means (models.text_encoder.grow_vocabulary)
+    extra_words: Literal["none", "paraphrases"] = "none"
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -189,6 +192,8 @@ class WorldDataConfig(_Strict):
     size: int = Field(32, ge=8, le=512)  # (the limits of `anyframe world render`)
     frames: int = Field(16, ge=1, le=256)
     num_objects: int | None = Field(None, ge=1, le=8)  # every scene with this many objects (a curriculum); None: the split's
+    paraphrase: float = Field(0.0, ge=0, le=1)  # the share of clips captioned in free form (world.paraphrase)
+    duplicates: float = Field(0.0, ge=0, le=1)  # the share of scenes given two objects of one look (counts, plurals)
 
 
 class ManifestDataConfig(_Strict):
