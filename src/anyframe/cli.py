@@ -406,9 +406,12 @@ def generate(
         for problem in pipe.prompt_problems(text, request.max_sequence_length):
             typer.echo(f"warning: {problem}", err=True)
     start = time.perf_counter()
-    with warnings.catch_warnings():  # (said above, on one line each)
+    pipe.set_progress_bar_config(disable=True)  # (a rich bar with ETA instead of diffusers' tqdm)
+    # (the bar appears at the first step: an input error found inside generate stays the only line printed)
+    with warnings.catch_warnings(), _progress(request.steps, "sampling", enabled=not as_json, lazy=True,
+                                                         transient=True) as advance:
         warnings.filterwarnings("ignore", message="this model does not know|the prompt is|.*outside what this model was trained on")
-        result = pipe.generate(request, output_type="np")
+        result = pipe.generate(request, output_type="np", callback_on_step_end=lambda *_: advance() or {})
     seconds = time.perf_counter() - start
     video = to_uint8(result.frames[0])  # [T, H, W, 3]
 
@@ -731,7 +734,7 @@ def world_sample(
 ) -> None:
     """Write an evaluation suite (JSONL: task, scene program, conditions, what to score)."""
     from anyframe.world import SPLITS
-    from anyframe.world.suite import TASKS, sample_suite, write_suite
+    from anyframe.world.suite import TASKS, make_case, write_suite
 
     if split not in SPLITS:
         raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -745,14 +748,21 @@ def world_sample(
     if out.suffix != ".jsonl":
         raise AnyframeInputError(f"--out must end in .jsonl, got {out}")
     _check_new_file(out)
-    cases = sample_suite(n, split, seed, tuple(task) or TASKS, size, frames, prefix=out.stem)
+    tasks = tuple(task) or TASKS
+    with _progress(n, "cases", enabled=n >= 200) as advance:
+        cases = []
+        for i in range(n):
+            cases.append(make_case(tasks[i % len(tasks)], seed + i, split, size, frames, out.stem))
+            advance()
     write_suite(cases, out)
     typer.echo(f"wrote {len(cases)} cases to {out}")
 
 
 @contextlib.contextmanager
-def _progress(total: int, label: str, enabled: bool = True):
-    """A rich progress bar with ETA on stderr for ``total`` units; yields ``advance(text)``."""
+def _progress(total: int, label: str, enabled: bool = True, lazy: bool = False, transient: bool = False):
+    """A rich progress bar with ETA on stderr for ``total`` units; yields ``advance(text)``. ``lazy``: shown from
+    the first ``advance`` on (nothing printed if it is never called). ``transient``: removed when done (a command
+    whose last line is its summary, or its one error line)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -768,9 +778,21 @@ def _progress(total: int, label: str, enabled: bool = True):
         return
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(label, total=total, what="")
-        yield lambda text="": bar.update(task, advance=1, what=text)
+    with contextlib.ExitStack() as stack:
+        state = {}
+
+        def start():
+            bar = stack.enter_context(Progress(*columns, console=Console(stderr=True), transient=transient))
+            state.update(bar=bar, task=bar.add_task(label, total=total, what=""))
+
+        def advance(text=""):
+            if not state:
+                start()
+            state["bar"].update(state["task"], advance=1, what=text)
+
+        if not lazy:
+            start()
+        yield advance
 
 
 @model_app.command("info")
