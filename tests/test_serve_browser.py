@@ -20,6 +20,7 @@ another image, is at least twice that bound away, so the comparison tells frame 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 
@@ -106,10 +107,12 @@ def _round_trip(model_dir: Path, image: np.ndarray) -> np.ndarray:
     return to_uint8(pipe.decode_latents(latents)[0, 0].cpu().numpy())
 
 
-def test_generate_in_the_browser_keeps_the_keyframe(server, model_dir, tmp_path):
+@contextlib.contextmanager
+def _page_with_an_image(server, prompt: str, frame: int, image: Path):
+    """The page in headless Chromium, the keyframes preset chosen, ``prompt`` typed and ``image`` uploaded into the
+    first slot at ``frame``."""
     from playwright.sync_api import sync_playwright
 
-    key = _keyframe(tmp_path / "key.png")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -117,25 +120,32 @@ def test_generate_in_the_browser_keeps_the_keyframe(server, model_dir, tmp_path)
             page.set_default_timeout(60_000)
             page.goto(server)
             page.locator("#generate").wait_for()
-            page.locator("#prompt textarea").fill("On a black background, a large red circle moves right.")
+            page.locator("#prompt textarea").fill(prompt)
             page.get_by_label("Keyframes: images at any frames").check()
             page.locator("#slot-4").wait_for(state="visible")  # the preset shows every image slot
-            page.locator("#frame-1 input").fill(str(KEY_FRAME))
-            page.locator("#image-1 input[type=file]").set_input_files(str(tmp_path / "key.png"))
+            page.locator("#frame-1 input").fill(str(frame))
+            page.locator("#image-1 input[type=file]").set_input_files(str(image))
             page.locator("#image-1 img").wait_for()
-            page.locator("#steps input").fill("4")
-            page.locator("#generate").click()
-            page.locator("#video video[src]").wait_for(timeout=120_000)
-            info = page.locator("#info").inner_text()
-            video_url = page.locator("#video video").get_attribute("src")
-            strip_url = page.locator("#filmstrip img").get_attribute("src")
-            video = page.request.get(video_url)
-            strip = page.request.get(strip_url)
-            assert video.ok and strip.ok, (video.status, strip.status)
-            (tmp_path / "clip.mp4").write_bytes(video.body())
-            (tmp_path / "strip.png").write_bytes(strip.body())
+            yield page
         finally:
             browser.close()
+
+
+def test_generate_in_the_browser_keeps_the_keyframe(server, model_dir, tmp_path):
+    key = _keyframe(tmp_path / "key.png")
+    prompt = "On a black background, a large red circle moves right."
+    with _page_with_an_image(server, prompt, KEY_FRAME, tmp_path / "key.png") as page:
+        page.locator("#steps input").fill("4")
+        page.locator("#generate").click()
+        page.locator("#video video[src]").wait_for(timeout=120_000)
+        info = page.locator("#info").inner_text()
+        video_url = page.locator("#video video").get_attribute("src")
+        strip_url = page.locator("#filmstrip img").get_attribute("src")
+        video = page.request.get(video_url)
+        strip = page.request.get(strip_url)
+        assert video.ok and strip.ok, (video.status, strip.status)
+        (tmp_path / "clip.mp4").write_bytes(video.body())
+        (tmp_path / "strip.png").write_bytes(strip.body())
 
     assert f"keyframes at {KEY_FRAME}" in info and "4 steps" in info, info
     assert video_url.endswith(".mp4"), video_url
@@ -159,34 +169,20 @@ def test_generate_in_the_browser_keeps_the_keyframe(server, model_dir, tmp_path)
 def test_bad_input_in_the_browser_is_one_clear_error(server, tmp_path):
     """An impossible frame index, and a file that is not an image (uploaded through the page like any image):
     each an error box with one line that says what is wrong, and no video."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     _keyframe(tmp_path / "key.png")
     (tmp_path / "notes.png").write_text("not an image")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(60_000)
-            page.goto(server)
-            page.locator("#generate").wait_for()
-            page.locator("#prompt textarea").fill("a red circle moves left")
-            page.get_by_label("Keyframes: images at any frames").check()
-            page.locator("#slot-4").wait_for(state="visible")
-            page.locator("#frame-1 input").fill("99")
-            page.locator("#image-1 input[type=file]").set_input_files(str(tmp_path / "key.png"))
-            page.locator("#image-1 img").wait_for()
-            page.locator("#generate").click()
-            out_of_range = "Image 1: frame index 99 is out of range for 16 frames (valid: -16..15)"
-            expect(page.get_by_text(out_of_range)).to_be_visible()
+    with _page_with_an_image(server, "a red circle moves left", 99, tmp_path / "key.png") as page:
+        page.locator("#generate").click()
+        out_of_range = "Image 1: frame index 99 is out of range for 16 frames (valid: -16..15)"
+        expect(page.get_by_text(out_of_range)).to_be_visible()
 
-            page.locator("#frame-1 input").fill("3")
-            page.locator("#image-2 input[type=file]").set_input_files(str(tmp_path / "notes.png"))  # (at frame 5)
-            page.locator("#image-2 img").wait_for(state="attached")  # (uploaded: a preview, broken, of no image)
-            page.locator("#generate").click()
-            expect(page.get_by_text("Image 2: cannot read image notes.png: not an image file anyframe can read "
-                                    "(PNG, JPEG, WebP, BMP, GIF...)")).to_be_visible()
-            assert page.locator("#video video[src]").count() == 0
-            assert "Traceback" not in page.content()
-        finally:
-            browser.close()
+        page.locator("#frame-1 input").fill("3")
+        page.locator("#image-2 input[type=file]").set_input_files(str(tmp_path / "notes.png"))  # (at frame 5)
+        page.locator("#image-2 img").wait_for(state="attached")  # (uploaded: a preview, broken, of no image)
+        page.locator("#generate").click()
+        expect(page.get_by_text("Image 2: cannot read image notes.png: not an image file anyframe can read "
+                                "(PNG, JPEG, WebP, BMP, GIF...)")).to_be_visible()
+        assert page.locator("#video video[src]").count() == 0
+        assert "Traceback" not in page.content()
