@@ -408,7 +408,7 @@ def generate(
     start = time.perf_counter()
     pipe.set_progress_bar_config(disable=True)  # (a rich bar with ETA instead of diffusers' tqdm)
     # (the bar appears at the first step: an input error found inside generate stays the only line printed)
-    with warnings.catch_warnings(), _progress(request.steps, "sampling", enabled=not as_json, lazy=True,
+    with warnings.catch_warnings(), _progress(request.steps, "sampling", enabled=not as_json and sys.stderr.isatty(), lazy=True,
                                                          transient=True) as advance:
         warnings.filterwarnings("ignore", message="this model does not know|the prompt is|.*outside what this model was trained on")
         result = pipe.generate(request, output_type="np", callback_on_step_end=lambda *_: advance() or {})
