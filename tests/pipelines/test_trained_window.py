@@ -39,6 +39,7 @@ def test_outside_the_window_is_one_error_naming_it(pipe, fields, named):
     with pytest.raises(AnyframeInputError, match=named) as info:
         pipe.validate(GenerationRequest(prompt="a red circle moves left", **{"height": 16, "width": 16, **fields}))
     assert "--beyond-training" in str(info.value) and "\n" not in str(info.value)
+    assert ("long video" in str(info.value)) == ("num_frames" in fields)  # only a frame count waits on long video
 
 
 def test_beyond_training_warns_instead(pipe):

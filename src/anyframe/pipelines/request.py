@@ -139,22 +139,23 @@ class ModelLimits:
                 f"num_frames × height × width = {num_frames} × {height} × {width} need at least {_gb(need)} of memory to sample; this device "
                 f"has {_gb(self.memory_bytes)} (at most about {most} frames at this size)")
 
-    def window_problems(self, num_frames: int, height: int, width: int, frame_stride: float) -> list[str]:
-        """What of a request lies outside the model's trained window (empty: all inside, or no window recorded)."""
+    def window_problems(self, num_frames: int, height: int, width: int, frame_stride: float) -> dict[str, str]:
+        """What of a request lies outside the model's trained window, by what (``frames``, ``size``, ``stride``)
+        → a phrase naming the window (empty: all inside, or no window recorded)."""
         w = self.trained_window
         if not w:
-            return []
-        problems = []
+            return {}
+        problems = {}
         frames = sorted(int(f) for f in w.get("frames") or ())
         if frames and num_frames not in frames:
-            problems.append(f"{num_frames} frames (trained on {_listed(frames)})")
+            problems["frames"] = f"{num_frames} frames (trained on {_listed(frames)})"
         sizes = [tuple(int(v) for v in s) for s in w.get("sizes") or ()]
         if sizes and (height, width) not in sizes:
-            problems.append(f"{height}×{width} px (trained on {_listed([f'{h}×{w_}' for h, w_ in sizes])})")
+            problems["size"] = f"{height}×{width} px (trained on {_listed([f'{h}×{w_}' for h, w_ in sizes])})"
         strides = [float(v) for v in w.get("frame_strides") or ()]
         if strides and not min(strides) - 1e-6 <= frame_stride <= max(strides) + 1e-6:
             trained = f"{min(strides):g}" if min(strides) == max(strides) else f"{min(strides):g}–{max(strides):g}"
-            problems.append(f"frame stride {frame_stride:g} (trained on {trained})")
+            problems["stride"] = f"frame stride {frame_stride:g} (trained on {trained})"
         return problems
 
     def check_window(self, num_frames: int, height: int, width: int, frame_stride: float = 1.0,
@@ -163,8 +164,8 @@ class ModelLimits:
         problems = self.window_problems(num_frames, height, width, frame_stride)
         if not problems:
             return
-        text = f"{'; '.join(problems)}: outside what this model was trained on, its output is not meaningful"
-        if any(p.endswith(")") and " frames (" in p for p in problems):
+        text = f"{'; '.join(problems.values())}: outside what this model was trained on, its output is not meaningful"
+        if "frames" in problems:
             text += " (long video by chunks will lift the frame limit: planned)"
         if not beyond_training:
             raise AnyframeInputError(f"{text}; to try it anyway: --beyond-training (GenerationRequest.beyond_training)")
