@@ -17,6 +17,7 @@ from anyframe.conditioning.base import (
 from anyframe.conditioning.channel_concat import ChannelConcat
 from anyframe.conditioning.flashi2v import FlashI2V
 from anyframe.conditioning.frame_replacement import FrameReplacement, FrameReplacementState
+from anyframe.conditioning.jdm import JointMasks
 from anyframe.conditioning.loss_weighting import LossWeighting
 from anyframe.conditioning.registry import METHODS, build_method, method_class, register_method
 from anyframe.conditioning.stack import MethodStack
@@ -27,5 +28,5 @@ __all__ = [
     "METHODS", "build_method", "method_class", "register_method",
     "ConditioningMethod", "ConditionState", "Encoders", "ModelInputs", "NoOptions", "TrainingBatch", "TrainingInputs",
     "Denoiser", "MethodStack", "FrameReplacement", "FrameReplacementState", "ChannelConcat", "FlashI2V", "WanI2V",
-    "LossWeighting", "TaskMixture", "TASKS",
+    "LossWeighting", "JointMasks", "TaskMixture", "TASKS",
 ]

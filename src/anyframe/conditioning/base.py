@@ -278,6 +278,7 @@ class TrainingBatch:
     object_masks: list[Tensor | None] | None = None  # per clip [K, T, H, W] in {0, 1}
     regional_captions: list[list[str] | None] | None = None  # per clip, K captions, one per mask (JDM)
     edit_sources: Tensor | None = None  # [B, 3, T, H, W]: the clip an edit starts from
+    meta: list[dict] | None = None  # per clip, what the data source knows of it (world: index, scene JSON, cmi)
     encoders: Any = None  # an Encoders-like object (no request fields), or None
 
 
@@ -388,6 +389,7 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
     context_groups: ClassVar[dict[str, int]] = {}  # group name → token width it gives the backbone
     batch_fields: ClassVar[frozenset[str]] = frozenset()  # TrainingBatch fields it trains from: "pixels", "object_masks"...
     backbone_options: ClassVar[tuple[str, ...]] = ()  # constructor arguments read from the backbone (for_backbone)
+    extra_outputs: ClassVar[frozenset[str]] = frozenset()  # what outputs() returns beside the video: "masks"...
 
     # diffusers' ModelMixin.dtype/.device fail for a module with no parameters or buffers (frame
     # replacement has none; its fallback path shadows the builtin ``tuple``), which breaks

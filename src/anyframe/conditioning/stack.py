@@ -102,6 +102,10 @@ class MethodStack(ConditioningMethod):
         return frozenset().union(*(m.batch_fields for m in self.members))
 
     @property
+    def extra_outputs(self) -> frozenset[str]:
+        return frozenset().union(*(m.extra_outputs for m in self.members))
+
+    @property
     def extra_in_channels(self) -> int:
         return sum(m.extra_in_channels for m in self.members)
 

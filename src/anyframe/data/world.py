@@ -21,10 +21,15 @@ class WorldDataset:
     split's distribution. A share ``duplicates`` of the scenes get two objects of one look
     (:func:`~anyframe.world.paraphrase.with_duplicate`); a share ``paraphrase`` of the clips are captioned in free
     form (:func:`~anyframe.world.paraphrase.paraphrase`) instead of the caption form. Both draws are the item's
-    own (a generator seeded by the dataset seed and the index): an item is the same whenever it is read."""
+    own (a generator seeded by the dataset seed and the index): an item is the same whenever it is read.
+
+    ``cmi``: a table of the clips' conditional mutual information (:class:`~anyframe.data.cmi.CMITable`, from
+    ``anyframe clip cmi``) computed for this very dataset; each item's ``meta["cmi"]`` is its clip's value
+    (JDM's loss weighting). The table must cover every item."""
 
     def __init__(self, num_clips: int = 100_000, split: str = "train", size: int = 32, frames: int = 16, seed: int = 0,
-                 num_objects: int | None = None, paraphrase: float = 0.0, duplicates: float = 0.0):
+                 num_objects: int | None = None, paraphrase: float = 0.0, duplicates: float = 0.0,
+                 cmi: str | None = None):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r} ({', '.join(SPLITS)})")
         if num_clips < 1:
@@ -34,6 +39,12 @@ class WorldDataset:
         if not (0 <= paraphrase <= 1 and 0 <= duplicates <= 1):
             raise ValueError("paraphrase and duplicates are shares in [0, 1]")
         self.paraphrase, self.duplicates = paraphrase, duplicates
+        self.cmi = None
+        if cmi is not None:
+            from anyframe.data.cmi import CMITable
+
+            self.cmi = CMITable.load(cmi)
+            self.cmi.check_dataset(self)
 
     def __len__(self) -> int:
         return self.num_clips
@@ -65,5 +76,6 @@ class WorldDataset:
             frame_captions=frame_captions(scene, clip.trajectory),
             masks=torch.from_numpy(clip.masks),  # [K, T, H, W]
             regional_captions=regional_captions(scene),
-            meta={"index": index, "scene": scene.to_json()},
+            meta={"index": index, "scene": scene.to_json(),
+                  **({} if self.cmi is None else {"cmi": self.cmi.value(index)})},
         )

@@ -75,6 +75,8 @@ class Generation:
     seconds: float = 0.0
     unsupported: str | None = None  # why the task was not attempted
     info: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)  # what the model's method returns beside the video (one clip's:
+    # a JDM model's "masks" [T, H, W] bool, the union of the prompt's objects, and "mask_frames")
 
 
 class Model(Protocol):
@@ -172,7 +174,8 @@ class PipelineModel:
             return Generation(None, unsupported=reason)
         start = time.perf_counter()
         out = self.pipe.generate(request)
-        return Generation(to_uint8(out.frames[0]), seconds=time.perf_counter() - start)
+        extras = {k: v[0] for k, v in out.extras.items() if isinstance(v, np.ndarray) and len(v) == 1}
+        return Generation(to_uint8(out.frames[0]), seconds=time.perf_counter() - start, extras=extras)
 
 
 def load_model(spec: str, **kwargs) -> Model:

@@ -81,6 +81,11 @@ class AnyFrameOutput(BaseOutput):
     request: GenerationRequest | None = None
     extras: dict = field(default_factory=dict)
 
+    @property
+    def masks(self) -> np.ndarray | None:
+        """The objects' masks of a joint-mask (JDM) model, ``[B, T, H, W]`` bool; None for other models."""
+        return self.extras.get("masks")
+
 
 class PipelineEncoders:
     """The pipeline's encoders bound to one request (:class:`~anyframe.conditioning.base.Encoders`): the prompt,

@@ -136,7 +136,7 @@ def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accele
     elif d.source == "world":
         w = d.world
         dataset = WorldDataset(w.num_clips, w.split, w.size, w.frames, seed=cfg.seed, num_objects=w.num_objects,
-                               paraphrase=w.paraphrase, duplicates=w.duplicates)
+                               paraphrase=w.paraphrase, duplicates=w.duplicates, cmi=w.cmi)
     else:
         m = d.manifest
         dataset = ManifestVideoDataset(

@@ -194,6 +194,7 @@ class WorldDataConfig(_Strict):
     num_objects: int | None = Field(None, ge=1, le=8)  # every scene with this many objects (a curriculum); None: the split's
     paraphrase: float = Field(0.0, ge=0, le=1)  # the share of clips captioned in free form (world.paraphrase)
     duplicates: float = Field(0.0, ge=0, le=1)  # the share of scenes given two objects of one look (counts, plurals)
+    cmi: str | None = None  # a CMI table of these clips (`anyframe clip cmi`): meta["cmi"] per clip, for JDM's weighting
 
 
 class ManifestDataConfig(_Strict):
@@ -325,7 +326,13 @@ class RecipeConfig(_Strict):
                    *((a["method"], {k: v for k, v in a.items() if k != "method"}) for a in self.conditioning.addons)]
         needed = frozenset().union(*(METHODS[name](**options).batch_fields for name, options in methods))
         cached = self.data.cache_dir is not None
-        missing = sorted(needed - (CACHE_FIELDS if cached else SOURCE_FIELDS[self.data.source]))
+        given = CACHE_FIELDS if cached else SOURCE_FIELDS[self.data.source]
+        if self.data.source == "world" and self.data.world.cmi and not cached:
+            given = given | {"cmi"}  # meta["cmi"] per clip, from the table
+        missing = sorted(needed - given)
+        if missing == ["cmi"] and self.data.source == "world" and not cached:
+            raise ValueError("the jdm method weights by the clips' CMI (use_cmi): give data.world.cmi, a table from "
+                             "`anyframe clip cmi` for these clips, or set use_cmi: false")
         if missing:
             where = "a latent cache (data.cache_dir)" if cached else f"data.source {self.data.source}"
             names = "+".join(name for name, _ in methods)

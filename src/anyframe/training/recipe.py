@@ -377,7 +377,8 @@ def training_batch(run: Run, batch: VideoBatch | LatentBatch) -> TrainingBatch:
                            object_masks=None if all(m is None for m in batch.masks) else batch.masks)
     return TrainingBatch(latents=latents.cpu(), text=text.to("cpu"), null_text=run.null_text.to("cpu").repeat(b),
                          micro_conditions=micro_conditions(batch, height, width), pixels=pixels,
-                         captions=list(batch.captions), encoders=PipelineEncoders(pipe), **annotations)
+                         captions=list(batch.captions), meta=list(batch.meta), encoders=PipelineEncoders(pipe),
+                         **annotations)
 
 
 def train_step(run: Run) -> dict[str, float]:

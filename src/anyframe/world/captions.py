@@ -32,6 +32,7 @@ colours at that frame; event sentences use the colours just before the event).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from anyframe.errors import AnyframeInputError
 from anyframe.world import grammar
@@ -176,6 +177,21 @@ def caption(scene: Scene) -> str:
     if scene.pan != "none":
         sentences.append(f"the camera pans {scene.pan}")
     return " ".join(_sentence(s) for s in sentences)
+
+
+def partial_caption(scene: Scene, objects: Sequence[int]) -> str:
+    """The caption form of only some objects (indices into ``scene.objects``, any order): JDM's "regional
+    captions joined", in the words of :func:`caption` — the setting, the chosen objects' clauses in scene order,
+    the events among them only, the camera pan. References are shortest among the chosen objects (what a reader
+    of this caption alone can resolve). All the objects: exactly :func:`caption`."""
+    scene.validate()
+    chosen = sorted(set(objects))
+    if any(not 0 <= i < len(scene.objects) for i in chosen):
+        raise ValueError(f"object indices {list(objects)} out of range for {len(scene.objects)} objects")
+    kept = [scene.objects[i] for i in chosen]
+    ids = {o.id for o in kept}
+    events = tuple(e for e in scene.events if e.object in ids and (e.type != "collision" or e.other in ids))
+    return caption(replace(scene, objects=tuple(kept), events=events))
 
 
 # ================================================================================ frame captions
