@@ -148,7 +148,8 @@ def test_the_generate_handler_writes_the_video_and_says_bad_input_as_gr_error(pi
                    by_id["image-1"]: {"path": str(key), "orig_name": "key.png"}, by_id["frame-1"]: 8})
     assert values[by_id["model"]] == "tiny"
 
-    video, strip, text = block_fn.fn(values)
+    video, strip, mask_strip, text = block_fn.fn(values)
+    assert mask_strip is None  # (the Masks box is not ticked)
     assert "keyframes at 8" in text and "seed 0" in text and "2 steps" in text
     with av.open(video) as container:
         assert sum(1 for _ in container.decode(video=0)) == FRAMES
@@ -165,6 +166,31 @@ def test_the_generate_handler_writes_the_video_and_says_bad_input_as_gr_error(pi
     with pytest.raises(gr.Error) as info:
         block_fn.fn(values)
     assert info.value.message == "Guidance must be a finite number, got nan"
+
+
+def test_the_masks_box_writes_a_jdm_models_masks_and_is_refused_elsewhere(pipe, tmp_path):
+    import numpy as np
+
+    from anyframe.conditioning import FrameReplacement, JointMasks, MethodStack
+    from anyframe.pipelines import AnyFramePipeline
+
+    stack = MethodStack.of([FrameReplacement(), JointMasks.for_backbone(pipe.transformer)])
+    jdm = AnyFramePipeline(**{**pipe.components, "conditioning": stack,
+                              "transformer": stack.adapt_backbone(pipe.transformer)})
+    app = serve.build_app(serve.Models({"jdm": jdm, "plain": pipe}), tmp_path / "clips")
+    block_fn = _handler(app, "run")
+    values = {component: getattr(component, "value", None) for component in block_fn.inputs}
+    by_id = {getattr(c, "elem_id", None): c for c in block_fn.inputs}
+    values.update({by_id["prompt"]: "a red circle moves left", by_id["preset"]: "t2v", by_id["steps"]: 1,
+                   by_id["masks"]: True, by_id["model"]: "jdm"})
+    video, strip, mask_strip, text = block_fn.fn(values)
+    assert mask_strip.endswith(".masks.png") and Path(mask_strip).parent == Path(video).parent
+    saved = np.load(Path(mask_strip).with_suffix(".npz"))
+    assert saved["masks"].shape == (FRAMES, SIZE, SIZE)
+    values[by_id["model"]] = "plain"
+    with pytest.raises(gr.Error) as info:
+        block_fn.fn(values)
+    assert info.value.message == "Masks: this model does not generate masks (a JDM model does)"
 
 
 def test_tabs_come_from_the_registry(pipe, tmp_path):

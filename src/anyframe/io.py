@@ -362,3 +362,18 @@ def write_filmstrip(
     with atomic_path(path) as tmp:
         Image.fromarray(strip).save(tmp, format="PNG")
     return Path(path)
+
+
+def write_mask_outputs(mask_frames: np.ndarray, masks: np.ndarray, threshold: float, clip_path: str | os.PathLike,
+                       strip_path: str | os.PathLike, npz_path: str | os.PathLike, fps: float = 8.0,
+                       gif: bool = False) -> None:
+    """A joint-mask model's masks: the mask clip as decoded (``mask_frames`` [T, H, W, 3] in [0, 1], grey levels)
+    as a video (mp4, or ``gif``) and a filmstrip, and ``masks`` [T, H, W] (the clip above
+    ``threshold``) as ``npz_path`` with keys ``masks`` (bool) and ``threshold``. Written where told: callers
+    write into temporaries and rename them together (:func:`atomic_paths`)."""
+    soft = to_uint8(mask_frames)
+    (write_gif if gif else write_mp4)(soft, clip_path, fps=fps)
+    write_filmstrip(soft, strip_path)
+    with open(npz_path, "wb") as f:  # (a file object: numpy would add .npz to a temporary's name)
+        np.savez_compressed(f, masks=np.asarray(masks, dtype=bool), threshold=np.float32(threshold))
+

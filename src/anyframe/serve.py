@@ -39,7 +39,7 @@ import gradio as gr
 import numpy as np
 
 from anyframe.errors import AnyframeInputError
-from anyframe.io import atomic_paths, load_image, to_uint8, write_filmstrip, write_mp4
+from anyframe.io import atomic_paths, load_image, to_uint8, write_filmstrip, write_mask_outputs, write_mp4
 from anyframe.pipelines import AnyFramePipeline, GenerationRequest, Keyframe, load_pipeline, resolve_dtype
 from anyframe.pipelines.request import check_settings, resolve_frame_index
 
@@ -243,9 +243,12 @@ def build_request(pipe: AnyFramePipeline, prompt: str, preset: str, steps: Any, 
 
 
 def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: Path,
-                  on_step: Callable[[int, int], None] | None = None) -> dict:
+                  on_step: Callable[[int, int], None] | None = None, masks: bool = False) -> dict:
     """Generate ``request`` (validated) and write its video and filmstrip into a new folder under ``out_dir``, with
-    the CLI's writers; returns what was written and run (the CLI's ``--json`` record)."""
+    the CLI's writers; returns what was written and run (the CLI's ``--json`` record). ``masks``: also the
+    objects' mask clip, its filmstrip and the binary masks (a JDM model; else an input error, before sampling)."""
+    if masks and "masks" not in pipe.conditioning.extra_outputs:
+        raise AnyframeInputError("Masks: this model does not generate masks (a JDM model does)")
     steps = request.steps
 
     def callback(_pipe, i, _t, _tensors):
@@ -262,13 +265,20 @@ def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: P
     folder = Path(tempfile.mkdtemp(prefix="clip-", dir=out_dir))
     stem = re.sub(r"[^a-z0-9]+", "-", request.prompts[0].lower()).strip("-")[:48] or "keyframes"
     out, strip_path = folder / f"{stem}-s{result.seed}.mp4", folder / f"{stem}-s{result.seed}.png"
-    with atomic_paths(out, strip_path) as (video_tmp, strip_tmp):
+    mask_paths = tuple(folder / f"{stem}-s{result.seed}.masks.{ext}" for ext in ("mp4", "png", "npz")) if masks else ()
+    with atomic_paths(out, strip_path, *mask_paths) as (video_tmp, strip_tmp, *mask_tmps):
         write_mp4(video, video_tmp, fps=FPS)
         write_filmstrip(video, strip_tmp, marked=result.keyframe_indices)
+        if masks:
+            write_mask_outputs(result.extras["mask_frames"][0], result.masks[0],
+                               result.extras.get("mask_threshold", 0.5), *mask_tmps, fps=FPS)
     t, h, w = video.shape[:3]
-    return {"video": str(out), "filmstrip": str(strip_path), "frames": t, "height": h, "width": w, "fps": FPS,
-            "seconds": round(seconds, 3), "seed": result.seed, "keyframes": list(result.keyframe_indices),
-            "steps": steps, "guidance": request.guidance_scale}
+    record = {"video": str(out), "filmstrip": str(strip_path), "frames": t, "height": h, "width": w, "fps": FPS,
+              "seconds": round(seconds, 3), "seed": result.seed, "keyframes": list(result.keyframe_indices),
+              "steps": steps, "guidance": request.guidance_scale}
+    if masks:
+        record["masks"] = [str(p) for p in mask_paths]
+    return record
 
 
 def summary(record: dict) -> str:
@@ -329,6 +339,8 @@ def build_generate_tab(context: PageContext) -> None:
                 steps = gr.Number(label="Steps", value=defaults0["num_inference_steps"], elem_id="steps")
                 guidance = gr.Number(label="Guidance", value=defaults0["guidance_scale"], elem_id="guidance")
                 seed = gr.Number(label="Seed", value=0, info=f"{RANDOM_SEED}: a random one", elem_id="seed")
+            want_masks = gr.Checkbox(label="Masks", value=False, elem_id="masks",
+                                     info="JDM models: also the objects' masks (a mask clip, its filmstrip, .npz)")
             button = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Column(scale=2):
             video = gr.Video(label="Video", format=None, autoplay=True, loop=True, height=320, buttons=["download"],
@@ -336,6 +348,8 @@ def build_generate_tab(context: PageContext) -> None:
             info = gr.Markdown(elem_id="info")
     strip = gr.Image(label="Filmstrip (keyframes outlined)", type="filepath", format="png", interactive=False,
                      buttons=["download"], elem_id="filmstrip")
+    mask_strip = gr.Image(label="Masks (the objects the prompt names)", type="filepath", format="png",
+                          interactive=False, buttons=["download"], elem_id="mask-filmstrip", visible=True)
 
     def show_preset(model_label, preset_name):
         try:
@@ -375,18 +389,20 @@ def build_generate_tab(context: PageContext) -> None:
                 gr.Warning(note)
             progress((0, request.steps), desc="sampling", unit="steps")
             record = generate_clip(pipe, request, context.out_dir,
-                                   on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
+                                   on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"),
+                                   masks=bool(values[want_masks]))
         except AnyframeInputError as exc:
             raise _page_error(exc) from None
         text = summary(record) + "".join(f"\n\n*{note}*" for note in notes)
-        return record["video"], record["filmstrip"], text
+        return record["video"], record["filmstrip"], (record["masks"][1] if "masks" in record else None), text
 
     # preprocess=False: the handler gets the page's values as sent (numbers as numbers or None, each upload as
     # Gradio's file record, already checked to be in its upload folder), and checks them itself, with the
     # project's checks (load_image), so that any bad value is one clear line
-    inputs = {context.model_picker, prompt, preset, steps, guidance, seed, *(c for _, i, n in slots for c in (i, n))}
+    inputs = {context.model_picker, prompt, preset, steps, guidance, seed, want_masks,
+              *(c for _, i, n in slots for c in (i, n))}
     for trigger in (button.click, prompt.submit):
-        trigger(run, inputs, [video, strip, info], concurrency_limit=1, preprocess=False)
+        trigger(run, inputs, [video, strip, mask_strip, info], concurrency_limit=1, preprocess=False)
 
 
 TABS: list[Tab] = [Tab("Generate", build_generate_tab)]
