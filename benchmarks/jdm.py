@@ -271,7 +271,7 @@ def cmi_summary(table_path: Path, w: float, alpha: float, plot: Path) -> dict:
     table = CMITable.load(table_path)
     values = table.values.numpy()
     has = table.has_pairs.numpy()
-    weights = w * np.exp(-alpha * values)
+    weights = w * np.exp(-alpha * np.maximum(values, 0.0))  # (as the method: a negative estimate counts as 0)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     axes[0].hist(values[has], bins=50)
     axes[0].set_title("Ī of the training clips with ≥ 2 objects")

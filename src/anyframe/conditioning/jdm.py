@@ -161,7 +161,7 @@ class JointMasks(ConditioningMethod):
     # ---------------------------------------------------------------- training
 
     def fine_weights(self, batch: TrainingBatch) -> Tensor:
-        """``w'`` per example ``[B]``: ``w·exp(−α·Ī)`` with the clips' Ī, or ``w``."""
+        """``w'`` per example ``[B]``: ``w·exp(−α·max(Ī, 0))`` with the clips' Ī, or ``w``."""
         b = batch.latents.shape[0]
         w = torch.full((b,), float(self.config.w))
         if not self.config.use_cmi:
@@ -170,7 +170,8 @@ class JointMasks(ConditioningMethod):
         if any(v is None for v in cmi):
             raise ValueError("JDM with use_cmi needs each clip's CMI (meta['cmi']): give the recipe data.world.cmi "
                              "(a table from `anyframe clip cmi`), or set use_cmi: false")
-        return w * torch.exp(-self.config.alpha * torch.tensor(cmi, dtype=torch.float32))
+        # (mutual information is ≥ 0: a negative InfoNCE estimate is noise around 0, and would give w' > w)
+        return w * torch.exp(-self.config.alpha * torch.tensor(cmi, dtype=torch.float32).clamp_min(0.0))
 
     def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
                        generator: torch.Generator | None) -> TrainingInputs:
