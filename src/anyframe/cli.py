@@ -298,6 +298,9 @@ def generate(
     batch: Path | None = typer.Option(
         None, "--batch", help="A JSONL file of requests, one per line (fields of GenerationRequest; docs/methods.md#batches): --out is then a folder; finished lines are skipped on a re-run; under torchrun/accelerate each process takes its share."
     ),
+    masks: bool = typer.Option(
+        False, "--masks", help="JDM models: also write the objects' mask clip beside --out: <out>.masks.mp4, <out>.masks.png and <out>.masks.npz (per-frame binary masks, threshold 0.5; docs/methods/jdm.md)."
+    ),
 ) -> None:
     """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
     import torch
@@ -308,6 +311,8 @@ def generate(
 
     # ---- validate everything that needs no model, before loading one
     if batch is not None:
+        if masks:
+            raise AnyframeInputError("--masks writes beside one --out video; it does not combine with --batch")
         if prompt.strip() or image:
             raise AnyframeInputError("--batch takes each request's prompt and images from its file; drop --prompt and --image")
         if out is None or out.suffix.lower() in (".mp4", ".gif"):
@@ -352,6 +357,8 @@ def generate(
     elif out is not None:
         _check_new_file(out)
         _check_new_file(out.with_suffix(".png"), "the filmstrip beside --out,")
+        for path in _mask_paths(out) if masks else ():
+            _check_new_file(path, "the masks beside --out,")
     model_dir = model or default_model_dir()
     if model_dir is None:
         raise AnyframeInputError(
@@ -380,6 +387,9 @@ def generate(
     if items is not None:
         _run_batch(pipe, items, out, fps, quiet=as_json)
         return
+    if masks and "masks" not in pipe.conditioning.extra_outputs:
+        raise AnyframeInputError(f"--masks: the model {model_dir} does not generate masks (a JDM model does: "
+                                 "docs/methods/jdm.md)")
     options = parse_options(option)
     if detail is not None:
         options["detail"] = detail
@@ -419,12 +429,17 @@ def generate(
     strip_path = out.with_suffix(".png")
     _check_new_file(out)
     _check_new_file(strip_path, "the filmstrip beside --out,")
+    mask_paths = _mask_paths(out) if masks else ()
+    for path in mask_paths:
+        _check_new_file(path, "the masks beside --out,")
     try:
-        # Both files are written to temporaries and renamed only when both succeeded: the pair appears
+        # All files are written to temporaries and renamed only when all succeeded: they appear
         # together or not at all, and a failure leaves earlier files at those paths untouched.
-        with atomic_paths(out, strip_path) as (video_tmp, strip_tmp):
+        with atomic_paths(out, strip_path, *mask_paths) as (video_tmp, strip_tmp, *mask_tmps):
             (write_gif if out.suffix.lower() == ".gif" else write_mp4)(video, video_tmp, fps=fps)
             write_filmstrip(video, strip_tmp, marked=result.keyframe_indices)
+            if masks:
+                _write_masks(result, mask_tmps, out, fps)
     except OSError as exc:
         raise AnyframeInputError(f"cannot write {out}: {exc}") from None
 
@@ -442,13 +457,31 @@ def generate(
         "model": str(model_dir),
         "dtype": dtype,
     }
+    if masks:
+        record["masks"] = [str(p) for p in mask_paths]
     if as_json:
         typer.echo(json.dumps(record))
     else:
 
         Console(soft_wrap=True).print(
-            f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path} in {seconds:.2f}s ({dtype}), seed {result.seed}"
+            f"[green]wrote[/green] {out} ({t} frames, {w}×{h}) and {strip_path}"
+            + (f" (masks: {', '.join(str(p) for p in mask_paths)})" if masks else "")
+            + f" in {seconds:.2f}s ({dtype}), seed {result.seed}"
         )
+
+
+def _mask_paths(out: Path) -> tuple[Path, Path, Path]:
+    """Where ``--masks`` writes beside ``out``: the mask clip, its filmstrip and the binary masks."""
+    stem = out.with_suffix("")
+    return (Path(f"{stem}.masks{out.suffix.lower()}"), Path(f"{stem}.masks.png"), Path(f"{stem}.masks.npz"))
+
+
+def _write_masks(result, temps, out: Path, fps: float) -> None:
+    """The mask clip (as decoded, grey levels), its filmstrip, and ``masks`` [T, H, W] bool with its threshold."""
+    from anyframe.io import write_mask_outputs
+
+    write_mask_outputs(result.extras["mask_frames"][0], result.masks[0], result.extras.get("mask_threshold", 0.5),
+                       *temps, fps=fps, gif=out.suffix.lower() == ".gif")
 
 
 def _run_batch(pipe, items, out: Path, fps: float, quiet: bool) -> None:
@@ -901,6 +934,134 @@ def model_export(
 
     path = export_checkpoint(checkpoint, out, ema=not raw)
     typer.echo(f"wrote {'raw' if raw else 'EMA'} weights of {checkpoint} to {path}")
+
+
+# ------------------------------------------------------------------------------ anyframe clip (world CLIP, CMI)
+
+clip_app = typer.Typer(help="Image–text embedders (CLIP folders): train the world CLIP, JDM's CMI table, CLIP scores.",
+                       no_args_is_help=True)
+app.add_typer(clip_app, name="clip")
+
+
+@clip_app.command("train")
+def clip_train(
+    out: Path = typer.Option(..., "--out", "-o", help="CLIP folder to create (model, tokenizer, processor, README.md)."),
+    steps: int = typer.Option(..., "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Image–text pairs per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW; warm-up, then cosine to 10 %)."),
+    seed: int = typer.Option(0, "--seed", help="Initialisation and pair-sampling seed."),
+    num_clips: int = typer.Option(8000, "--num-clips", help="World clips rendered for training."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train the world CLIP contrastively on shapes-world frames with full and regional captions; writes the
+    folder with a model card (held-out retrieval accuracy). Run with OMP_NUM_THREADS=1 for the card's timing."""
+    _check_seed(seed)
+    if steps < 1:
+        raise AnyframeInputError(f"--steps must be at least 1, got {steps}")
+    if batch_size < 2:
+        raise AnyframeInputError(f"--batch-size must be at least 2, got {batch_size}")
+    if num_clips < batch_size:
+        raise AnyframeInputError(f"--num-clips must be at least --batch-size ({batch_size}), got {num_clips}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise AnyframeInputError(f"--lr must be a positive number, got {lr}")
+    _check_new_folder(out, force)
+    from anyframe.training.world_clip import train_world_clip
+
+    result = train_world_clip(out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, num_clips=num_clips,
+                              progress=not quiet)
+    r = result["retrieval"]
+    typer.echo(f"wrote {out} ({result['model']['parameters'] / 1e6:.2f}M parameters, {result['size_bytes'] / 1e6:.1f} MB) "
+               f"in {result['cpu_seconds'] / 60:.1f} CPU min ({result['seconds'] / 60:.1f} wall): loss {result['loss_last']:.3f}; held-out top-1 among {r['clips']} "
+               f"clips: text→image {r['text_to_image_top1']:.3f}, image→text {r['image_to_text_top1']:.3f} "
+               f"(chance {r['chance_top1']:.4f})")
+
+
+@clip_app.command("cmi")
+def clip_cmi(
+    clip: Path = typer.Option(..., "--clip", help="CLIP folder (e.g. checkpoints/anyframe-world-clip)."),
+    num_clips: int = typer.Option(..., "--num-clips", help="World clips 0…N−1 of the dataset."),
+    out: Path = typer.Option(..., "--out", "-o", help="Table to write (.safetensors)."),
+    negatives: int = typer.Option(256, "--negatives", help="M: nearest-neighbour negatives per clip (< --num-clips)."),
+    temperature: float = typer.Option(0.1, "--temperature", help="τ of the InfoNCE critic."),
+    split: str = typer.Option("train", "--split", help="The dataset's split."),
+    seed: int = typer.Option(0, "--seed", help="The dataset's seed (WorldDataset(seed=...): the training run's)."),
+    size: int = typer.Option(32, "--size", help="Canvas side, pixels."),
+    frames: int = typer.Option(16, "--frames", help="Clip length."),
+    num_objects: int | None = typer.Option(None, "--num-objects", help="The dataset's fixed object count (default: the split's)."),
+    duplicates: float = typer.Option(0.0, "--duplicates", help="The dataset's share of scenes with a duplicated look."),
+    paraphrase: float = typer.Option(0.0, "--paraphrase", help="The dataset's share of free-form captions."),
+    draw_seed: int = typer.Option(0, "--draw-seed", help="Seed of the negatives' caption draws."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table's full summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """JDM's conditional mutual information between each clip's regional captions given the clip (paper §3.3,
+    eq. 12), for every clip of a world dataset: a table the JDM recipe reads (w' = w·exp(−α·Ī))."""
+    from anyframe.world import SPLITS
+
+    if split not in SPLITS:
+        raise AnyframeInputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    _check_seed(seed)
+    _check_seed(draw_seed)
+    _check_world_size(size, frames)
+    if num_clips < 2:
+        raise AnyframeInputError(f"--num-clips must be at least 2, got {num_clips}")
+    if not 1 <= negatives < num_clips:
+        raise AnyframeInputError(f"--negatives must be in 1…{num_clips - 1} (fewer than --num-clips), got {negatives}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise AnyframeInputError(f"--temperature must be a positive number, got {temperature}")
+    if num_objects is not None and not 1 <= num_objects <= 8:
+        raise AnyframeInputError(f"--num-objects must be in 1…8, got {num_objects}")
+    for flag, share in (("--duplicates", duplicates), ("--paraphrase", paraphrase)):
+        if not 0.0 <= share <= 1.0:
+            raise AnyframeInputError(f"{flag} must be a share in [0, 1], got {share}")
+    if out.suffix != ".safetensors":
+        raise AnyframeInputError(f"--out must end in .safetensors, got {out}")
+    _check_new_file(out)
+    from anyframe.data.cmi import estimate_cmi
+    from anyframe.data.world import WorldDataset
+    from anyframe.models.clip import ClipEmbedder
+
+    embedder = ClipEmbedder.from_pretrained(clip, device=device)
+    dataset = WorldDataset(num_clips, split=split, size=size, frames=frames, seed=seed, num_objects=num_objects,
+                           duplicates=duplicates, paraphrase=paraphrase)
+    table = estimate_cmi(embedder, dataset, negatives=negatives, temperature=temperature, seed=draw_seed,
+                         progress=not quiet)
+    table.save(out)
+    summary = table.summary(w=1.0, alpha=1.0)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    c, w = summary["cmi"], summary["weight"]
+    typer.echo(f"wrote {out}: {num_clips} clips in {table.meta['seconds']:.0f} s, "
+               f"{summary['share_with_pairs']:.1%} with pairs of regional captions")
+    if c:
+        typer.echo(f"Ī over clips with pairs: mean {c['mean']:.3f}, median {c['median']:.3f}, 5/25/75/95 % "
+                   f"{c['q05']:.3f} / {c['q25']:.3f} / {c['q75']:.3f} / {c['q95']:.3f}; "
+                   f"{summary['share_negative']:.1%} negative")
+        typer.echo(f"w' = exp(−Ī) (w = 1, α = 1): mean {w['with_pairs']['mean']:.3f} over clips with pairs, "
+                   f"{w['mean_all_clips']:.3f} over all; with Ī clamped at 0: {w['clamped_with_pairs']['mean']:.3f}, "
+                   f"{w['clamped_mean_all_clips']:.3f}")
+
+
+@clip_app.command("score")
+def clip_score(
+    clip: Path = typer.Option(..., "--clip", help="CLIP folder."),
+    image: Path = typer.Option(..., "--image", help="An image file (PNG, JPEG, ...)."),
+    text: list[str] = typer.Option(..., "--text", help="Text to score against the image. Repeatable."),
+) -> None:
+    """The cosine similarity of an image and each text (the CLIP score without its ×100), one line each."""
+    import numpy as np
+
+    from anyframe.io import load_image
+    from anyframe.models.clip import ClipEmbedder
+
+    pixels = np.asarray(load_image(image), dtype=np.uint8)[None]
+    embedder = ClipEmbedder.from_pretrained(clip)
+    scores = embedder.score(np.repeat(pixels, len(text), axis=0), list(text))
+    for value, t in zip(scores.tolist(), text):
+        typer.echo(f"{value:.4f}" if len(text) == 1 else f"{value:.4f}\t{t}")
 
 
 def _click_exceptions() -> list:
