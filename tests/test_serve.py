@@ -183,7 +183,7 @@ def test_the_masks_box_writes_a_jdm_models_masks_and_is_refused_elsewhere(pipe, 
     by_id = {getattr(c, "elem_id", None): c for c in block_fn.inputs}
     values.update({by_id["prompt"]: "a red circle moves left", by_id["preset"]: "t2v", by_id["steps"]: 1,
                    by_id["masks"]: True, by_id["model"]: "jdm"})
-    video, strip, mask_strip, text = block_fn.fn(values)
+    video, _, mask_strip, _ = block_fn.fn(values)
     assert mask_strip.endswith(".masks.png") and Path(mask_strip).parent == Path(video).parent
     saved = np.load(Path(mask_strip).with_suffix(".npz"))
     assert saved["masks"].shape == (FRAMES, SIZE, SIZE)
