@@ -19,6 +19,7 @@ from anyframe.conditioning.flashi2v import FlashI2V
 from anyframe.conditioning.frame_replacement import FrameReplacement, FrameReplacementState
 from anyframe.conditioning.jdm import JointMasks
 from anyframe.conditioning.loss_weighting import LossWeighting
+from anyframe.conditioning.reasondiff import ReasonDiff
 from anyframe.conditioning.registry import METHODS, build_method, method_class, register_method
 from anyframe.conditioning.stack import MethodStack
 from anyframe.conditioning.tasks import TASKS, TaskMixture
@@ -28,5 +29,5 @@ __all__ = [
     "METHODS", "build_method", "method_class", "register_method",
     "ConditioningMethod", "ConditionState", "Encoders", "ModelInputs", "NoOptions", "TrainingBatch", "TrainingInputs",
     "Denoiser", "MethodStack", "FrameReplacement", "FrameReplacementState", "ChannelConcat", "FlashI2V", "WanI2V",
-    "LossWeighting", "JointMasks", "TaskMixture", "TASKS",
+    "LossWeighting", "JointMasks", "ReasonDiff", "TaskMixture", "TASKS",
 ]

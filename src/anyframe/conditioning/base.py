@@ -74,6 +74,8 @@ class ModelInputs:
     added_embeddings: Tensor | None = None  # [B, D, T', H', W'], added to the patch embedding
     context_tokens: dict[str, Tensor] = field(default_factory=dict)  # {group: [B(·K), N, D_group]}
     method_inputs: dict[str, Tensor] = field(default_factory=dict)  # each [B, ...]
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # what the methods' layers computed, returned with the
+    # backbone's output under these names (e.g. ReasonDiff's predicted latents, for its auxiliary loss)
 
     @classmethod
     def of(cls, hidden_states: Tensor, timestep: Tensor, text: TextCondition, micro_conditions: Tensor | None = None,
@@ -114,7 +116,7 @@ class ModelInputs:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "method_inputs" or value is None or (f.name == "context_tokens" and not value):
+            if f.name in ("method_inputs", "outputs") or value is None or (f.name == "context_tokens" and not value):
                 continue
             out[f.name] = value
         return out
@@ -133,6 +135,7 @@ class ModelInputs:
                 out[name] = move(name, value)
         out["context_tokens"] = {k: move(k, v) for k, v in self.context_tokens.items()}
         out["method_inputs"] = {k: move(k, v) for k, v in self.method_inputs.items()}
+        out["outputs"] = {k: move(k, v) for k, v in self.outputs.items()}
         return ModelInputs(**out)
 
     @staticmethod
@@ -146,7 +149,7 @@ class ModelInputs:
         out = {}
         for f in fields(ModelInputs):
             values = [getattr(i, f.name) for i in inputs]
-            if f.name in ("method_inputs", "context_tokens"):
+            if f.name in ("method_inputs", "context_tokens", "outputs"):
                 keys = set(values[0])
                 if any(set(v) != keys for v in values):
                     raise ValueError(f"cannot batch branches with different {f.name}")
@@ -482,8 +485,13 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
         return inputs
 
     def forward(self, backbone: ModelMixin, inputs: ModelInputs):
-        """One denoiser evaluation: this method's layers (:meth:`pre_backbone`), then the backbone."""
-        return backbone(**self.pre_backbone(inputs).as_kwargs())
+        """One denoiser evaluation: this method's layers (:meth:`pre_backbone`), then the backbone; what the layers
+        put in ``inputs.outputs`` comes back as named entries of the backbone's output."""
+        inputs = self.pre_backbone(inputs)
+        out = backbone(**inputs.as_kwargs())
+        for name, value in inputs.outputs.items():
+            out[name] = value
+        return out
 
     def pre_backbone(self, inputs: ModelInputs) -> ModelInputs:
         """This method's own layers on ``inputs.method_inputs``, before the backbone (runs inside the trained

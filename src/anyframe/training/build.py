@@ -83,6 +83,11 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
         pipe.transformer.register_to_config(trained_window=merge_windows(before, data_window(cfg)))
     if cfg.lora.enabled:
         add_lora(pipe.transformer, cfg.lora)
+    if cfg.train.trainable == "conditioning":
+        if not any(True for _ in method.parameters()):
+            raise AnyframeInputError(f"train.trainable: conditioning — the {cfg.conditioning.method} method "
+                                     "has no layers of its own to train")
+        pipe.transformer.requires_grad_(False)
     return pipe
 
 

@@ -283,6 +283,9 @@ class TrainConfig(_Strict):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, none on CPU
     gradient_checkpointing: bool = False
     export: bool = True  # write the final pipeline folder (EMA weights)
+    # what trains: the backbone and the method's layers ("all"), or the method's layers alone ("conditioning": e.g.
+    # ReasonDiff's stage 2 trains AlignFormer with the backbone frozen)
+    trainable: Literal["all", "conditioning"] = "all"
 
 
 class RecipeConfig(_Strict):
