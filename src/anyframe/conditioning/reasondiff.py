@@ -147,7 +147,7 @@ class ReasonDiff(ConditioningMethod):
             return inputs
         mi = inputs.method_inputs
         anchor, frame, present = mi["reasondiff_anchor"], mi["reasondiff_frame"].long(), mi["reasondiff_present"]
-        b, c, t = inputs.hidden_states.shape[:3]
+        b, t = inputs.hidden_states.shape[0], inputs.hidden_states.shape[2]
         dtype = self.alignformer.out.weight.dtype
         predicted = self.alignformer(anchor.to(dtype), frame, mi["reasondiff_text"].to(dtype), mi["reasondiff_mask"])
         at_anchor = torch.zeros(b, 1, t, 1, 1, device=predicted.device, dtype=predicted.dtype)
@@ -207,7 +207,7 @@ class ReasonDiff(ConditioningMethod):
     def apply_training(self, inputs: TrainingInputs, batch: TrainingBatch,
                        generator: torch.Generator | None) -> TrainingInputs:
         x0 = batch.latents
-        b, c, t = x0.shape[:3]
+        b, t = x0.shape[0], x0.shape[2]
         frame_mask = inputs.info.get("frame_mask")
         if frame_mask is None:
             frame_mask = torch.zeros(b, t, dtype=torch.bool)
