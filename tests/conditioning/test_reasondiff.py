@@ -168,3 +168,39 @@ def test_a_method_without_layers_cannot_train_alone():
 
     with pytest.raises(AnyframeInputError, match="no layers of its own"):
         build_components(load_config(None, [*SMALL, "train.trainable=conditioning"]))
+
+
+class _Narrator:
+    """A scripted narrator: the image at frame 5, one line per frame."""
+
+    name = "scripted"
+
+    def __init__(self):
+        self.calls = []
+
+    def narrate(self, image, prompt, num_frames):
+        from anyframe.narrators.base import Narrative
+
+        self.calls.append((image.shape, prompt, num_frames))
+        return Narrative(position=5, descriptions=[f"On a black background, frame {j}." for j in range(num_frames)],
+                         backend="scripted")
+
+
+def test_a_narrator_places_an_image_without_its_index():
+    image = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
+    rd, narrator = _with_reasondiff(_base()), _Narrator()
+    out = rd(PROMPT, keyframes=[Keyframe(image, None)], num_inference_steps=2, seed=0, narrator=narrator,
+             output_type="latent")
+    assert narrator.calls == [((16, 16, 3), PROMPT, 8)]
+    assert out.keyframe_indices == (5,) and out.extras["narrative"]["position"] == 5
+    assert out.request.frame_prompts[7] == "On a black background, frame 7."
+    assert torch.equal(out.frames[:, :, 5], rd.encode_keyframes([Keyframe(image, 5)], 16, 16)[:, :, 0])
+    # a model without per-frame narratives takes the position only (anyframe's keyframe baseline)
+    plain = _base()
+    out = plain(PROMPT, keyframes=[Keyframe(image, None)], num_inference_steps=2, seed=0, narrator=_Narrator())
+    assert out.keyframe_indices == (5,) and out.request.frame_prompts == {}
+    # no narrator: the image needs its index
+    from anyframe.errors import AnyframeInputError
+
+    with pytest.raises(AnyframeInputError, match="frame index"):
+        plain(PROMPT, keyframes=[Keyframe(image, None)], num_inference_steps=2, seed=0)

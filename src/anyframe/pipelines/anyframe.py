@@ -20,7 +20,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -57,6 +57,7 @@ from anyframe.models.config_check import check_config_values
 from anyframe.models.dit import STIVTransformer
 from anyframe.models.text_encoder import TextCondition, encode_prompts
 from anyframe.models.wan import WanBackbone, latent_frame_index, num_latent_frames
+from anyframe.narrators.base import Narrative
 from anyframe.pipelines.request import (
     GenerationRequest,
     Keyframe,
@@ -339,6 +340,29 @@ class AnyFramePipeline(DiffusionPipeline):
         """The request checked against this model and resolved (:func:`~anyframe.pipelines.request.validate_request`)."""
         return validate_request(request, self.limits)
 
+    def place_keyframes(self, request: GenerationRequest, narrator) -> tuple[GenerationRequest, Narrative | None]:
+        """A request whose keyframe has no frame index (``Keyframe(image, None)``), with the index ``narrator``
+        (:mod:`anyframe.narrators`) gives it for the prompt — and, for a method that reads them (ReasonDiff), the
+        narrator's per-frame narratives as ``frame_prompts`` (the request's own win where both give a frame).
+        Returns the request (unchanged when every keyframe has its index, or without a narrator: validation then
+        says what is missing) and the narrative."""
+        unplaced = [k for k in request.keyframes if k.frame_index is None]
+        if not unplaced or narrator is None:
+            return request, None
+        if len(unplaced) > 1:
+            raise AnyframeInputError(f"a narrator places one image; {len(unplaced)} images have no frame index "
+                                     "(give them as PATH@INDEX)")
+        frames, height, width = (request.num_frames or self.default_num_frames, request.height or self.default_height,
+                                 request.width or self.default_width)
+        image = image_to_array(fit_image(load_image(unplaced[0].image), height, width))
+        narrative = narrator.narrate(image, request.prompt if isinstance(request.prompt, str) else request.prompt[0],
+                                     frames)
+        keyframes = [Keyframe(k.image, narrative.position) if k.frame_index is None else k for k in request.keyframes]
+        frame_prompts = request.frame_prompts
+        if "frame_prompts" in self.conditioning.request_fields:
+            frame_prompts = {**dict(enumerate(narrative.descriptions)), **request.frame_prompts}
+        return replace(request, keyframes=keyframes, frame_prompts=frame_prompts), narrative
+
     @property
     def sampling_defaults(self) -> dict:
         """How the backbone is meant to be sampled (the CLI's defaults): anyframe's models 25 steps of
@@ -506,14 +530,15 @@ class AnyFramePipeline(DiffusionPipeline):
     def __call__(self, prompt: str | list[str] = "", keyframes: Sequence[Keyframe] | None = None, *,
                  guidance: Guidance | None = None, generator: torch.Generator | None = None, latents: Tensor | None = None,
                  output_type: str = "np", return_latents: bool = False, callback_on_step_end: Callable | None = None,
-                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), **request_fields) -> AnyFrameOutput:
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), narrator=None,
+                 **request_fields) -> AnyFrameOutput:
         """Generate videos, diffusers style: the keyword arguments build a :class:`GenerationRequest`
         (``num_inference_steps`` is its ``steps``; a method's option such as FlashI2V's ``detail=0.2`` goes to its
         ``options``) and :meth:`generate` runs it. See :meth:`generate` for the other arguments."""
         request = request_from_kwargs(prompt, keyframes=list(keyframes or []), **request_fields)
         return self.generate(request, guidance=guidance, generator=generator, latents=latents, output_type=output_type,
                              return_latents=return_latents, callback_on_step_end=callback_on_step_end,
-                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, narrator=narrator)
 
     @torch.no_grad()
     def generate(
@@ -526,6 +551,7 @@ class AnyFramePipeline(DiffusionPipeline):
         return_latents: bool = False,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        narrator=None,
     ) -> AnyFrameOutput:
         """Generate the videos of ``request`` (one per prompt).
 
@@ -547,11 +573,14 @@ class AnyFramePipeline(DiffusionPipeline):
             output_type: ``np`` | ``pt`` | ``pil`` | ``latent``.
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": x}) -> dict``; a returned ``latents``
                 replaces the state.
+            narrator: places a keyframe given without its frame index (:meth:`place_keyframes`); its narrative is
+                returned in ``extras["narrative"]``.
         """
         if output_type not in ("np", "pt", "pil", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}")
         if generator is not None and request.seed is not None:
             raise ValueError("pass a generator or a seed, not both")
+        request, narrative = self.place_keyframes(request, narrator)
         request = self.validate(request)
         for prompt in dict.fromkeys(request.prompts):
             for problem in self.prompt_problems(prompt, request.max_sequence_length):
@@ -609,6 +638,8 @@ class AnyFramePipeline(DiffusionPipeline):
         progress.close()
         final = method.finalize(x, state)
         extras = method.outputs(final, state, encoders)
+        if narrative is not None:
+            extras["narrative"] = narrative.to_dict()
 
         # 4. Decode (the video's channels; a method's own channels come back through ``extras``).
         if output_type == "latent":
