@@ -1,0 +1,245 @@
+"""ReasonDiff (issue 26): where does an unpaired image land, and does the action around it come out right?
+
+    python benchmarks/reasondiff.py --system 'TI2V@0=checkpoints/anyframe-world-s@frame0' \\
+        --system 'narrator + keyframe=checkpoints/anyframe-world-s@narrator' \\
+        --system 'ReasonDiff=runs/world-s-reasondiff-align/pipeline@narrator' --n 20
+
+Cases: the world's unpaired cases (:mod:`anyframe.world.unpaired`): a scene, a short text describing one object's
+action (nothing about time), and the scene's frame at the *start*, *middle* or *end* of the clip as the condition
+image; ``--n`` per position, in distribution (``train``) and with held-out colours and shapes (``ood_color_shape``),
+scene seeds from ``--seed`` on. A system is ``LABEL=MODEL@MODE``: ``frame0`` puts the image at frame 0 (TI2V, the
+paper's naive baseline), ``narrator`` lets the world narrator place it (and, on a ReasonDiff model, narrate every
+frame), ``true`` puts it at its true frame (an oracle placement: the ceiling of placement).
+
+Measures, per clip, by the oracle (95 % bootstrap intervals over cases):
+
+- *position accuracy*: the frame of the generated clip closest to the image (highest PSNR) is the image's true
+  frame (exact; and within ±1 frame);
+- *action before / after*: ``motion_direction``'s windows (constant-velocity stretches of every object, judged by
+  direction and distance) that end at or before the true anchor frame / start at or after it: the share that pass
+  (start cases have no *before*, end cases no *after*);
+- *identity*: ``identity_persistence`` against the scene;
+- *prompt score*: the text's own scores (:func:`anyframe.world.prompt_scoring.score_prompt`: presence and motion
+  direction of what the text names) — the analog of the paper's CLIP-text.
+
+Writes ``benchmarks/results/<--name>.{json,md}`` and ``<--name>_examples.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from anyframe.errors import AnyframeInputError
+from anyframe.evaluation.targets import difference_interval, format_difference, mean_interval
+from anyframe.world.render import render
+from anyframe.world.sampling import scene_for_seed
+from anyframe.world.scoring import match_objects, read_clip, truth_of
+from anyframe.world.scoring.fidelity import psnr
+from anyframe.world.scoring.identity import identity_persistence
+from anyframe.world.scoring.motion import motion_windows
+from anyframe.world.unpaired import POSITIONS, make_unpaired
+
+RESULTS = Path(__file__).parent / "results"
+SPLITS = ("train", "ood_color_shape")
+KEYS = ("position_exact", "position_near", "action_before", "action_after", "identity", "prompt_presence",
+        "prompt_direction")
+
+
+def unpaired_cases(n: int, seed: int) -> list[dict]:
+    cases = []
+    for split in SPLITS:
+        for p, position in enumerate(POSITIONS):
+            s = seed + 10_000 * p + (0 if split == "train" else 500_000)
+            while sum(1 for c in cases if c["split"] == split and c["position"] == position) < n:
+                scene = scene_for_seed(s, split)
+                s += 1
+                if not scene.objects or any(o.motion.direction is None for o in scene.objects):
+                    continue
+                case = make_unpaired(scene, np.random.default_rng(s), position)
+                cases.append({"id": f"{split}-{position}-{s - 1}", "split": split, "position": position,
+                              "scene": case.scene, "text": case.text, "frame": case.image_frame,
+                              "image": render(case.scene).frames[case.image_frame]})
+    return cases
+
+
+def landed(frames: np.ndarray, image: np.ndarray) -> int:
+    return int(np.argmax([psnr(f, image) for f in frames]))
+
+
+def action(truth, reading, anchor: int) -> tuple[float | None, float | None]:
+    windows = [w for w in motion_windows(truth, reading, match_objects(truth, reading)) if w.counted]
+    span = max(2, truth.traj.num_frames // 4)
+    before = [float(w.passed) for w in windows if w.t + span <= anchor]
+    after = [float(w.passed) for w in windows if w.t >= anchor]
+    return (float(np.mean(before)) if before else None), (float(np.mean(after)) if after else None)
+
+
+def prompt_scores(frames: np.ndarray, text: str) -> tuple[float | None, float | None]:
+    from anyframe.world.prompt_scoring import score_prompt
+
+    try:
+        s = score_prompt(frames, text, keys=["presence", "motion_direction"])
+    except AnyframeInputError:
+        return None, None
+    return s["presence"], s["motion_direction"]
+
+
+class System:
+    def __init__(self, spec: str):
+        label, sep, rest = spec.partition("=")
+        path, at, mode = rest.rpartition("@")
+        if not sep or not at or mode not in ("frame0", "narrator", "true"):
+            raise SystemExit(f"error: --system {spec}: want LABEL=MODEL@frame0|narrator|true")
+        if not Path(path, "model_index.json").is_file():
+            raise SystemExit(f"error: --system {spec}: {path} is not a pipeline folder")
+        from anyframe.pipelines import load_pipeline
+
+        self.label, self.path, self.mode = label, path, mode
+        self.pipe = load_pipeline(path, "float32")
+        self.pipe.set_progress_bar_config(disable=True)
+        self.narrator = None
+        if mode == "narrator":
+            from anyframe.narrators import narrator_for
+
+            self.narrator = narrator_for("world")
+
+    def generate(self, case: dict, seed: int) -> tuple[np.ndarray, int | None]:
+        from anyframe.io import to_uint8
+        from anyframe.pipelines import Keyframe
+
+        index = {"frame0": 0, "true": case["frame"], "narrator": None}[self.mode]
+        out = self.pipe(case["text"], keyframes=[Keyframe(case["image"], index)], seed=seed,
+                        num_frames=case["scene"].frames, height=case["scene"].size, width=case["scene"].size,
+                        narrator=self.narrator)
+        placed = out.keyframe_indices[0] if out.keyframe_indices else None
+        return to_uint8(out.frames[0]), placed
+
+
+def measure(system: System, cases: list[dict], examples: list) -> dict[str, dict]:
+    rows = {}
+    for i, case in enumerate(cases):
+        frames, placed = system.generate(case, seed=1000 + i)
+        truth, reading = truth_of(case["scene"]), read_clip(frames)
+        at = landed(frames, case["image"])
+        before, after = action(truth, reading, case["frame"])
+        presence, direction = prompt_scores(frames, case["text"])
+        rows[case["id"]] = {
+            "split": case["split"], "position": case["position"], "placed": placed, "landed": at,
+            "position_exact": float(at == case["frame"]), "position_near": float(abs(at - case["frame"]) <= 1),
+            "action_before": before, "action_after": after,
+            "identity": identity_persistence(truth, reading, match_objects(truth, reading)),
+            "prompt_presence": presence, "prompt_direction": direction,
+        }
+        if len(examples) < 6 and case["position"] != "start" and case["split"] == "train" and i % 7 == 0:
+            examples.append((system.label, case, frames))
+    return rows
+
+
+def summarise(rows: dict, control: dict | None) -> dict:
+    out = {}
+    for key in KEYS:
+        for split in (None, *SPLITS):
+            for position in (None, *POSITIONS):
+                sel = {k: r[key] for k, r in rows.items() if r[key] is not None
+                       and (split is None or r["split"] == split) and (position is None or r["position"] == position)}
+                if not sel:
+                    continue
+                entry = {"n": len(sel), "mean": float(np.mean(list(sel.values()))), "interval": mean_interval(sel)}
+                if control is not None:
+                    ref = {k: control[k][key] for k in sel if k in control and control[k][key] is not None}
+                    if ref:
+                        entry["vs_reference"] = float(np.mean([sel[k] - ref[k] for k in ref]))
+                        entry["vs_reference_interval"] = difference_interval(ref, {k: sel[k] for k in ref})
+                out[f"{key}@{split or 'all'}@{position or 'all'}"] = entry
+    return out
+
+
+def _fmt(e: dict | None) -> str:
+    if not e:
+        return "—"
+    iv = e.get("interval")
+    return f"{e['mean']:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--system", action="append", required=True, help="LABEL=MODEL@frame0|narrator|true; repeat")
+    ap.add_argument("--reference", help="the LABEL others are compared with, paired over cases (default: the first)")
+    ap.add_argument("--n", type=int, default=20, help="cases per position and split")
+    ap.add_argument("--seed", type=int, default=8_800_000)
+    ap.add_argument("--name", default="reasondiff")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    systems = [System(spec) for spec in args.system]
+    reference = args.reference or systems[0].label
+    cases = unpaired_cases(args.n, args.seed)
+    per_system, examples = {}, []
+    for system in systems:
+        start = time.perf_counter()
+        per_system[system.label] = measure(system, cases, examples)
+        print(f"{system.label:28s} {len(cases)} cases ({time.perf_counter() - start:.0f} s)", flush=True)
+    summaries = {label: summarise(rows, None if label == reference else per_system[reference])
+                 for label, rows in per_system.items()}
+    command = "python benchmarks/reasondiff.py " + " ".join(f"'{a}'" if " " in a else a for a in (argv or sys.argv[1:]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {"command": command, "n": args.n, "seed": args.seed, "reference": reference,
+               "summaries": summaries, "cases": per_system}
+    tmp = args.out / f".{args.name}.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(args.out / f"{args.name}.json")
+    if examples:
+        from PIL import Image
+
+        from anyframe.io import filmstrip
+
+        strips = [filmstrip(frames, marked=(case["frame"],)) for _, case, frames in examples]
+        width = max(s.shape[1] for s in strips)
+        canvas = np.zeros((sum(s.shape[0] + 4 for s in strips), width, 3), np.uint8)
+        y = 0
+        for s in strips:
+            canvas[y:y + s.shape[0], : s.shape[1]] = s
+            y += s.shape[0] + 4
+        Image.fromarray(canvas).save(args.out / f"{args.name}_examples.png")
+    lines = ["# ReasonDiff: unpaired text + image", "", f"Command: `{command}`", "",
+             f"{args.n} unpaired cases per position (start, middle, end) and split ({', '.join(SPLITS)}); means with "
+             f"95 % bootstrap intervals over cases; *vs {reference}*: paired differences (bold where the interval "
+             "excludes 0). Definitions: the script's docstring.", "",
+             "| system | split | position | position exact | within ±1 | action before | action after | identity | prompt presence | prompt direction |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for label in per_system:
+        s = summaries[label]
+        for split in ("all", *SPLITS):
+            for position in ("all", *POSITIONS):
+                cells = [_fmt(s.get(f"{k}@{split}@{position}")) for k in KEYS]
+                lines.append(f"| {label} | {split} | {position} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Paired differences from {reference}", "",
+              "| system | split | position | position exact | action before | action after | identity | prompt direction |",
+              "|---|---|---|---|---|---|---|---|"]
+    for label in per_system:
+        if label == reference:
+            continue
+        s = summaries[label]
+        for split in ("all", *SPLITS):
+            for position in POSITIONS:
+                cells = []
+                for k in ("position_exact", "action_before", "action_after", "identity", "prompt_direction"):
+                    e = s.get(f"{k}@{split}@{position}") or {}
+                    cells.append(format_difference(e["vs_reference"], e.get("vs_reference_interval"))
+                                 if "vs_reference" in e else "—")
+                lines.append(f"| {label} | {split} | {position} | " + " | ".join(cells) + " |")
+    if examples:
+        lines += ["", "## Examples (the true frame of the image outlined)", "", f"![examples]({args.name}_examples.png)"]
+    tmp = args.out / f".{args.name}.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(args.out / f"{args.name}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
