@@ -37,7 +37,6 @@ to the data — it must be below the number of clips with regional captions; 256
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -54,6 +53,7 @@ from torch import Tensor
 
 from anyframe.errors import AnyframeInputError
 from anyframe.io import atomic_path
+from anyframe.progress import StageBars
 
 FORMAT = "anyframe-cmi/1"
 # The dataset attributes that fix which clips a dataset yields (WorldDataset's constructor, less num_clips):
@@ -260,7 +260,7 @@ def estimate_cmi(
     if negatives < 1:
         raise AnyframeInputError(f"negatives must be at least 1, got {negatives}")
     started = time.perf_counter()
-    with _Bar(progress) as bar:
+    with StageBars(progress) as bar:
         # 1. read the clips: middle frames (embedded chunk by chunk) and regional captions (deduplicated)
         caption_index: dict[str, int] = {}
         clip_captions: list[list[int]] = []
@@ -372,42 +372,6 @@ def _pair_values(texts, flat, offsets, counts, rows, context, negative_texts, te
         block = pmi[r, :k, :k]
         out.append(block[~torch.eye(k, dtype=torch.bool)])  # row-major, diagonal out
     return out
-
-
-class _Bar:
-    """Rich progress bars on stderr, one per stage (the CLI's style); inert when disabled."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._stack = contextlib.ExitStack()
-        self._progress = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = self._stack.enter_context(Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True)))
-        return self
-
-    def __exit__(self, *exc):
-        return self._stack.__exit__(*exc)
-
-    def task(self, label: str, total: int):
-        return None if self._progress is None else self._progress.add_task(label, total=total)
-
-    def advance(self, task, amount: int = 1) -> None:
-        if self._progress is not None and task is not None:
-            self._progress.update(task, advance=amount)
 
 
 __all__ = ["ImageTextEmbedder", "CMITable", "estimate_cmi", "context_cosine", "dataset_identity", "middle_frame",

@@ -12,16 +12,8 @@ import math
 import warnings
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from anyframe.io import atomic_path
+from anyframe.progress import progress_bar
 
 
 class MetricsLogger:
@@ -53,16 +45,7 @@ class MetricsLogger:
         except ImportError:
             self._tb = None
         if progress:
-            self._progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"),
-                TextColumn("{task.fields[rate]} steps/s"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-            )
+            self._progress = progress_bar("loss {task.fields[loss]}", "{task.fields[rate]} steps/s", label="[bold]train")
             self._progress.start()
             self._task = self._progress.add_task("train", total=total, completed=start, loss="-", rate="-")
 

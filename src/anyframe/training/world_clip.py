@@ -36,6 +36,7 @@ from anyframe.data.world import WorldDataset
 from anyframe.errors import AnyframeInputError
 from anyframe.io import atomic_dir
 from anyframe.models.clip import ClipEmbedder, build_world_clip, describe, folder_size
+from anyframe.progress import progress_bar
 
 DATA_SEED = 11
 HELD_OUT_SEED = 12
@@ -345,20 +346,7 @@ class _TrainBar:
 
     def __enter__(self):
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True))
+            self._progress = progress_bar("{task.fields[loss]}", "{task.fields[rate]}", stderr=True)
             self._progress.start()
             self._render = self._progress.add_task("render", total=self.clips, loss="", rate="")
             self._train = self._progress.add_task("train", total=self.steps, loss="loss -", rate="- steps/s",
