@@ -193,6 +193,32 @@ def test_the_masks_box_writes_a_jdm_models_masks_and_is_refused_elsewhere(pipe, 
     assert info.value.message == "Masks: this model does not generate masks (a JDM model does)"
 
 
+def test_the_narrator_box_places_image_1_and_the_page_shows_its_narrative(pipe, key, tmp_path, monkeypatch):
+    import anyframe.narrators
+    from anyframe.narrators.base import Narrative
+
+    class Scripted:
+        name = "scripted"
+
+        def narrate(self, image, prompt, num_frames):
+            return Narrative(position=11, descriptions=[f"frame {j}" for j in range(num_frames)], backend="scripted")
+
+    monkeypatch.setattr(anyframe.narrators, "narrator_for", lambda name, **_: Scripted())
+    app = serve.build_app(serve.Models({"tiny": pipe}), tmp_path / "clips")
+    block_fn = _handler(app, "run")
+    values = {component: getattr(component, "value", None) for component in block_fn.inputs}
+    by_id = {getattr(c, "elem_id", None): c for c in block_fn.inputs}
+    values.update({by_id["prompt"]: "a red circle moves left", by_id["preset"]: "keyframes", by_id["steps"]: 1,
+                   by_id["image-1"]: {"path": str(key), "orig_name": "key.png"}, by_id["frame-1"]: 2,
+                   by_id["narrate"]: True})
+    _, _, _, text = block_fn.fn(values)
+    assert "keyframes at 11" in text and "Narrator (scripted)**: image 1 is frame 11" in text
+    values[by_id["image-1"]] = None
+    with pytest.raises(gr.Error) as info:
+        block_fn.fn(values)
+    assert info.value.message == "Narrator: give image 1 for the narrator to place"
+
+
 def test_tabs_come_from_the_registry(pipe, tmp_path):
     def extra(context):
         assert context.models.labels == ["tiny"] and context.model_picker is not None

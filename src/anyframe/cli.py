@@ -102,15 +102,15 @@ def default_model_dir() -> Path | None:
     return next((c for c in candidates if (c / "model_index.json").is_file()), None)
 
 
-def parse_image_spec(spec: str) -> tuple[Path, int]:
-    """``PATH[@INDEX]`` → (path, index); INDEX defaults to 0. A path that itself contains ``@`` is taken whole if
-    it exists. A malformed INDEX (``@1.5``, ``@abc``, ``@``) is an error that says what is wrong with it; whether the
-    index fits the clip is checked against the model later."""
+def parse_image_spec(spec: str, default: int | None = 0) -> tuple[Path, int | None]:
+    """``PATH[@INDEX]`` → (path, index); INDEX defaults to ``default`` (None: a narrator places the image). A path that
+    itself contains ``@`` is taken whole if it exists. A malformed INDEX (``@1.5``, ``@abc``, ``@``) is an error that
+    says what is wrong with it; whether the index fits the clip is checked against the model later."""
     if Path(spec).exists():
-        return Path(spec), 0
+        return Path(spec), default
     path, sep, index = spec.rpartition("@")
     if not sep or "/" in index or os.sep in index:  # no @, or an @ inside a folder name: all of it is the path
-        return Path(spec), 0
+        return Path(spec), default
     if not index.strip():
         raise AnyframeInputError(f"--image {spec}: nothing after @; give a frame index such as @0 or @-1")
     if not re.fullmatch(r"[+-]?\d+", index.strip()):
@@ -301,6 +301,13 @@ def generate(
     masks: bool = typer.Option(
         False, "--masks", help="JDM models: also write the objects' mask clip beside --out: <out>.masks.mp4, <out>.masks.png and <out>.masks.npz (per-frame binary masks, threshold 0.5; docs/methods/jdm.md)."
     ),
+    narrator: str = typer.Option(
+        "auto", "--narrator", help="Who places an --image given without @INDEX: auto (the world narrator on a ReasonDiff world model, else frame 0) | none (frame 0) | world | openai | transformers (docs/methods/narrators.md)."
+    ),
+    narrator_url: str | None = typer.Option(None, "--narrator-url", help="openai narrator: the endpoint's base URL, e.g. http://localhost:8000/v1."),
+    narrator_model: str | None = typer.Option(None, "--narrator-model", help="openai narrator: the served model's name."),
+    narrator_key_env: str = typer.Option("OPENAI_API_KEY", "--narrator-key-env", help="openai narrator: the environment variable holding the API key."),
+    narrator_vlm: Path | None = typer.Option(None, "--narrator-vlm", help="transformers narrator: a local vision-language model folder."),
 ) -> None:
     """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
     import torch
@@ -330,7 +337,9 @@ def generate(
     if lora is not None and not lora.is_dir():
         raise AnyframeInputError(f"--lora {lora}: {'not a folder' if lora.exists() else 'folder not found'} "
                                  "(a LoRA fine-tune is a folder, e.g. runs/<name>/lora)")
-    specs = [parse_image_spec(s) for s in image]
+    if narrator not in ("auto", "none", "world", "openai", "transformers"):
+        raise AnyframeInputError(f"--narrator must be auto, none, world, openai or transformers, got {narrator!r}")
+    specs = [parse_image_spec(s, default=None) for s in image]
     images = [(load_image(path), index) for path, index in specs]  # missing / corrupt → input error
 
     items = None
@@ -393,10 +402,12 @@ def generate(
     options = parse_options(option)
     if detail is not None:
         options["detail"] = detail
+    placer = _narrator(narrator, pipe, narrator_url, narrator_model, narrator_key_env, narrator_vlm) \
+        if any(index is None for _, index in images) else None
     request = GenerationRequest(
         prompt=prompt,
         negative_prompt=negative_prompt,
-        keyframes=[Keyframe(img, index) for img, index in images],
+        keyframes=[Keyframe(img, 0 if index is None and placer is None else index) for img, index in images],
         num_frames=num_frames,
         height=height,
         width=width,
@@ -410,6 +421,10 @@ def generate(
         options=options,
         beyond_training=beyond_training,
     )
+    request, narrative = pipe.place_keyframes(request, placer)
+    if narrative is not None and not as_json:
+        typer.echo(f"narrator ({narrative.backend}): the image is frame {narrative.position} of "
+                   f"{len(narrative.descriptions)}" + (f" — {narrative.note}" if narrative.note else ""), err=True)
     request = pipe.validate(request)  # every check against the model, before sampling
 
     for text in dict.fromkeys(request.prompts):
@@ -459,6 +474,8 @@ def generate(
     }
     if masks:
         record["masks"] = [str(p) for p in mask_paths]
+    if narrative is not None:
+        record["narrative"] = {**narrative.to_dict(), "backend": narrative.backend}
     if as_json:
         typer.echo(json.dumps(record))
     else:
@@ -468,6 +485,31 @@ def generate(
             + (f" (masks: {', '.join(str(p) for p in mask_paths)})" if masks else "")
             + f" in {seconds:.2f}s ({dtype}), seed {result.seed}"
         )
+
+
+def _narrator(name: str, pipe, url: str | None, model: str | None, key_env: str, vlm: Path | None):
+    """The narrator that places an image given without its index, or None (the image goes to frame 0). ``auto``:
+    the world narrator where the model's method reads unplaced images (ReasonDiff) and is a world model."""
+    from anyframe.models.dit import STIVTransformer
+
+    if name == "none":
+        return None
+    if name == "auto":
+        takes = "unplaced_keyframes" in pipe.conditioning.request_fields
+        if not (takes and isinstance(pipe.transformer, STIVTransformer)):
+            return None
+        name = "world"
+    from anyframe.narrators import narrator_for
+
+    if name == "openai":
+        if not url or not model:
+            raise AnyframeInputError("--narrator openai needs --narrator-url and --narrator-model")
+        return narrator_for("openai", base_url=url, model=model, api_key_env=key_env)
+    if name == "transformers":
+        if vlm is None:
+            raise AnyframeInputError("--narrator transformers needs --narrator-vlm (a local vision-language model folder)")
+        return narrator_for("transformers", path=vlm)
+    return narrator_for(name)
 
 
 def _mask_paths(out: Path) -> tuple[Path, Path, Path]:
@@ -499,6 +541,59 @@ def _run_batch(pipe, items, out: Path, fps: float, quiet: bool) -> None:
     typer.echo(json.dumps(line) if quiet else f"{out}: {result.summary().split(';')[0]}")
     if result.failed:
         raise typer.Exit(1)
+
+
+@app.command("narrate")
+def narrate_command(
+    image: Path = typer.Option(..., "--image", "-i", help="The condition image (PNG, JPEG, ...)."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The action the clip shows (the text the image is unpaired with)."),
+    frames: int = typer.Option(16, "--frames", help="Frames of the clip the image is placed in."),
+    narrator: str = typer.Option("world", "--narrator", help="world (the shapes world, exact) | openai (a chat endpoint) | transformers (a local VLM)."),
+    url: str | None = typer.Option(None, "--url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1."),
+    model_name: str | None = typer.Option(None, "--model", metavar="NAME", help="openai: the served model, e.g. Qwen/Qwen2.5-VL-7B-Instruct."),
+    key_env: str = typer.Option("OPENAI_API_KEY", "--key-env", metavar="VAR", help="openai: the environment variable that holds the API key (read, never printed)."),
+    vlm: Path | None = typer.Option(None, "--vlm", metavar="PATH", help="transformers: a local VLM folder (AutoModelForImageTextToText)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON line: position, descriptions (and note)."),
+) -> None:
+    """Place an image in time for a prompt (ReasonDiff's narrator): the frame of the clip the image shows, and one
+    description per frame. Frames count from 0."""
+    from anyframe.narrators import NARRATORS
+
+    if narrator not in NARRATORS:
+        raise AnyframeInputError(f"--narrator must be one of {', '.join(NARRATORS)}, got {narrator!r}")
+    if not 1 <= frames <= 1024:
+        raise AnyframeInputError(f"--frames must be in [1, 1024], got {frames}")
+    if not prompt.strip():
+        raise AnyframeInputError("--prompt is empty; give the action the clip shows")
+    if narrator != "openai" and (url is not None or model_name is not None):
+        raise AnyframeInputError(f"--url and --model are for --narrator openai (this is --narrator {narrator})")
+    if narrator != "transformers" and vlm is not None:
+        raise AnyframeInputError(f"--vlm is for --narrator transformers (this is --narrator {narrator})")
+    options: dict = {}
+    if narrator == "openai":
+        if not url or not model_name:
+            raise AnyframeInputError("--narrator openai needs --url (e.g. http://localhost:8000/v1) and --model NAME")
+        options = dict(base_url=url, model=model_name, api_key_env=key_env)
+    elif narrator == "transformers":
+        if vlm is None:
+            raise AnyframeInputError("--narrator transformers needs --vlm PATH (a local VLM folder)")
+        options = dict(path=vlm)
+    from anyframe.io import load_image
+    from anyframe.narrators import narrator_for
+
+    picture = load_image(image)
+    if vlm is not None and (vlm / "config.json").is_file():  # (a bad folder is reported before the slow imports)
+        _silence_libraries()
+    result = narrator_for(narrator, **options).narrate(picture, prompt, frames)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    typer.echo(f"position: frame {result.position} (frames 0–{frames - 1})")
+    if result.note:
+        typer.echo(f"note: {result.note}")
+    width = len(str(frames - 1))
+    for i, text in enumerate(result.descriptions):
+        typer.echo(f"{i:>{width}}{'*' if i == result.position else ' '} {text}")
 
 
 @app.command("serve")

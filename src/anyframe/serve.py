@@ -193,11 +193,12 @@ def upload_path(upload: Any) -> tuple[Path, str]:
 
 
 def build_request(pipe: AnyFramePipeline, prompt: str, preset: str, steps: Any, guidance: Any, seed: Any,
-                  slots: Sequence[tuple[Any, Any]]) -> GenerationRequest:
+                  slots: Sequence[tuple[Any, Any]], narrate: bool = False) -> GenerationRequest:
     """The page's inputs → a request checked against ``pipe`` (the checks of the Python API and the CLI), or
     :class:`AnyframeInputError` with one line that names the page's field. ``slots``: (image, frame index) of
     each image slot; the preset's slots are read (the others are hidden), and those without an image are
-    unused."""
+    unused. ``narrate``: image 1 goes without its frame index (a narrator places it when the clip is generated:
+    the request is then checked there, once placed)."""
     if prompt is not None and not isinstance(prompt, str):
         raise AnyframeInputError("the prompt must be text")
     num_frames = pipe.default_num_frames
@@ -213,12 +214,15 @@ def build_request(pipe: AnyFramePipeline, prompt: str, preset: str, steps: Any, 
     for slot, (image, index) in enumerate(slots[:shown], start=1):
         if image is None:
             continue
-        index = _number(f"Image {slot}'s frame", index, f"give the frame it belongs at (0..{num_frames - 1}, "
-                        "negative from the end)", integer=True)
-        try:
-            index = resolve_frame_index(index, num_frames)
-        except AnyframeInputError as exc:
-            raise AnyframeInputError(f"Image {slot}: {exc}") from None
+        if narrate and slot == 1:
+            index = None
+        else:
+            index = _number(f"Image {slot}'s frame", index, f"give the frame it belongs at (0..{num_frames - 1}, "
+                            "negative from the end)", integer=True)
+            try:
+                index = resolve_frame_index(index, num_frames)
+            except AnyframeInputError as exc:
+                raise AnyframeInputError(f"Image {slot}: {exc}") from None
         path = name = None
         try:
             path, name = upload_path(image)
@@ -236,6 +240,10 @@ def build_request(pipe: AnyFramePipeline, prompt: str, preset: str, steps: Any, 
     if not request.keyframes and not request.prompt.strip():
         raise AnyframeInputError("give a prompt, a keyframe image, or both"
                                  + (" (the T2V preset shows no image slot)" if not shown else ""))
+    if narrate and not any(k.frame_index is None for k in request.keyframes):
+        raise AnyframeInputError("Narrator: give image 1 for the narrator to place")
+    if narrate:
+        return request
     return pipe.validate(request)
 
 
@@ -243,7 +251,7 @@ def build_request(pipe: AnyFramePipeline, prompt: str, preset: str, steps: Any, 
 
 
 def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: Path,
-                  on_step: Callable[[int, int], None] | None = None, masks: bool = False) -> dict:
+                  on_step: Callable[[int, int], None] | None = None, masks: bool = False, narrator=None) -> dict:
     """Generate ``request`` (validated) and write its video and filmstrip into a new folder under ``out_dir``, with
     the CLI's writers; returns what was written and run (the CLI's ``--json`` record). ``masks``: also the
     objects' mask clip, its filmstrip and the binary masks (a JDM model; else an input error, before sampling)."""
@@ -258,7 +266,7 @@ def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: P
     start = time.perf_counter()
     with warnings.catch_warnings():  # (the page shows them itself: prompt_problems)
         warnings.filterwarnings("ignore", message="this model does not know|the prompt is")
-        result = pipe.generate(request, output_type="np", callback_on_step_end=callback)
+        result = pipe.generate(request, output_type="np", callback_on_step_end=callback, narrator=narrator)
     seconds = time.perf_counter() - start
     video = to_uint8(result.frames[0])  # [T, H, W, 3]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,13 +286,21 @@ def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: P
               "steps": steps, "guidance": request.guidance_scale}
     if masks:
         record["masks"] = [str(p) for p in mask_paths]
+    if "narrative" in result.extras:
+        record["narrative"] = result.extras["narrative"]
     return record
 
 
 def summary(record: dict) -> str:
     keys = ", ".join(map(str, record["keyframes"])) or "none"
-    return (f"{record['frames']} frames of {record['width']}×{record['height']} in {record['seconds']:.2f} s: "
+    text = (f"{record['frames']} frames of {record['width']}×{record['height']} in {record['seconds']:.2f} s: "
             f"seed {record['seed']}, {record['steps']} steps, guidance {record['guidance']:g}, keyframes at {keys}.")
+    story = record.get("narrative")
+    if story:
+        lines = "".join(f"\n{j}. {d}" for j, d in enumerate(story["descriptions"]))
+        note = f" ({story['note']})" if story.get("note") else ""
+        text += f"\n\n**Narrator ({story.get('backend', '')})**: image 1 is frame {story['position']}{note}.{lines}"
+    return text
 
 
 # ------------------------------------------------------------------------------------------------------- page
@@ -339,8 +355,12 @@ def build_generate_tab(context: PageContext) -> None:
                 steps = gr.Number(label="Steps", value=defaults0["num_inference_steps"], elem_id="steps")
                 guidance = gr.Number(label="Guidance", value=defaults0["guidance_scale"], elem_id="guidance")
                 seed = gr.Number(label="Seed", value=0, info=f"{RANDOM_SEED}: a random one", elem_id="seed")
-            want_masks = gr.Checkbox(label="Masks", value=False, elem_id="masks",
-                                     info="JDM models: also the objects' masks (a mask clip, its filmstrip, .npz)")
+            with gr.Row():
+                want_masks = gr.Checkbox(label="Masks", value=False, elem_id="masks",
+                                         info="JDM models: also the objects' masks (a mask clip, its filmstrip, .npz)")
+                narrate = gr.Checkbox(label="Narrator places image 1", value=False, elem_id="narrate",
+                                      info="The world narrator finds image 1's frame from the prompt and "
+                                           "narrates every frame (ReasonDiff); its frame index is ignored")
             button = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Column(scale=2):
             video = gr.Video(label="Video", format=None, autoplay=True, loop=True, height=320, buttons=["download"],
@@ -381,8 +401,14 @@ def build_generate_tab(context: PageContext) -> None:
         try:
             progress(0, desc=f"loading {label}")
             pipe = models.get(label)
+            narrator = None
+            if values[narrate]:
+                from anyframe.narrators import narrator_for
+
+                narrator = narrator_for("world")
             request = build_request(pipe, values[prompt], values[preset], values[steps], values[guidance],
-                                    values[seed], [(values[image], values[index]) for _, image, index in slots])
+                                    values[seed], [(values[image], values[index]) for _, image, index in slots],
+                                    narrate=narrator is not None)
             notes = [note for text in dict.fromkeys(request.prompts)
                      for note in pipe.prompt_problems(text, request.max_sequence_length)]
             for note in notes:
@@ -390,7 +416,7 @@ def build_generate_tab(context: PageContext) -> None:
             progress((0, request.steps), desc="sampling", unit="steps")
             record = generate_clip(pipe, request, context.out_dir,
                                    on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"),
-                                   masks=bool(values[want_masks]))
+                                   masks=bool(values[want_masks]), narrator=narrator)
         except AnyframeInputError as exc:
             raise _page_error(exc) from None
         text = summary(record) + "".join(f"\n\n*{note}*" for note in notes)
@@ -399,7 +425,7 @@ def build_generate_tab(context: PageContext) -> None:
     # preprocess=False: the handler gets the page's values as sent (numbers as numbers or None, each upload as
     # Gradio's file record, already checked to be in its upload folder), and checks them itself, with the
     # project's checks (load_image), so that any bad value is one clear line
-    inputs = {context.model_picker, prompt, preset, steps, guidance, seed, want_masks,
+    inputs = {context.model_picker, prompt, preset, steps, guidance, seed, want_masks, narrate,
               *(c for _, i, n in slots for c in (i, n))}
     for trigger in (button.click, prompt.submit):
         trigger(run, inputs, [video, strip, mask_strip, info], concurrency_limit=1, preprocess=False)

@@ -204,3 +204,44 @@ def test_a_narrator_places_an_image_without_its_index():
 
     with pytest.raises(AnyframeInputError, match="frame index"):
         plain(PROMPT, keyframes=[Keyframe(image, None)], num_inference_steps=2, seed=0)
+
+
+def test_generate_asks_the_narrator_where_an_image_without_index_goes(tmp_path, capsys, monkeypatch):
+    import json
+
+    from PIL import Image
+
+    from anyframe.cli import main
+    from anyframe.world import render, scene_for_seed
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "rd"
+    _with_reasondiff(_base()).save_pretrained(model)
+    scene = scene_for_seed(3, "train", size=16, frames=8)
+    Image.fromarray(render(scene).frames[7]).save(tmp_path / "end.png")
+
+    def run(*args):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return info.value.code or 0, out, err
+
+    code, out, err = run("generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png",
+                         "-p", PROMPT, "--out", tmp_path / "a.mp4", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    story = record["narrative"]
+    assert story["backend"] == "world" and len(story["descriptions"]) == 8
+    assert record["keyframes"] == [story["position"]]
+    # --narrator none: today's behaviour, the image at frame 0; an explicit index is never asked about
+    for flags, want in ((["--narrator", "none"], [0]), ([], [3])):
+        image = tmp_path / "end.png" if flags else f"{tmp_path / 'end.png'}@3"
+        code, out, err = run("generate", "--model", model, "--steps", "1", "--image", image, "-p", PROMPT,
+                             "--out", tmp_path / f"b{want[0]}.mp4", "--json", *flags)
+        assert code == 0, err
+        record = json.loads(out)
+        assert record["keyframes"] == want and "narrative" not in record
+    code, _, err = run("generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png", "-p", PROMPT,
+                       "--narrator", "openai")
+    assert code == 2 and "--narrator-url" in err and err.count("\n") == 1
