@@ -639,7 +639,7 @@ class AnyFramePipeline(DiffusionPipeline):
         final = method.finalize(x, state)
         extras = method.outputs(final, state, encoders)
         if narrative is not None:
-            extras["narrative"] = narrative.to_dict()
+            extras["narrative"] = {**narrative.to_dict(), "backend": narrative.backend}
 
         # 4. Decode (the video's channels; a method's own channels come back through ``extras``).
         if output_type == "latent":
