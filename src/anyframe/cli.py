@@ -731,6 +731,7 @@ def eval_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     calibration: bool = typer.Option(True, "--calibration/--no-calibration", help="Also score the true and random clips of the same cases (the report's ceiling and floor rows)."),
+    narrator: str = typer.Option("none", "--narrator", help="Who places the unpaired task's image: none (frame 0) | world (the world narrator; ReasonDiff models also get its narratives)."),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models). Under torchrun or
@@ -757,6 +758,8 @@ def eval_command(
             keep = sorted(np.random.default_rng(seed).choice(len(cases), n, replace=False).tolist())
             cases = [cases[i] for i in keep]
     _check_sampling_flags(steps, guidance_mode, renorm, detail, guidance_scale=guidance)
+    if narrator not in ("none", "world"):
+        raise AnyframeInputError(f"--narrator must be none or world, got {narrator!r}")
     _check_dtype(dtype)
     if against not in ("program", "prompt"):
         raise AnyframeInputError(f"--against must be program or prompt, got {against!r}")
@@ -778,7 +781,12 @@ def eval_command(
         device = ranks.device(device)
         sampling = dict(steps=steps, guidance=guidance, guidance_mode=guidance_mode,
                         renorm=_renorm_flag(renorm))
-        models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail, dtype=dtype)
+        placer = None
+        if narrator == "world":
+            from anyframe.narrators import narrator_for
+
+            placer = narrator_for("world")
+        models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail, dtype=dtype, narrator=placer)
                   if not is_calibration(spec) else load_model(spec, device=device) for spec in model]
         label = "eval" if ranks.world == 1 else f"eval (process 1 of {ranks.world})"
         with _progress(len(models) * len(ranks.share(cases)), label, enabled=not quiet and ranks.is_main) as advance:

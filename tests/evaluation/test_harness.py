@@ -171,3 +171,36 @@ def test_eval_cli_passes_the_sampling_settings_on(tmp_path, monkeypatch):
     assert [(k["steps"], k["guidance"], k["guidance_mode"], k["renorm"], k["dtype"]) for k in seen] == [
         (None, None, None, "default", "float32"), (2, 3.0, "cfg", None, "float32"), (None, None, None, "clamp", "float32"),
         (None, None, None, "default", "bfloat16")]
+
+
+def test_a_narrator_places_the_unpaired_image(tmp_path):
+    from anyframe.narrators.base import Narrative
+    from anyframe.pipelines import build_world_pipeline
+
+    class Scripted:
+        name = "scripted"
+
+        def __init__(self):
+            self.calls = 0
+
+        def narrate(self, image, prompt, num_frames):
+            self.calls += 1
+            return Narrative(position=num_frames - 1, descriptions=["x"] * num_frames, backend="scripted")
+
+    build_world_pipeline("tiny", seed=0).save_pretrained(tmp_path / "m")
+    [case] = [c for c in sample_suite(8, seed=11) if c.task == "unpaired"]
+    narrator = Scripted()
+    placed_at = []
+    for with_narrator in (narrator, None):
+        model = PipelineModel(str(tmp_path / "m"), steps=1, narrator=with_narrator)
+        generate = model.pipe.generate
+
+        def spy(request, *args, _generate=generate, **kwargs):
+            placed_at.append([k.frame_index for k in request.keyframes])
+            return _generate(request, *args, **kwargs)
+
+        model.pipe.generate = spy
+        assert model.generate(case, Conditioning.of(case)).frames is not None
+    # the image went to the narrator's frame (the last); without a narrator to frame 0
+    t = case.scene_program().frames
+    assert narrator.calls == 1 and placed_at == [[t - 1], [0]]

@@ -137,7 +137,7 @@ class PipelineModel:
 
     def __init__(self, path: str, steps: int | None = None, guidance: float | None = None, guidance_mode: str | None = None,
                  seed: int = 0, device: str = "cpu", renorm: str | None = MODEL_DEFAULT, name: str | None = None,
-                 detail: float | None = None, dtype: str = "float32"):
+                 detail: float | None = None, dtype: str = "float32", narrator=None):
 
         self.dtype = resolve_dtype(dtype, device)
         self.pipe = load_pipeline(path, self.dtype).to(device)
@@ -147,6 +147,7 @@ class PipelineModel:
         self.steps, self.guidance = settings["num_inference_steps"], settings["guidance_scale"]
         self.guidance_mode, self.renorm = settings["guidance_mode"], settings["renorm"]
         self.seed = seed
+        self.narrator = narrator  # places the unpaired task's image (else it goes to frame 0)
         self.options = {} if detail is None else {"detail": detail}
         try:  # a method option this model's method does not take is an error now, not at the first case
             validate_request_options(self.pipe.conditioning, self.options)
@@ -158,8 +159,8 @@ class PipelineModel:
             return Generation(None, unsupported="this model has no editing method")
         t, h, w, _ = cond.clip.shape
         if case.task == "unpaired":
-            # no narrator: the image goes to frame 0 (a narrator-backed model places it itself)
-            keyframes = [Keyframe(cond.clip[int(case.unpaired["image_frame"])], 0)]
+            # the image without its frame: a narrator places it (and narrates, for a ReasonDiff model); none: frame 0
+            keyframes = [Keyframe(cond.clip[int(case.unpaired["image_frame"])], None if self.narrator else 0)]
         else:
             keyframes = [Keyframe(cond.clip[i], i) for i in case.conditions.get("keyframes", [])]
         request = GenerationRequest(
@@ -168,11 +169,12 @@ class PipelineModel:
             seed=self.seed + case.seed, options=dict(self.options),
         )
         # a method that cannot take these keyframes (FlashI2V: one image, at frame 0) skips the case
+        start = time.perf_counter()
+        request, _ = self.pipe.place_keyframes(request, self.narrator)
         reason = self.pipe.conditioning.check_request(replace(request, keyframes=[
-            Keyframe(k.image, resolve_frame_index(k.frame_index, t)) for k in keyframes]), self.pipe.limits)
+            Keyframe(k.image, resolve_frame_index(k.frame_index, t)) for k in request.keyframes]), self.pipe.limits)
         if reason:
             return Generation(None, unsupported=reason)
-        start = time.perf_counter()
         out = self.pipe.generate(request)
         extras = {k: v[0] for k, v in out.extras.items() if isinstance(v, np.ndarray) and len(v) == 1}
         return Generation(to_uint8(out.frames[0]), seconds=time.perf_counter() - start, extras=extras)
