@@ -56,6 +56,7 @@ from anyframe.evaluation.targets import (
     mean_interval,
     task_scores,
 )
+from anyframe.progress import StageBars
 from anyframe.world.captions import caption
 from anyframe.world.corruptions import swap_colors, swap_motions
 from anyframe.world.scoring import color_binding, match_objects, motion_direction, read_clip, truth_of
@@ -149,9 +150,11 @@ def _score_against(key: str, scene, frames: np.ndarray) -> float | None:
     return motion_direction(truth, reading, match_objects(truth, reading))
 
 
-def measure(model, cases: list[tuple], examples: list | None = None) -> dict:
+def measure(model, cases: list[tuple], examples: list | None = None, bars: StageBars | None = None,
+            label: str = "") -> dict:
     """Per case id: the clip scores, the swap margins and the mask scores."""
     per_case: dict[str, dict] = {}
+    bar = bars.task(label, len(cases)) if bars else None
     for k, case, twins in cases:
         cond = Conditioning.of(case)
         gen = model.generate(case, cond)
@@ -177,6 +180,8 @@ def measure(model, cases: list[tuple], examples: list | None = None) -> dict:
                     margins.append(own - other)
             row[f"{name}_margin"] = float(np.mean(margins)) if margins else None
         per_case[case.id] = row
+        if bars:
+            bars.advance(bar)
     return per_case
 
 
@@ -306,6 +311,45 @@ def example_strips(examples: list, path: Path) -> None:
     Image.fromarray(canvas).save(path)
 
 
+# ------------------------------------------------------------------------------------------- cache
+
+
+def _cache_file(folder: Path, path: str, n: int, seed: int) -> Path:
+    """One file per (model weights, cases): the key hashes the folder's path and its weight files' sizes and
+    modification times, so a re-exported model is measured again."""
+    import hashlib
+
+    parts = [str(Path(path).resolve()) if path != "truth" else "truth", str(n), str(seed)]
+    if path != "truth":
+        for f in sorted(Path(path).rglob("*.safetensors")):
+            st = f.stat()
+            parts.append(f"{f.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}")
+    return folder / (hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + ".json")
+
+
+def _write_cache(file: Path, per_case: dict, examples: list) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for i, (_prompt, frames, mask_frames) in enumerate(examples):
+        arrays[f"frames_{i}"], arrays[f"masks_{i}"] = frames, mask_frames
+    if arrays:
+        tmp = file.with_name(f".{file.stem}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(file.with_suffix(".npz"))
+    tmp = file.with_name(f".{file.name}.tmp")
+    tmp.write_text(json.dumps({"cases": per_case, "prompts": [e[0] for e in examples]}))
+    tmp.replace(file)
+
+
+def _read_cache(file: Path) -> tuple[dict, list]:
+    data = json.loads(file.read_text())
+    examples = []
+    if data["prompts"]:
+        with np.load(file.with_suffix(".npz")) as arrays:
+            examples = [(p, arrays[f"frames_{i}"], arrays[f"masks_{i}"]) for i, p in enumerate(data["prompts"])]
+    return data["cases"], examples
+
+
 # -------------------------------------------------------------------------------------------- main
 
 
@@ -330,16 +374,19 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--name", default="jdm")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--cache", type=Path, help="a folder of per-model results: a model measured before (same folder, "
+                    "weights, --n, --seed) is read back, not generated again — so each model can be measured in its "
+                    "own process as its run finishes, and a last call assembles the table")
     args = ap.parse_args(argv)
 
-    models = [("truth (the renders)", TruthModel())]
+    models = [("truth (the renders)", TruthModel(), "truth")]
     for spec in args.model:
         label, sep, path = spec.partition("=")
         if not sep or not Path(path, "model_index.json").is_file():
             print(f"error: --model {spec}: want LABEL=PATH to a pipeline folder", file=sys.stderr)
             return 2
-        models.append((label, load_model(path)))
-    labels = [label for label, _ in models]
+        models.append((label, None, path))  # loaded when measured (not at all when cached)
+    labels = [label for label, *_ in models]
     if args.control is not None and args.control not in labels:
         print(f"error: --control {args.control!r} is not one of the --model labels", file=sys.stderr)
         return 2
@@ -355,9 +402,21 @@ def main(argv=None) -> int:
     cases = binding_cases(args.n, args.seed)
     per_model: dict[str, dict] = {}
     examples: list = []
-    for label, model in models:
+    for label, model, path in models:
         start = time.perf_counter()
-        per_model[label] = measure(model, cases, examples if not examples else None)
+        cached = _cache_file(args.cache, path, args.n, args.seed) if args.cache else None
+        if cached is not None and cached.is_file():
+            per_model[label], mine = _read_cache(cached)
+            if not examples:
+                examples.extend(mine)
+            print(f"{label:28s} {len(cases)} cases (cached: {cached})", flush=True)
+            continue
+        mine = [] if not examples else None
+        with StageBars(sys.stderr.isatty()) as bars:
+            per_model[label] = measure(model or load_model(path), cases, mine, bars, label)
+        examples.extend(mine or [])
+        if cached is not None:
+            _write_cache(cached, per_model[label], mine or [])
         print(f"{label:28s} {len(cases)} cases ({time.perf_counter() - start:.0f} s)", flush=True)
     control = per_model.get(args.control) if args.control else None
     summaries = {label: summarise(per_model[label], None if label == args.control else control) for label in labels}

@@ -272,3 +272,35 @@ def test_temporal_difference_term_is_added_and_logged(tmp_path):
     assert first[2]["loss"] == pytest.approx(first[0]["loss"] + first[2]["loss_temporal"], rel=1e-4)
     assert first[2]["loss_temporal"] == pytest.approx(2 * first[1]["loss_temporal"], rel=1e-4)
     assert first[2]["loss_diffusion"] == pytest.approx(first[0]["loss_diffusion"], rel=1e-6)
+
+
+def test_lr_scale_groups_and_resume(tmp_path):
+    """``optim.lr_scale`` gives parameters by name prefix their own LR (the longest prefix wins); a typo'd
+    prefix is an error; a run with groups resumes exactly; ``train.keep_every`` keeps milestone checkpoints."""
+    from anyframe.training.config import OptimConfig
+    from anyframe.training.optim import build_optimizer
+
+    net = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2), "b": torch.nn.Linear(2, 2)})
+    opt = build_optimizer(net.named_parameters(), OptimConfig(lr=0.1, lr_scale={"a": 10, "a.bias": 0.5}))
+    lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lrs[id(net["a"].weight)] == pytest.approx(1.0) and lrs[id(net["a"].bias)] == pytest.approx(0.05)
+    assert lrs[id(net["b"].weight)] == pytest.approx(0.1)
+    with pytest.raises(AnyframeInputError, match="no trainable parameter.*c\\.x"):
+        build_optimizer(net.named_parameters(), OptimConfig(lr=0.1, lr_scale={"c.x": 2}))
+    with pytest.raises(AnyframeInputError, match="lr_scale"):
+        _cfg(tmp_path, "optim.lr_scale={transformer: -1}")
+
+    common = ["train.steps=6", "train.checkpoint_every=1", "train.keep_checkpoints=2", "train.keep_every=3",
+              "optim.lr_scale={transformer.: 3}"]
+    train(_cfg(tmp_path / "straight", *common), progress=False)
+    kept = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").iterdir())
+    assert kept == ["step-00000003", "step-00000005", "step-00000006"], kept
+    train(_cfg(tmp_path / "resumed", *common), progress=False, stop_after=4)
+    train(_cfg(tmp_path / "resumed", *common), resume="latest", progress=False)
+    for part in ("model", "optimizer"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000006" / f"{part}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / "step-00000006" / f"{part}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    plain = tmp_path / "plain"
+    train(_cfg(plain, "train.steps=6", "train.checkpoint_every=0"), progress=False)
+    assert _losses(plain) != _losses(tmp_path / "straight")  # the multiplier changed the updates

@@ -121,8 +121,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(checkpoint: Checkpoint, root: str | Path, keep: int = 2) -> Path:
-    """Write ``root/step-XXXXXXXX`` atomically, then delete all but the newest ``keep`` checkpoints."""
+def save_checkpoint(checkpoint: Checkpoint, root: str | Path, keep: int = 2, keep_every: int = 0) -> Path:
+    """Write ``root/step-XXXXXXXX`` atomically, then delete all but the newest ``keep`` checkpoints and those at a
+    multiple of ``keep_every`` steps (milestones, for curves; 0: none)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{checkpoint.step:08d}"
@@ -155,6 +156,8 @@ def save_checkpoint(checkpoint: Checkpoint, root: str | Path, keep: int = 2) -> 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(root)[:-keep]:
+        if keep_every and int(old.name.split("-")[1]) % keep_every == 0:
+            continue
         shutil.rmtree(old, ignore_errors=True)
     return final
 

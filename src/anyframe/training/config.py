@@ -252,6 +252,16 @@ class OptimConfig(_Strict):
     decay_steps: int = Field(0, ge=0)  # wsd only
     max_grad_norm: float = Field(1.0, gt=0)
     grad_accum: int = Field(1, ge=1)
+    # LR multipliers by parameter-name prefix of the denoiser ("transformer.", "conditioning."; the longest
+    # matching prefix wins), e.g. {conditioning.methods.0.shift: 10} for a new layer that learns slowly
+    lr_scale: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _lr_scale(self):
+        bad = {k: v for k, v in self.lr_scale.items() if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"optim.lr_scale: every multiplier must be a finite number > 0, got {bad}")
+        return self
 
     @model_validator(mode="after")
     def _decay(self):
@@ -280,6 +290,7 @@ class TrainConfig(_Strict):
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(0, ge=0)  # 0 = only at the end
     keep_checkpoints: int = Field(2, ge=1)
+    keep_every: int = Field(0, ge=0)  # also keep every checkpoint at a multiple of this step (curves); 0 = none
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, none on CPU
     gradient_checkpointing: bool = False
     export: bool = True  # write the final pipeline folder (EMA weights)
@@ -348,6 +359,7 @@ class RecipeConfig(_Strict):
 
 # Keys that may differ between a run and its resumption without changing the training curve.
 RESUMABLE_DIFFERENCES = {"train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+                         "train.keep_every",
                          "train.export", "sample.every", "sample.prompts", "sample.steps", "sample.guidance_scale",
                          "output_dir", "name", "data.num_workers"}
 

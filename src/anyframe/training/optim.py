@@ -13,8 +13,33 @@ from anyframe.errors import AnyframeInputError
 from anyframe.training.config import OptimConfig
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+def parameter_groups(named: Iterable[tuple[str, torch.nn.Parameter]], cfg: OptimConfig) -> list[dict]:
+    """The trainable parameters in groups by ``cfg.lr_scale`` (name prefix → LR multiplier; the longest matching
+    prefix wins; unmatched parameters: 1), in the parameters' order within each group. A prefix that matches no
+    trainable parameter is an error (a typo would otherwise change nothing, silently)."""
+    named = [(n, p) for n, p in named if p.requires_grad]
+    prefixes = sorted(cfg.lr_scale, key=len, reverse=True)
+    unused = [k for k in prefixes if not any(n.startswith(k) for n, _ in named)]
+    if unused:
+        raise AnyframeInputError(f"optim.lr_scale: no trainable parameter's name starts with {', '.join(unused)} "
+                                 f"(names look like {named[0][0] if named else '—'})")
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, param in named:
+        scale = next((cfg.lr_scale[k] for k in prefixes if name.startswith(k)), 1.0)
+        groups.setdefault(float(scale), []).append(param)
+    return [{"params": ps, "lr": cfg.lr * scale} for scale, ps in groups.items()]
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[tuple[str, torch.nn.Parameter]],
+                    cfg: OptimConfig) -> torch.optim.Optimizer:
+    """``params``: parameters, or (name, parameter) pairs (needed when ``cfg.lr_scale`` is set)."""
+    params = list(params)
+    if params and isinstance(params[0], tuple):
+        params = parameter_groups(params, cfg)
+    elif cfg.lr_scale:
+        raise ValueError("optim.lr_scale needs named parameters")
+    else:
+        params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "adamw":
         # foreach=False keeps the update order (and so the bits) the same run to run on CPU
         return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=False)

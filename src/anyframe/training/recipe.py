@@ -241,7 +241,7 @@ def start_run(cfg: RecipeConfig, out: Path, resume: str | None, progress: bool) 
     dataset = build_dataset(cfg, pipe, accelerator)  # this rank's shard comes from the sampler below
     null_text = getattr(dataset, "null_text", None)
     null_text = (pipe.encode_text([""]) if null_text is None else null_text).to(accelerator.device)
-    optimizer = build_optimizer(trainable_parameters(model), cfg.optim)
+    optimizer = build_optimizer([(n, p) for n, p in model.named_parameters() if p.requires_grad], cfg.optim)
     schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
 
     if accelerator.is_main_process:
@@ -466,6 +466,7 @@ def checkpoint_step(run: Run) -> None:
                  "world_size": run.world}
         save_checkpoint(Checkpoint(step=run.step, model=model_state, state=state, optimizer=optimizer_state,
                                    ema=ema_state, rng={"ranks": rngs}),
-                        run.out / "checkpoints", keep=run.cfg.train.keep_checkpoints)
+                        run.out / "checkpoints", keep=run.cfg.train.keep_checkpoints,
+                        keep_every=run.cfg.train.keep_every)
     run.accelerator.wait_for_everyone()
     run.last_checkpoint = run.out / "checkpoints" / f"step-{run.step:08d}"
