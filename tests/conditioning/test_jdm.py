@@ -186,6 +186,9 @@ def test_options_are_checked():
         JointMasks(alpha=-1)
     with pytest.raises(ValueError, match="threshold"):
         JointMasks(threshold=1.0)
+    # two methods that widen the output would each split the state as [video | its own channels]
+    with pytest.raises(ValueError, match="at most one method in a stack may add output channels"):
+        MethodStack([{"name": "frame_replacement"}, {"name": "jdm"}, {"name": "jdm"}])
 
 
 # ----------------------------------------------------------------------------------------- recipe

@@ -73,6 +73,11 @@ class MethodStack(ConditioningMethod):
         groups = [g for m in members for g in m.context_groups]
         if len(set(groups)) != len(groups):
             raise ValueError(f"two methods add the same context-token group: {groups}")
+        # A method that adds output channels (JDM's masks) lays the sampler state out as [video | its channels]
+        # and splits it so; a second such method would need a layout this stack does not define.
+        widening = [m.name for m in members if m.extra_out_channels]
+        if len(widening) > 1:
+            raise ValueError(f"at most one method in a stack may add output channels; {widening} each do")
 
     @classmethod
     def of(cls, members: list[ConditioningMethod]) -> MethodStack:
