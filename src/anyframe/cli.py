@@ -578,10 +578,10 @@ def narrate_command(
         if vlm is None:
             raise AnyframeInputError("--narrator transformers needs --vlm PATH (a local VLM folder)")
         options = dict(path=vlm)
-    from anyframe.io import load_image
+    from anyframe.io import check_aspect, load_image
     from anyframe.narrators import narrator_for
 
-    picture = load_image(image)
+    picture = check_aspect(load_image(image))
     if vlm is not None and (vlm / "config.json").is_file():  # (a bad folder is reported before the slow imports)
         _silence_libraries()
     result = narrator_for(narrator, **options).narrate(picture, prompt, frames)
@@ -1157,10 +1157,10 @@ def clip_score(
     """The cosine similarity of an image and each text (the CLIP score without its ×100), one line each."""
     import numpy as np
 
-    from anyframe.io import load_image
+    from anyframe.io import check_aspect, load_image
     from anyframe.models.clip import ClipEmbedder
 
-    pixels = np.asarray(load_image(image), dtype=np.uint8)[None]
+    pixels = np.asarray(check_aspect(load_image(image)), dtype=np.uint8)[None]
     embedder = ClipEmbedder.from_pretrained(clip)
     scores = embedder.score(np.repeat(pixels, len(text), axis=0), list(text))
     for value, t in zip(scores.tolist(), text):

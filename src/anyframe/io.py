@@ -111,6 +111,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+MAX_ASPECT = 64  # no video frame is longer than 64:1
+
+
+def check_aspect(img: Image.Image) -> Image.Image:
+    """The image, unless it is too elongated to be a video frame at any size (above :data:`MAX_ASPECT`:1) —
+    for commands that read a frame without a model's size to fit it to (``narrate``)."""
+    w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise AnyframeInputError(f"a {w}×{h} image is too elongated to be a video frame (more than {MAX_ASPECT}:1)")
+    return img
+
+
 def fit_image(img: Image.Image, height: int, width: int) -> Image.Image:
     """Resize so the image covers ``height × width`` (aspect kept, Lanczos), then centre-crop. An image so
     elongated that covering the frame would need more than :data:`MAX_IMAGE_PIXELS` is refused."""

@@ -34,6 +34,10 @@ RECIPES = {  # file content → what the line must say
     "num_layers -3": (b"model: {preset: tiny, backbone: {num_layers: -3}}\n", r"num_layers"),
     "num_layers string": (b"model: {preset: tiny, backbone: {num_layers: eight}}\n", r"num_layers"),
     "section not a mapping": (b"optim: 3\n", r"optim"),
+    "lr_scale negative": (b"optim: {lr_scale: {transformer.: -1}}\n", r"lr_scale"),
+    "lr_scale not a mapping": (b"optim: {lr_scale: 3}\n", r"lr_scale"),
+    "lr_scale nan": (b"optim: {lr_scale: {transformer.: .nan}}\n", r"lr_scale"),
+    "keep_every negative": (b"train: {keep_every: -5}\n", r"keep_every"),
     "method option nan": (b"conditioning: {method: flashi2v, default_detail: .nan}\n", r"default_detail|finite"),
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 BAD_FILES = {  # file → what the line must say
@@ -29,6 +31,19 @@ def test_a_bad_image_file_is_refused(cli, hostile_files, kind, suffix):
 @pytest.mark.parametrize("kind", sorted(BAD_FILES))
 def test_a_bad_image_beside_a_good_one_is_refused(cli, hostile_files, kind):
     cli.refuses(["generate", "--image", f"{hostile_files['good']}@0", "--image", f"{hostile_files[kind]}@-1"],
+                BAD_FILES[kind])
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_a_bad_image_to_narrate_is_refused(cli, hostile_files, kind):
+    """``anyframe narrate`` reads its image as ``generate`` does: the same one line, before any narrator runs."""
+    cli.refuses(["narrate", "--image", hostile_files[kind], "--prompt", "a red circle moves left"], BAD_FILES[kind])
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_a_bad_image_to_score_is_refused(cli, hostile_files, kind):
+    clip = Path(__file__).parents[2] / "checkpoints" / "anyframe-world-clip"
+    cli.refuses(["clip", "score", "--clip", clip, "--image", hostile_files[kind], "--text", "a red circle"],
                 BAD_FILES[kind])
 
 
