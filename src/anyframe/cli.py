@@ -102,6 +102,24 @@ def default_model_dir() -> Path | None:
     return next((c for c in candidates if (c / "model_index.json").is_file()), None)
 
 
+def shipped_models() -> list[Path]:
+    """The shipped model folders: the default and the extra models beside it (``checkpoints/`` of a checkout, or
+    ``share/anyframe/`` of an install), default first."""
+    default = default_model_dir()
+    if default is None or os.environ.get("ANYFRAME_MODEL"):
+        return [default] if default is not None else []
+    extras = sorted(p for p in default.parent.iterdir() if p != default and (p / "model_index.json").is_file())
+    return [default, *extras]
+
+
+def model_arg(model: Path | None) -> Path | None:
+    """``--model``: a folder, or the name of a shipped model (``anyframe-world-s-jdm``) when no such folder is
+    here; None stays None (the default model)."""
+    if model is None or model.exists() or len(model.parts) != 1:
+        return model
+    return next((p for p in shipped_models() if p.name == model.name), model)
+
+
 def parse_image_spec(spec: str, default: int | None = 0) -> tuple[Path, int | None]:
     """``PATH[@INDEX]`` → (path, index); INDEX defaults to ``default`` (None: a narrator places the image). A path that
     itself contains ``@`` is taken whole if it exists. A malformed INDEX (``@1.5``, ``@abc``, ``@``) is an error that
@@ -368,7 +386,7 @@ def generate(
         _check_new_file(out.with_suffix(".png"), "the filmstrip beside --out,")
         for path in _mask_paths(out) if masks else ():
             _check_new_file(path, "the masks beside --out,")
-    model_dir = model or default_model_dir()
+    model_dir = model_arg(model) or default_model_dir()
     if model_dir is None:
         raise AnyframeInputError(
             "no --model given and no shipped default model; build one with "
@@ -611,6 +629,7 @@ def serve_command(
     import socket
 
     not_model = "not a pipeline folder (no model_index.json)"
+    model = [model_arg(m) for m in model]
     for folder in model:
         if not (folder / "model_index.json").is_file():
             raise AnyframeInputError(f"--model {folder}: {not_model if folder.is_dir() else 'folder not found'}")
@@ -624,7 +643,7 @@ def serve_command(
     shipped = default_model_dir()
     if shipped is not None and not (shipped / "model_index.json").is_file():  # ($ANYFRAME_MODEL)
         raise AnyframeInputError(f"ANYFRAME_MODEL={shipped}: {not_model}")
-    folders = list(dict.fromkeys(p.resolve() for p in [*model, *([shipped] if shipped else []), *found]))
+    folders = list(dict.fromkeys(p.resolve() for p in [*model, *shipped_models(), *found]))
     if not folders:
         raise AnyframeInputError("no model to serve: no --model, no --models-dir and no shipped default model")
     if not 1 <= port <= 65535:
@@ -747,6 +766,7 @@ def eval_command(
         if shipped is None:
             raise AnyframeInputError("no --model given and no shipped default model")
         model = [str(shipped)]
+    model = [m if m in ("truth", "random") or m.startswith("autoencoder:") else str(model_arg(Path(m))) for m in model]
     cases = load_suite(suite)
     if n is not None:
         if n < 1:
@@ -940,7 +960,7 @@ def model_info(
     its text encoder knows."""
     from anyframe.pipelines import load_pipeline
 
-    model_dir = model or default_model_dir()
+    model_dir = model_arg(model) or default_model_dir()
     if model_dir is None:
         raise AnyframeInputError("no --model given and no shipped default model")
     _silence_libraries()
@@ -1037,6 +1057,28 @@ def model_export(
 
     path = export_checkpoint(checkpoint, out, ema=not raw)
     typer.echo(f"wrote {'raw' if raw else 'EMA'} weights of {checkpoint} to {path}")
+
+
+@model_app.command("slim")
+def model_slim(
+    model: Path = typer.Option(..., "--model", "-m", help="The pipeline folder (e.g. runs/x/pipeline)."),
+    base: Path = typer.Option(..., "--base", help="The folder whose autoencoder, text encoder and tokenizer it shares "
+                              "(e.g. checkpoints/anyframe-world-s)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to create (e.g. checkpoints/anyframe-world-s-jdm)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
+) -> None:
+    """Write a model as an extra shipped model: its transformer and method in bfloat16, the autoencoder, text
+    encoder and tokenizer read from --base when loaded (base_model.json names it, relative to the folder).
+    Refused unless those three are the base's, bit for bit."""
+    _check_new_folder(out, force)
+    _silence_libraries()
+    from anyframe.pipelines import load_pipeline
+    from anyframe.pipelines.base_folder import write_with_base
+
+    pipe = load_pipeline(model, "float32")
+    path = write_with_base(pipe, out, base)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+    typer.echo(f"wrote {path} ({size:.1f} MB; shares vae, text_encoder and tokenizer with {base})")
 
 
 # ------------------------------------------------------------------------------ anyframe clip (world CLIP, CMI)

@@ -58,6 +58,7 @@ from anyframe.models.dit import STIVTransformer
 from anyframe.models.text_encoder import TextCondition, encode_prompts
 from anyframe.models.wan import WanBackbone, latent_frame_index, num_latent_frames
 from anyframe.narrators.base import Narrative
+from anyframe.pipelines.base_folder import read_base, shared_components
 from anyframe.pipelines.request import (
     GenerationRequest,
     Keyframe,
@@ -145,9 +146,13 @@ def check_pipeline_folder(path: Path) -> None:
     each component built from a diffusers-style class (the backbone, the autoencoder, the method, the scheduler)
     must fit that class's constructor (:func:`~anyframe.models.config_check.check_config_values`)."""
     index = read_json_object(path / "model_index.json")
+    based = read_base(path)  # components shared with a base folder are checked when loaded from there
+    shared = set(based[1]) if based else set()
     for name, entry in index.items():
         if name.startswith("_") or (not isinstance(entry, list) and not (path / name).is_dir()):
             continue  # a pipeline setting (Wan 2.2's boundary_ratio), not a component
+        if name in shared:
+            continue
         if not (isinstance(entry, list) and len(entry) == 2):
             raise AnyframeInputError(f"{path / 'model_index.json'}: {name} must be [library, class], got {entry!r}"[:300])
         library, class_name = entry
@@ -240,6 +245,9 @@ class AnyFramePipeline(DiffusionPipeline):
         check_pipeline_folder(path)
         if is_wan_folder(path):
             return load_wan_pipeline(path, pipeline_class=cls, **kwargs)
+        # an extra model's autoencoder, text encoder and tokenizer come from its base folder (base_model.json)
+        shared = shared_components(path, kwargs.get("dtype", kwargs.get("torch_dtype")))
+        kwargs = {**{k: v for k, v in shared.items() if k not in kwargs}, **kwargs}
         try:
             pipe = super().from_pretrained(str(path), local_files_only=True, use_safetensors=True, **kwargs)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, NotImplementedError) as exc:
