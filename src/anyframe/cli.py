@@ -751,6 +751,7 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     calibration: bool = typer.Option(True, "--calibration/--no-calibration", help="Also score the true and random clips of the same cases (the report's ceiling and floor rows)."),
     narrator: str = typer.Option("none", "--narrator", help="Who places the unpaired task's image: none (frame 0) | world (the world narrator; ReasonDiff models also get its narratives)."),
+    clip: Path | None = typer.Option(None, "--clip", help="A CLIP folder (e.g. checkpoints/anyframe-world-clip): every case with a prompt also gets its clip_score (frames against the prompt)."),
 ) -> None:
     """Generate every case of a suite with each model and score it with the shapes-world oracle:
     writes report.json and report.md with plots (and a side-by-side comparison for several models). Under torchrun or
@@ -787,6 +788,8 @@ def eval_command(
     for spec in model:
         if not is_calibration(spec) and not (Path(spec) / "model_index.json").is_file():
             raise AnyframeInputError(f"--model {spec}: not a pipeline folder (no model_index.json), nor truth/random/autoencoder:DIR")
+    if clip is not None and not (clip / "config.json").is_file():
+        raise AnyframeInputError(f"--clip {clip}: not a CLIP folder (no config.json)")
     _check_new_file(out / "report.json", "--out")
     _silence_libraries()
     from anyframe.evaluation.harness import (
@@ -806,12 +809,18 @@ def eval_command(
             from anyframe.narrators import narrator_for
 
             placer = narrator_for("world")
+        embedder = None
+        if clip is not None:
+            from anyframe.models.clip import ClipEmbedder
+
+            embedder = ClipEmbedder.from_pretrained(clip, device=device)
         models = [load_model(spec, **sampling, seed=seed, device=device, detail=detail, dtype=dtype, narrator=placer)
                   if not is_calibration(spec) else load_model(spec, device=device) for spec in model]
         label = "eval" if ranks.world == 1 else f"eval (process 1 of {ranks.world})"
         with _progress(len(models) * len(ranks.share(cases)), label, enabled=not quiet and ranks.is_main) as advance:
             reports = evaluate(models, cases, out, title=f"anyframe evaluation on {suite}", against=against,
-                               on_case=lambda name: advance(name), calibrate=calibration, ranks=ranks)
+                               on_case=lambda name: advance(name), calibrate=calibration, ranks=ranks,
+                               clip=embedder)
     finally:
         ranks.close()
     if not ranks.is_main:

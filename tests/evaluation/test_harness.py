@@ -204,3 +204,26 @@ def test_a_narrator_places_the_unpaired_image(tmp_path):
     # the image went to the narrator's frame (the last); without a narrator to frame 0
     t = case.scene_program().frames
     assert narrator.calls == 1 and placed_at == [[t - 1], [0]]
+
+
+def test_eval_with_the_world_clip_adds_a_clip_score_that_ranks_truth_above_random(tmp_path, capsys):
+    """``eval --clip``: every case with a prompt (not an edit) gets ``clip_score``; the shipped world CLIP scores
+    the true renders above random clips of the same cases (the calibration rows)."""
+    from pathlib import Path
+
+    clip = Path(__file__).parents[2] / "checkpoints" / "anyframe-world-clip"
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--model", "truth", "--suite", "smoke", "--n", "12", "--clip", str(clip),
+              "--out", str(tmp_path / "r")])
+    assert (info.value.code or 0) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    scored = [c for c in report["cases"] if "clip_score" in c["scores"]]
+    assert scored and all(c["task"] != "edit" and c["prompt"].strip() for c in scored)
+    assert all(-1 <= c["scores"]["clip_score"] <= 1 for c in scored)
+    random = next(r for r in report["calibration"] if r["model"] == "random")
+    assert report["metrics"]["clip_score"] > random["metrics"]["clip_score"] + 0.1
+    assert "clip_score" in (tmp_path / "r" / "report.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--model", "truth", "--clip", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert info.value.code == 2 and "not a CLIP folder" in capsys.readouterr().err

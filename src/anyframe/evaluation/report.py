@@ -51,8 +51,17 @@ def _aggregate(cases: list[dict], group: str | None = None) -> dict:
     return {name: _aggregate(members) for name, members in sorted(groups.items())}
 
 
-def score_case(model: Model, case: Case, cond: Conditioning, against: str = "program") -> tuple[dict, np.ndarray | None]:
-    """Generate one case and score it: its report entry, and the generated clip (``None``: not attempted)."""
+def clip_score(clip, frames: np.ndarray, prompt: str) -> float:
+    """The CLIP score of a clip: the cosine of each frame's and the prompt's embeddings (``clip``: a
+    :class:`~anyframe.models.clip.ClipEmbedder`, e.g. the world CLIP), averaged over the frames — without the
+    conventional ×100."""
+    return float(clip.score(frames, [prompt] * len(frames)).mean())
+
+
+def score_case(model: Model, case: Case, cond: Conditioning, against: str = "program",
+               clip=None) -> tuple[dict, np.ndarray | None]:
+    """Generate one case and score it: its report entry, and the generated clip (``None``: not attempted).
+    ``clip``: also its CLIP score against the prompt (cases with a prompt that describes the clip: not edits)."""
     gen = model.generate(case, cond)
     entry = {"id": case.id, "task": case.task, "split": case.split, "seconds": round(gen.seconds, 3),
              "prompt": case.conditions.get("prompt", "")}
@@ -68,6 +77,9 @@ def score_case(model: Model, case: Case, cond: Conditioning, against: str = "pro
             masks=gen.masks if case.task == "masks" else None, edit_source=cond.source_scene,
         )
     entry["scores"] = {k: (None if v is None else float(v)) for k, v in scores.items()}
+    prompt = case.conditions.get("prompt", "")
+    if clip is not None and prompt.strip() and case.task != "edit":
+        entry["scores"]["clip_score"] = clip_score(clip, gen.frames, prompt)
     return entry, gen.frames
 
 
@@ -98,7 +110,7 @@ def _shown(results: list[dict]) -> set[str]:
 
 def run_model(model: Model, cases: list[Case], conds: Mapping[str, Conditioning], strips: Path | None = None,
               against: str = "program", on_case: Callable[[str], None] | None = None,
-              ranks: Ranks | None = None) -> dict | None:
+              ranks: Ranks | None = None, clip=None) -> dict | None:
     """Generate and score every case; returns the report dict (and keeps worst-case filmstrips).
 
     ``against``: ``program`` scores each clip against the case's scene program (every key of the case);
@@ -115,7 +127,7 @@ def run_model(model: Model, cases: list[Case], conds: Mapping[str, Conditioning]
     ranks = ranks or Ranks()
     results, clips = [], {}
     for case in ranks.share(cases):
-        entry, frames = score_case(model, case, conds[case.id], against)
+        entry, frames = score_case(model, case, conds[case.id], against, clip)
         if frames is not None:
             clips[case.id] = frames
         if on_case is not None:
@@ -249,6 +261,8 @@ METRIC_DEFINITIONS = {
     "style": ("the clip is drawn in the scene's style (flat, outline, striped, ...)", "higher", "0 or 1"),
     "edit_accuracy": ("the edit asked for is made, and nothing else changes", "higher", "0–1"),
     "trajectory_monotone": ("objects never step back along their direction (interpolation)", "higher", "0–1"),
+    "clip_score": ("cosine of the frames' and the prompt's CLIP embeddings, mean over frames (`eval --clip`; the "
+                   "CLIP score without ×100)", "higher", "−1–1"),
 }
 
 
@@ -331,13 +345,14 @@ class _Conditions(dict):
 
 def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title: str = "anyframe evaluation",
              against: str = "program", on_case: Callable[[str], None] | None = None,
-             calibrate: bool = True, ranks: Ranks | None = None) -> list[dict]:
+             calibrate: bool = True, ranks: Ranks | None = None, clip=None) -> list[dict]:
     """Run every model on every case; write the reports; return the report dicts (``against``, ``on_case``,
     ``ranks``: see :func:`run_model`). ``calibrate``: also score the true clips and random clips of the same cases
     (each report's calibration rows: the oracle's ceiling and floor), unless they are among the models.
 
     On several processes (``ranks``), each generates its share of the cases; rank 0 writes the reports and returns
-    them, the others write nothing and return ``[]``."""
+    them, the others write nothing and return ``[]``. ``clip``: a CLIP embedder; every case with a prompt also
+    gets its ``clip_score``."""
     ranks = ranks or Ranks()
     out = Path(out_dir)
     conds = _Conditions(cases)
@@ -346,12 +361,12 @@ def evaluate(models: list[Model], cases: list[Case], out_dir: str | Path, title:
         from anyframe.evaluation.harness import RandomModel, TruthModel
 
         names = {m.name for m in models}
-        calibration = [run_model(m, cases, conds, None, against, ranks=ranks) for m in (TruthModel(), RandomModel())
+        calibration = [run_model(m, cases, conds, None, against, ranks=ranks, clip=clip) for m in (TruthModel(), RandomModel())
                        if m.name not in names]
     runs = [(model, out if len(models) == 1 else out / _slug(model.name)) for model in models]
     reports = []
     for model, folder in runs:
-        report = run_model(model, cases, conds, folder / "worst", against, on_case, ranks=ranks)
+        report = run_model(model, cases, conds, folder / "worst", against, on_case, ranks=ranks, clip=clip)
         if report is None:  # (not rank 0)
             continue
         report["calibration"] = [{"model": c["model"], "metrics": c["metrics"]} for c in calibration]
