@@ -381,7 +381,7 @@ def main(argv=None) -> int:
 
     models = [("truth (the renders)", TruthModel(), "truth")]
     for spec in args.model:
-        label, sep, path = spec.partition("=")
+        label, sep, path = spec.rpartition("=")
         if not sep or not Path(path, "model_index.json").is_file():
             print(f"error: --model {spec}: want LABEL=PATH to a pipeline folder", file=sys.stderr)
             return 2
@@ -392,7 +392,7 @@ def main(argv=None) -> int:
         return 2
     reports = {}
     for spec in args.report:
-        label, sep, path = spec.partition("=")
+        label, sep, path = spec.rpartition("=")
         if not sep or not Path(path).is_file():
             print(f"error: --report {spec}: want LABEL=PATH to a report.json", file=sys.stderr)
             return 2
