@@ -224,7 +224,8 @@ def standard_suite(reports: dict[str, Path], control: str | None) -> list[dict]:
             row = {"task": task, "measure": measure_name, "key": key, "target": target, "model": label,
                    "mean": float(np.mean(list(scores.values()))), "interval": mean_interval(scores)}
             if ref and label != control:
-                row["vs_control"] = float(np.mean(list(scores.values()))) - float(np.mean(list(ref.values())))
+                common = sorted(set(ref) & set(scores))  # (a model measured on a subset: paired over it)
+                row["vs_control"] = float(np.mean([scores[c] - ref[c] for c in common])) if common else None
                 row["vs_control_interval"] = difference_interval(ref, scores)
             rows.append(row)
     return rows
