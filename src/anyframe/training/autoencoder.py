@@ -152,7 +152,7 @@ def train_autoencoder(cfg: AutoencoderRecipe, resume: str | None = None, output_
     ckpt_root = out / "checkpoints"
     torch.manual_seed(cfg.seed)
     vae = build_world_autoencoder(cfg.size, sample_size=cfg.data.size).train()
-    optimizer = build_optimizer(vae.parameters(), cfg.optim)
+    optimizer = build_optimizer(vae.named_parameters(), cfg.optim)  # (named: optim.lr_scale works here too)
     schedule = build_lr_schedule(optimizer, cfg.optim, cfg.train.steps)
     generator = torch.Generator().manual_seed(cfg.seed)
     start, last_checkpoint = 0, None
