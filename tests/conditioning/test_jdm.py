@@ -217,6 +217,16 @@ def test_the_recipe_trains_jdm_and_the_exported_model_returns_masks(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     out = pipe(PROMPT, num_inference_steps=2, seed=0)
     assert out.masks.shape == (1, 8, 16, 16)
+    # the evaluation scores the union mask of a `masks` case against the union of the scene's objects
+    from anyframe.evaluation.harness import Conditioning, PipelineModel
+    from anyframe.evaluation.report import score_case
+    from anyframe.world.suite import sample_suite
+
+    case = sample_suite(1, tasks=("masks",), size=16, frames=8)[0]
+    cond = Conditioning.of(case)
+    model = PipelineModel(str(result.pipeline_dir), steps=2)
+    entry, _ = score_case(model, case, cond)
+    assert entry["scores"]["mask_iou"] is not None and 0.0 <= entry["scores"]["mask_iou"] <= 1.0
 
 
 def test_jdm_inflates_and_trains_a_wan_backbone(tmp_path):

@@ -196,6 +196,43 @@ def test_stiv_per_frame_text_reaches_its_own_frame():
         assert torch.equal(model(**inputs, pooled_text=pooled).sample, base)
 
 
+def test_stiv_per_frame_text_computes_each_distinct_row_once_with_the_same_values(monkeypatch):
+    """Repeated per-frame narratives are refined and turned into keys / values once per distinct row, then
+    gathered: outputs and gradients equal those of treating every frame's row as its own."""
+    model = _stiv(text_refiner_layers=1)
+    inputs = _per_frame(_stiv_inputs(), 4)
+    text = torch.randn(inputs["encoder_hidden_states"].shape, generator=torch.Generator().manual_seed(3))
+    text[:, 2] = text[:, 0]  # frames 0 and 2 share a narrative; 1 and 3 have their own
+    text[1, 3] = text[1, 1]
+    inputs = dict(inputs, encoder_hidden_states=text)
+
+    def run():
+        model.zero_grad()
+        out = model(**inputs).sample
+        out.square().mean().backward()
+        return out.detach(), model.text_proj.linear_1.weight.grad.clone()
+
+    calls = []
+    original = STIVTransformer.text_context
+
+    def counting(self, encoder_hidden_states, mask=None):
+        calls.append(encoder_hidden_states.shape[0])
+        return original(self, encoder_hidden_states, mask)
+
+    monkeypatch.setattr(STIVTransformer, "text_context", counting)
+    shared, shared_grad = run()
+    assert calls == [5], calls  # 2 + 3 distinct rows of 8
+
+    def every_row(self, text, mask):  # the reference: no sharing
+        flat, flat_mask = text.flatten(0, 1), None if mask is None else mask.flatten(0, 1)
+        return self.text_context(flat, flat_mask), flat_mask, torch.arange(flat.shape[0])
+
+    monkeypatch.setattr(STIVTransformer, "_distinct_text_context", every_row)
+    own, own_grad = run()
+    torch.testing.assert_close(shared, own, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared_grad, own_grad, atol=1e-5, rtol=1e-4)
+
+
 def test_stiv_per_frame_text_in_a_temporal_patch_is_its_first_frame():
     model = _stiv(patch_size=(2, 2, 2))
     inputs = _per_frame(_stiv_inputs(), 4)

@@ -75,6 +75,10 @@ def test_text_encoder_save_load(tmp_path):
     assert torch.equal(cond.embeds, cond2.embeds) and torch.equal(cond.mask, cond2.mask)
     # different prompts → different embeddings
     assert (cond.embeds[0] - cond.embeds[2]).abs().max() > 1e-3
+    # a repeated prompt is encoded once and its rows copied (per-frame narratives repeat): the same rows
+    repeated = encode_prompts(tok, enc, [prompts[2], prompts[0], prompts[2], prompts[2]])
+    torch.testing.assert_close(repeated.embeds, cond.embeds[[2, 0, 2, 2]], atol=1e-6, rtol=0)
+    assert torch.equal(repeated.mask, cond.mask[[2, 0, 2, 2]])
 
 
 def test_text_condition_select():

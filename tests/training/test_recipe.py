@@ -304,3 +304,40 @@ def test_lr_scale_groups_and_resume(tmp_path):
     plain = tmp_path / "plain"
     train(_cfg(plain, "train.steps=6", "train.checkpoint_every=0"), progress=False)
     assert _losses(plain) != _losses(tmp_path / "straight")  # the multiplier changed the updates
+
+
+def test_lr_scale_steps_is_a_first_phase(tmp_path):
+    """``optim.lr_scale_steps`` N: the multipliers hold for steps < N, then every group follows the schedule's
+    LR; the schedule's shape (warm-up, decay) is kept; it needs lr_scale and fewer steps than the run; a run
+    resumed across the phase boundary ends bit for bit where the straight one does."""
+    from anyframe.training.config import OptimConfig
+    from anyframe.training.optim import build_lr_schedule, build_optimizer
+
+    net = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2), "b": torch.nn.Linear(2, 2)})
+    cfg = OptimConfig(lr=0.1, lr_scale={"a": 0.01}, lr_scale_steps=3, warmup_steps=2, schedule="wsd", decay_steps=2)
+    opt = build_optimizer(net.named_parameters(), cfg)
+    schedule = build_lr_schedule(opt, cfg, total_steps=8)
+    seen = []
+    for _ in range(8):
+        seen.append(tuple(round(g["lr"], 8) for g in opt.param_groups))  # (group a, group b)
+        opt.step()
+        schedule.step()
+    assert seen[0] == (0.0, 0.0) and seen[1] == (0.0005, 0.05) and seen[2] == (0.001, 0.1)  # warm-up, scaled
+    assert seen[3] == seen[4] == seen[5] == seen[6] == (0.1, 0.1)  # the phase is over: one LR
+    assert seen[7][0] == seen[7][1] < 0.1  # the cooldown (its first factor is 1), shared
+    with pytest.raises(AnyframeInputError, match="lr_scale_steps"):
+        _cfg(tmp_path, "optim.lr_scale_steps=2")  # without lr_scale
+    with pytest.raises(AnyframeInputError, match="lr_scale_steps"):
+        build_lr_schedule(opt, OptimConfig(lr=0.1, lr_scale={"a": 2}, lr_scale_steps=8), total_steps=8)
+
+    common = ["train.steps=5", "train.checkpoint_every=1", "optim.lr_scale={transformer.: 0.01}",
+              "optim.lr_scale_steps=3"]
+    train(_cfg(tmp_path / "straight", *common), progress=False)
+    train(_cfg(tmp_path / "resumed", *common), progress=False, stop_after=2)
+    train(_cfg(tmp_path / "resumed", *common), resume="latest", progress=False)
+    for part in ("model", "optimizer"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000005" / f"{part}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / "step-00000005" / f"{part}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    lrs = [m["lr"] for m in read_metrics(tmp_path / "straight") if "lr" in m]
+    assert lrs and all(lr == pytest.approx(lrs[0]) for lr in lrs), lrs  # the unscaled LR, not a group's

@@ -317,6 +317,14 @@ def test_mask_iou() -> None:
     for bad in (shuffled, moved, np.zeros_like(rendering.masks[:1])):
         value = score_clip(rendering.frames, scene, keys=["mask_iou"], masks=bad)["mask_iou"]
         assert value <= 0.5, value
+    # a union mask [T, H, W] (JDM's) is scored against the union of the objects
+    union = rendering.masks.max(0)
+    assert score_clip(rendering.frames, scene, keys=["mask_iou"], masks=union)["mask_iou"] == 1.0
+    for bad in (shuffled.max(0), moved.max(0), np.zeros_like(union)):
+        value = score_clip(rendering.frames, scene, keys=["mask_iou"], masks=bad)["mask_iou"]
+        assert value <= 0.6, value
+    with pytest.raises(AnyframeInputError, match="union"):
+        score_clip(rendering.frames, scene, keys=["mask_iou"], masks=union[:, :4])
 
 
 # ------------------------------------------------------------------------------------------ edits

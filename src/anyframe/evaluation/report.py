@@ -74,13 +74,21 @@ def score_case(model: Model, case: Case, cond: Conditioning, against: str = "pro
     else:
         scores = score_clip(
             gen.frames, cond.scene, keys=keys, keyframes=cond.keyframes(case),
-            masks=gen.masks if case.task == "masks" else None, edit_source=cond.source_scene,
+            masks=_masks(gen) if case.task == "masks" else None, edit_source=cond.source_scene,
         )
     entry["scores"] = {k: (None if v is None else float(v)) for k, v in scores.items()}
     prompt = case.conditions.get("prompt", "")
     if clip is not None and prompt.strip() and case.task != "edit":
         entry["scores"]["clip_score"] = clip_score(clip, gen.frames, prompt)
     return entry, gen.frames
+
+
+def _masks(gen) -> np.ndarray | None:
+    """Per-object masks ``[K, T, H, W]``, or a method's union mask ``[T, H, W]`` (JDM's ``masks`` extra)."""
+    if gen.masks is not None:
+        return gen.masks
+    union = gen.extras.get("masks")
+    return None if union is None else np.asarray(union, dtype=np.float32)
 
 
 def summarize(model_name: str, results: list[dict], against: str = "program") -> dict:
@@ -257,7 +265,9 @@ METRIC_DEFINITIONS = {
     "dynamic_degree": ("how much of the true motion the clip shows (0: frozen)", "higher", "0–1"),
     "motion_smoothness": ("tracks move along smooth (piecewise linear) paths", "higher", "0–1"),
     "temporal_flicker": ("stillness of static regions between frames, beyond the true render's own (VBench's)", "higher", "0–1"),
-    "mask_iou": ("intersection over union of generated and true object masks", "higher", "0–1"),
+    "mask_iou": ("intersection over union of generated and true object masks (per object, matched; a model that "
+                 "returns one mask for the prompt's objects, as JDM does: against the union of the objects)", "higher",
+                 "0–1"),
     "style": ("the clip is drawn in the scene's style (flat, outline, striped, ...)", "higher", "0 or 1"),
     "edit_accuracy": ("the edit asked for is made, and nothing else changes", "higher", "0–1"),
     "trajectory_monotone": ("objects never step back along their direction (interpolation)", "higher", "0–1"),

@@ -116,13 +116,18 @@ class Attention(nn.Module):
         context: Tensor | None = None,  # (B, L, Dc); None: self-attention
         rope: tuple[Tensor, Tensor] | None = None,  # (S, head_dim) each
         key_mask: Tensor | None = None,  # (B, L) bool, True = attend
+        context_index: Tensor | None = None,  # (B,) long: query row i reads context row context_index[i]
     ) -> Tensor:
         b, s, _ = x.shape
         ctx = x if context is None else context
+        c = ctx.shape[0]  # B, or the number of distinct context rows (context_index)
         q = self.to_q(x).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, S, hd)
-        k = self.to_k(ctx).view(b, ctx.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
-        v = self.to_v(ctx).view(b, ctx.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.to_k(ctx).view(c, ctx.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (C, H, L, hd)
+        v = self.to_v(ctx).view(c, ctx.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
         q, k = self.norm_q(q), self.norm_k(k)
+        if context_index is not None:  # keys and values computed once per distinct context row, then gathered
+            k, v = k[context_index], v[context_index]
+            key_mask = None if key_mask is None else key_mask[context_index]
         if rope is not None:
             q = apply_rotary_emb(q, rope, use_real_unbind_dim=-1)
             k = apply_rotary_emb(k, rope, use_real_unbind_dim=-1)
@@ -219,6 +224,7 @@ class STIVBlock(nn.Module):
         rope_spatial: tuple[Tensor, Tensor],
         rope_temporal: tuple[Tensor, Tensor],
         context_tokens: dict[str, Tensor] | None = None,  # {group: (B, N_g, D_g)}, groups of this block only
+        context_index: Tensor | None = None,  # (B·T',) per-frame text: the row of ``context`` each frame reads
     ) -> Tensor:
         b, t, n, d = x.shape
         mod = (modulation + self.modulation_offset).unsqueeze(3)  # (B, T'|1, 9, 1, D)
@@ -239,9 +245,11 @@ class STIVBlock(nn.Module):
 
         # Cross-attention to the text tokens (PixArt-α: unmodulated, output projection zero-initialised).
         # Text for the whole clip: one query sequence of T'·N tokens per sample. Per-frame text (B·T' context
-        # rows): frames fold into the batch, so each frame's tokens read only that frame's text.
+        # rows): frames fold into the batch, so each frame's tokens read only that frame's text (``context``
+        # then holds the distinct rows, and ``context_index`` says which row each frame reads).
         q = self.norm_cross(x)  # (B, T', N, D)
-        h = self.cross_attn(q.reshape(context.shape[0], -1, d), context=context, key_mask=context_mask)
+        rows = b * t if context_index is not None else context.shape[0]
+        h = self.cross_attn(q.reshape(rows, -1, d), context=context, key_mask=context_mask, context_index=context_index)
         x = x + h.view(b, t, n, d)
 
         # Context-token groups (IP-Adapter): same query, the group's own keys / values, zero-initialised output.
@@ -433,8 +441,8 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         (``mask``: ``[B, L]`` or ``[B, T, L]``)."""
         if encoder_hidden_states.ndim == 4:
             b, t = encoder_hidden_states.shape[:2]
-            flat_mask = None if mask is None else mask.flatten(0, 1)
-            return self.text_context(encoder_hidden_states.flatten(0, 1), flat_mask).unflatten(0, (b, t))
+            context, _, index = self._distinct_text_context(encoder_hidden_states, mask)
+            return context[index].unflatten(0, (b, t))
         context = self.text_proj(encoder_hidden_states)
         if len(self.text_refiner):
             cfg = self.config
@@ -442,6 +450,22 @@ class STIVTransformer(ModelMixin, ConfigMixin):
             for layer in self.text_refiner:
                 context = layer(context, mask, rope)
         return context
+
+    def _distinct_text_context(self, text: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Per-frame text ``[B, T, L, text_dim]`` → the context of its distinct (tokens, mask) rows ``(U, L, D)``,
+        their masks ``(U, L)`` and each frame's row ``(B·T,)``. Per-frame narratives repeat (a world clip's 16
+        frame captions hold ~5 distinct ones), so projecting, refining and attending to keys / values once per
+        distinct row gives the same values for a third of the work."""
+        flat = text.flatten(0, 1)
+        flat_mask = None if mask is None else mask.flatten(0, 1)
+        key = flat.detach().flatten(1)
+        if flat_mask is not None:
+            key = torch.cat([key, flat_mask.to(key.dtype)], dim=1)
+        distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
+        first = torch.full((distinct.shape[0],), key.shape[0], dtype=torch.long, device=key.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(key.shape[0], device=key.device), "amin")
+        first_mask = None if flat_mask is None else flat_mask[first]
+        return self.text_context(flat[first], first_mask), first_mask, inverse
 
     def _token_timesteps(self, timestep: Tensor, b: int, t: int) -> Tensor:
         """``[B]`` stays ``[B]``; per-frame ``[B, T]`` becomes ``[B, T']`` (mean over a temporal patch)."""
@@ -514,9 +538,11 @@ class STIVTransformer(ModelMixin, ConfigMixin):
         tt, hh, ww = t // pt, h // ph, w // pw
 
         text, mask, pooled_text = self._text_inputs(encoder_hidden_states, encoder_attention_mask, pooled_text, b, t)
-        context = self.text_context(text, mask)  # (B, L, D), or per token frame (B, T', L, D)
-        if context.ndim == 4:  # frames fold into the batch for cross-attention
-            context, mask = context.flatten(0, 1), None if mask is None else mask.flatten(0, 1)  # (B·T', L, ·)
+        index = None
+        if text.ndim == 4:  # frames fold into the batch for cross-attention: (U, L, D) distinct rows, (B·T',) index
+            context, mask, index = self._distinct_text_context(text, mask)
+        else:
+            context = self.text_context(text, mask)  # (B, L, D)
         groups = self._context_tokens(context_tokens, b)
 
         token_t = self._token_timesteps(timestep, b, t)
@@ -537,9 +563,10 @@ class STIVTransformer(ModelMixin, ConfigMixin):
 
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, modulation, context, mask, rope_s, rope_t, groups)
+                x = self._gradient_checkpointing_func(block, x, modulation, context, mask, rope_s, rope_t, groups,
+                                                      index)
             else:
-                x = block(x, modulation, context, mask, rope_s, rope_t, groups)
+                x = block(x, modulation, context, mask, rope_s, rope_t, groups, index)
 
         shift, scale = (self.final_offset + cond.unsqueeze(2)).unbind(2)  # (B, T'|1, D) each
         x = _stateless_ln(x) * (1 + scale.unsqueeze(2)) + shift.unsqueeze(2)

@@ -119,6 +119,13 @@ def encode_prompts(
     """
     if padding not in ("masked", "zeros"):
         raise ValueError(f"unknown text padding {padding!r} (masked | zeros)")
+    prompts = list(prompts)
+    distinct = list(dict.fromkeys(prompts))
+    if len(distinct) < len(prompts):  # per-frame narratives repeat: encode each text once (rows are independent)
+        encoded = encode_prompts(tokenizer, text_encoder, distinct, max_length, padding)
+        index = {p: i for i, p in enumerate(distinct)}
+        rows = torch.tensor([index[p] for p in prompts], device=encoded.embeds.device)
+        return TextCondition(encoded.embeds[rows], encoded.mask[rows])
     length = max_length or tokenizer.model_max_length
     if padding == "zeros":
         # (deferred: it needs ftfy; only Wan uses it)

@@ -255,12 +255,18 @@ class OptimConfig(_Strict):
     # LR multipliers by parameter-name prefix of the denoiser ("transformer.", "conditioning."; the longest
     # matching prefix wins), e.g. {conditioning.methods.0.shift: 10} for a new layer that learns slowly
     lr_scale: dict[str, float] = Field(default_factory=dict)
+    # > 0: the lr_scale multipliers hold for the first N steps only, then every part trains at the schedule's
+    # LR — a first phase for new layers (lr_scale {transformer.: 0.01, transformer.proj_out.: 1}), then a joint
+    # fine-tune, in one run (the LR stays a function of the step alone, so resume is exact); 0: throughout
+    lr_scale_steps: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _lr_scale(self):
         bad = {k: v for k, v in self.lr_scale.items() if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)}
         if bad:
             raise ValueError(f"optim.lr_scale: every multiplier must be a finite number > 0, got {bad}")
+        if self.lr_scale_steps and not self.lr_scale:
+            raise ValueError("optim.lr_scale_steps limits optim.lr_scale to the first steps, but optim.lr_scale is empty")
         return self
 
     @model_validator(mode="after")

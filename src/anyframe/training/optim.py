@@ -27,7 +27,7 @@ def parameter_groups(named: Iterable[tuple[str, torch.nn.Parameter]], cfg: Optim
     for name, param in named:
         scale = next((cfg.lr_scale[k] for k in prefixes if name.startswith(k)), 1.0)
         groups.setdefault(float(scale), []).append(param)
-    return [{"params": ps, "lr": cfg.lr * scale} for scale, ps in groups.items()]
+    return [{"params": ps, "lr": cfg.lr * scale, "lr_scale": scale} for scale, ps in groups.items()]
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[tuple[str, torch.nn.Parameter]],
@@ -55,8 +55,43 @@ def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[tuple[str, t
     )
 
 
+def _after_phase(schedule, scale: float, steps: int):
+    """The LR factor of one parameter group: the schedule's, divided by the group's ``lr_scale`` from step
+    ``steps`` on (so every group then trains at the schedule's LR). A function: LambdaLR's state (JSON in our
+    checkpoints) skips functions, and this one is rebuilt from the config on resume."""
+
+    def factor(step: int) -> float:
+        return schedule(step) if step < steps else schedule(step) / scale
+
+    factor.in_phase = lambda step: step < steps
+    return factor
+
+
 def build_lr_schedule(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
     """The LR at each step is a function of the step alone, so a resumed run continues the same curve."""
+    schedule = _base_schedule(optimizer, cfg, total_steps)
+    if not cfg.lr_scale_steps:
+        return schedule
+    if cfg.lr_scale_steps >= total_steps:
+        raise AnyframeInputError(f"optim.lr_scale_steps ({cfg.lr_scale_steps}) must be below train.steps ({total_steps})")
+    # diffusers' and transformers' schedules are one LambdaLR with one factor for all groups: rebuild it with a
+    # factor per group that drops the group's multiplier after the first phase
+    base = schedule.lr_lambdas[0]
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"]  # undo the first schedule's factor; LambdaLR applies its own
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [_after_phase(base, g.get("lr_scale", 1.0), cfg.lr_scale_steps) for g in optimizer.param_groups])
+
+
+def base_lr(schedule, optimizer: torch.optim.Optimizer) -> float:
+    """The LR of a parameter without an ``optim.lr_scale`` multiplier, at the schedule's current step (what a
+    run logs as ``lr``; a group's own LR is this times its multiplier, during ``lr_scale_steps`` if set)."""
+    lr, group, factor = schedule.get_last_lr()[0], optimizer.param_groups[0], schedule.lr_lambdas[0]
+    in_phase = getattr(factor, "in_phase", lambda step: True)(schedule.last_epoch)
+    return lr / group.get("lr_scale", 1.0) if in_phase else lr
+
+
+def _base_schedule(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
     if cfg.schedule == "wsd":
         if cfg.warmup_steps + cfg.decay_steps > total_steps:
             raise AnyframeInputError(f"optim.warmup_steps + optim.decay_steps ({cfg.warmup_steps} + {cfg.decay_steps}) "

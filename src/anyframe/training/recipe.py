@@ -67,7 +67,7 @@ from anyframe.training.checkpoint import Checkpoint, load_resumable, remove_left
 from anyframe.training.config import RESUMABLE_DIFFERENCES, RecipeConfig, config_differences
 from anyframe.training.export import ema_state_dict, export_checkpoint, export_model, write_samples
 from anyframe.training.logging import MetricsLogger, read_metrics
-from anyframe.training.optim import build_lr_schedule, build_optimizer
+from anyframe.training.optim import base_lr, build_lr_schedule, build_optimizer
 from anyframe.training.state import (
     full_ema_state,
     params_checksum,
@@ -434,7 +434,7 @@ def log_step(run: Run, terms: dict[str, float]) -> None:
     run.logger.log({
         "step": run.step,
         **{k: round(v, 6) for k, v in terms.items()},
-        "lr": run.schedule.get_last_lr()[0],
+        "lr": base_lr(run.schedule, run.optimizer),
         "grad_norm": run.last.get("grad_norm", float("nan")),
         "sigma_mean": run.last["sigma_mean"],
         "steps_per_s": steps_in_window / max(elapsed, 1e-9),
