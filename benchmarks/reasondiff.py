@@ -9,7 +9,9 @@ action (nothing about time), and the scene's frame at the *start*, *middle* or *
 image; ``--n`` per position, in distribution (``train``) and with held-out colours and shapes (``ood_color_shape``),
 scene seeds from ``--seed`` on. A system is ``LABEL=MODEL@MODE``: ``frame0`` puts the image at frame 0 (TI2V, the
 paper's naive baseline), ``narrator`` lets the world narrator place it (and, on a ReasonDiff model, narrate every
-frame), ``true`` puts it at its true frame (an oracle placement: the ceiling of placement).
+frame), ``placed`` puts it where the narrator says but every frame reads the prompt (on a ReasonDiff model: its
+per-frame narratives ablated at inference; elsewhere the same as ``narrator``), ``true`` puts it at its true frame
+(an oracle placement: the ceiling of placement).
 
 Measures, per clip, by the oracle (95 % bootstrap intervals over cases):
 
@@ -91,20 +93,20 @@ def prompt_scores(frames: np.ndarray, text: str) -> tuple[float | None, float | 
 
 
 class System:
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, steps: int | None = None):
         label, sep, rest = spec.partition("=")
         path, at, mode = rest.rpartition("@")
-        if not sep or not at or mode not in ("frame0", "narrator", "true"):
-            raise SystemExit(f"error: --system {spec}: want LABEL=MODEL@frame0|narrator|true")
+        if not sep or not at or mode not in ("frame0", "narrator", "placed", "true"):
+            raise SystemExit(f"error: --system {spec}: want LABEL=MODEL@frame0|narrator|placed|true")
         if not Path(path, "model_index.json").is_file():
             raise SystemExit(f"error: --system {spec}: {path} is not a pipeline folder")
         from anyframe.pipelines import load_pipeline
 
-        self.label, self.path, self.mode = label, path, mode
+        self.label, self.path, self.mode, self.steps = label, path, mode, steps
         self.pipe = load_pipeline(path, "float32")
         self.pipe.set_progress_bar_config(disable=True)
         self.narrator = None
-        if mode == "narrator":
+        if mode in ("narrator", "placed"):
             from anyframe.narrators import narrator_for
 
             self.narrator = narrator_for("world")
@@ -113,10 +115,14 @@ class System:
         from anyframe.io import to_uint8
         from anyframe.pipelines import Keyframe
 
-        index = {"frame0": 0, "true": case["frame"], "narrator": None}[self.mode]
+        frames = case["scene"].frames
+        index = {"frame0": 0, "true": case["frame"], "narrator": None, "placed": None}[self.mode]
+        if self.mode == "placed":  # the narrator's position only: no per-frame narratives reach the model
+            index = self.narrator.narrate(case["image"], case["text"], frames).position
         out = self.pipe(case["text"], keyframes=[Keyframe(case["image"], index)], seed=seed,
-                        num_frames=case["scene"].frames, height=case["scene"].size, width=case["scene"].size,
-                        narrator=self.narrator)
+                        num_frames=frames, height=case["scene"].size, width=case["scene"].size,
+                        narrator=self.narrator if self.mode == "narrator" else None,
+                        **({"num_inference_steps": self.steps} if self.steps else {}))
         placed = out.keyframe_indices[0] if out.keyframe_indices else None
         return to_uint8(out.frames[0]), placed
 
@@ -169,14 +175,16 @@ def _fmt(e: dict | None) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--system", action="append", required=True, help="LABEL=MODEL@frame0|narrator|true; repeat")
+    ap.add_argument("--system", action="append", required=True,
+                    help="LABEL=MODEL@frame0|narrator|placed|true; repeat")
     ap.add_argument("--reference", help="the LABEL others are compared with, paired over cases (default: the first)")
     ap.add_argument("--n", type=int, default=20, help="cases per position and split")
+    ap.add_argument("--steps", type=int, help="sampling steps (default: each model's own)")
     ap.add_argument("--seed", type=int, default=8_800_000)
     ap.add_argument("--name", default="reasondiff")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    systems = [System(spec) for spec in args.system]
+    systems = [System(spec, args.steps) for spec in args.system]
     reference = args.reference or systems[0].label
     cases = unpaired_cases(args.n, args.seed)
     per_system, examples = {}, []

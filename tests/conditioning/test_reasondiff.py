@@ -176,12 +176,13 @@ class _Narrator:
     name = "scripted"
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.images = [], []
 
     def narrate(self, image, prompt, num_frames):
         from anyframe.narrators.base import Narrative
 
         self.calls.append((image.shape, prompt, num_frames))
+        self.images.append(image)
         return Narrative(position=5, descriptions=[f"On a black background, frame {j}." for j in range(num_frames)],
                          backend="scripted")
 
@@ -192,6 +193,8 @@ def test_a_narrator_places_an_image_without_its_index():
     out = rd(PROMPT, keyframes=[Keyframe(image, None)], num_inference_steps=2, seed=0, narrator=narrator,
              output_type="latent")
     assert narrator.calls == [((16, 16, 3), PROMPT, 8)]
+    # the narrator reads the image as it is (uint8), not the model's [−1, 1] floats (which it would clip at 0)
+    assert narrator.images[0].dtype == np.uint8 and np.array_equal(narrator.images[0], image)
     assert out.keyframe_indices == (5,) and out.extras["narrative"]["position"] == 5
     assert out.request.frame_prompts[7] == "On a black background, frame 7."
     assert torch.equal(out.frames[:, :, 5], rd.encode_keyframes([Keyframe(image, 5)], 16, 16)[:, :, 0])

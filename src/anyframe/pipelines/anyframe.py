@@ -362,7 +362,8 @@ class AnyFramePipeline(DiffusionPipeline):
                                      "(give them as PATH@INDEX)")
         frames, height, width = (request.num_frames or self.default_num_frames, request.height or self.default_height,
                                  request.width or self.default_width)
-        image = image_to_array(fit_image(load_image(unplaced[0].image), height, width))
+        # uint8 [H, W, 3], as a narrator reads an image (a float array would be read as [0, 1], not [−1, 1])
+        image = np.asarray(fit_image(load_image(unplaced[0].image), height, width), dtype=np.uint8)
         narrative = narrator.narrate(image, request.prompt if isinstance(request.prompt, str) else request.prompt[0],
                                      frames)
         keyframes = [Keyframe(k.image, narrative.position) if k.frame_index is None else k for k in request.keyframes]

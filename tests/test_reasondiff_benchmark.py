@@ -1,0 +1,34 @@
+"""benchmarks/reasondiff.py on a tiny model: every placement mode runs, cases pair up, the report is written."""
+
+import json
+from pathlib import Path
+
+from anyframe.training.config import load_config
+from anyframe.training.recipe import train
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_script, tmp_path):
+    bench = load_script("benchmarks/reasondiff.py")
+    run = tmp_path / "run"
+    cfg = load_config(ROOT / "configs" / "toy.yaml", [
+        f"output_dir={run}", "data.toy.num_clips=8", "data.toy.size=32", "data.toy.num_frames=16", "train.steps=1",
+        "train.checkpoint_every=0", "train.log_every=1"])
+    pipeline = train(cfg, progress=False).pipeline_dir
+    out = tmp_path / "results"
+    modes = ("frame0", "placed", "narrator", "true")
+    args = [a for m in modes for a in ("--system", f"{m}={pipeline}@{m}")] + ["--n", "1", "--steps", "2", "--out", str(out),
+                                                                      "--name", "r"]
+    assert bench.main(args) == 0
+    payload = json.loads((out / "r.json").read_text())
+    cases = payload["cases"]
+    assert set(cases) == set(modes) and all(len(rows) == 6 for rows in cases.values())  # 3 positions × 2 splits
+    assert all(r["placed"] == 0 for r in cases["frame0"].values())
+    # on a model without per-frame narratives, "placed" and "narrator" put the image at the same frame
+    assert {k: r["placed"] for k, r in cases["placed"].items()} == {k: r["placed"] for k, r in cases["narrator"].items()}
+    ends = {"start": 0, "end": 15}  # the true frame of a start / end case
+    assert all(r["placed"] == ends[r["position"]] for r in cases["true"].values() if r["position"] in ends)
+    assert "vs_reference" in payload["summaries"]["placed"]["position_exact@all@all"]
+    report = (out / "r.md").read_text()
+    assert "| placed | all | all |" in report and "Paired differences from frame0" in report
