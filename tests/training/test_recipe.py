@@ -274,6 +274,17 @@ def test_temporal_difference_term_is_added_and_logged(tmp_path):
     assert first[2]["loss_diffusion"] == pytest.approx(first[0]["loss_diffusion"], rel=1e-6)
 
 
+def _assert_resume_is_exact(tmp_path, overrides, stop_after: int, last: int) -> None:
+    """A run of ``overrides`` stopped after ``stop_after`` steps and resumed ends, at step ``last``, with the
+    weights and optimizer state of the straight run already in ``tmp_path / "straight"``."""
+    train(_cfg(tmp_path / "resumed", *overrides), progress=False, stop_after=stop_after)
+    train(_cfg(tmp_path / "resumed", *overrides), resume="latest", progress=False)
+    for part in ("model", "optimizer"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / f"step-{last:08d}" / f"{part}.safetensors")
+        b = load_file(tmp_path / "resumed" / "checkpoints" / f"step-{last:08d}" / f"{part}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+
 def test_lr_scale_groups_and_resume(tmp_path):
     """``optim.lr_scale`` gives parameters by name prefix their own LR (the longest prefix wins); a typo'd
     prefix is an error; a run with groups resumes exactly; ``train.keep_every`` keeps milestone checkpoints."""
@@ -295,12 +306,7 @@ def test_lr_scale_groups_and_resume(tmp_path):
     train(_cfg(tmp_path / "straight", *common), progress=False)
     kept = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").iterdir())
     assert kept == ["step-00000003", "step-00000005", "step-00000006"], kept
-    train(_cfg(tmp_path / "resumed", *common), progress=False, stop_after=4)
-    train(_cfg(tmp_path / "resumed", *common), resume="latest", progress=False)
-    for part in ("model", "optimizer"):
-        a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000006" / f"{part}.safetensors")
-        b = load_file(tmp_path / "resumed" / "checkpoints" / "step-00000006" / f"{part}.safetensors")
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    _assert_resume_is_exact(tmp_path, common, stop_after=4, last=6)
     plain = tmp_path / "plain"
     train(_cfg(plain, "train.steps=6", "train.checkpoint_every=0"), progress=False)
     assert _losses(plain) != _losses(tmp_path / "straight")  # the multiplier changed the updates
@@ -333,11 +339,6 @@ def test_lr_scale_steps_is_a_first_phase(tmp_path):
     common = ["train.steps=5", "train.checkpoint_every=1", "optim.lr_scale={transformer.: 0.01}",
               "optim.lr_scale_steps=3"]
     train(_cfg(tmp_path / "straight", *common), progress=False)
-    train(_cfg(tmp_path / "resumed", *common), progress=False, stop_after=2)
-    train(_cfg(tmp_path / "resumed", *common), resume="latest", progress=False)
-    for part in ("model", "optimizer"):
-        a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000005" / f"{part}.safetensors")
-        b = load_file(tmp_path / "resumed" / "checkpoints" / "step-00000005" / f"{part}.safetensors")
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    _assert_resume_is_exact(tmp_path, common, stop_after=2, last=5)
     lrs = [m["lr"] for m in read_metrics(tmp_path / "straight") if "lr" in m]
     assert lrs and all(lr == pytest.approx(lrs[0]) for lr in lrs), lrs  # the unscaled LR, not a group's
