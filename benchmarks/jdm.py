@@ -31,7 +31,8 @@ the prompt's objects: IoU ``|P∩G| / |P∪G|``, F1 ``2|P∩G| / (|P| + |G|)`` a
 pixels of a clip; per object count.
 
 Every mean has a 95 % bootstrap interval over cases; a model's difference from ``--control`` is paired over the
-same cases. ``--report LABEL=report.json`` (``anyframe eval --suite standard``) adds the standard suite's targets,
+same cases. ``--earlier LABEL=result.json`` adds a model measured by an earlier run of the script (its per-case
+scores; same ``--n`` and ``--seed``). ``--report LABEL=report.json`` (``anyframe eval --suite standard``) adds the standard suite's targets,
 with each model's paired difference from the control. ``--run`` adds the training curves, ``--cmi`` the training
 clips' CMI distribution and the weights ``w' = w·exp(−α·Ī)`` it gives (``--w``, ``--alpha``). Writes
 ``benchmarks/results/<--name>.{json,md}`` and its plots (``_curves``, ``_cmi``, ``_examples`` PNGs).
@@ -375,6 +376,9 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--name", default="jdm")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--earlier", action="append", default=[],
+                    help="LABEL=result.json: a model measured by an earlier run of this script (its per-case scores "
+                         "from that file's 'cases', same --n and --seed; its weights need not exist); repeat")
     ap.add_argument("--cache", type=Path, help="a folder of per-model results: a model measured before (same folder, "
                     "weights, --n, --seed) is read back, not generated again — so each model can be measured in its "
                     "own process as its run finishes, and a last call assembles the table")
@@ -387,7 +391,28 @@ def main(argv=None) -> int:
             print(f"error: --model {spec}: want LABEL=PATH to a pipeline folder", file=sys.stderr)
             return 2
         models.append((label, None, path))  # loaded when measured (not at all when cached)
+    earlier: dict[str, dict] = {}
+    for spec in args.earlier:
+        label, sep, path = spec.rpartition("=")
+        try:
+            data = json.loads(Path(path).read_text()) if sep else None
+        except (OSError, ValueError) as exc:
+            print(f"error: --earlier {spec}: {exc}", file=sys.stderr)
+            return 2
+        if data is None or label not in data.get("cases", {}):
+            print(f"error: --earlier {spec}: want LABEL=PATH to a result of this script that measured LABEL",
+                  file=sys.stderr)
+            return 2
+        if (data.get("n"), data.get("seed")) != (args.n, args.seed):
+            print(f"error: --earlier {spec}: measured with --n {data.get('n')} --seed {data.get('seed')}, "
+                  f"not --n {args.n} --seed {args.seed}", file=sys.stderr)
+            return 2
+        earlier[label] = data["cases"][label]
+        models.append((label, None, "earlier"))
     labels = [label for label, *_ in models]
+    if len(set(labels)) != len(labels):
+        print("error: two models share a label", file=sys.stderr)
+        return 2
     if args.control is not None and args.control not in labels:
         print(f"error: --control {args.control!r} is not one of the --model labels", file=sys.stderr)
         return 2
@@ -405,6 +430,10 @@ def main(argv=None) -> int:
     examples: list = []
     for label, model, path in models:
         start = time.perf_counter()
+        if path == "earlier":
+            per_model[label] = earlier[label]
+            print(f"{label:28s} {len(cases)} cases (from an earlier result)", flush=True)
+            continue
         cached = _cache_file(args.cache, path, args.n, args.seed) if args.cache else None
         if cached is not None and cached.is_file():
             per_model[label], mine = _read_cache(cached)

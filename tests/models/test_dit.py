@@ -244,6 +244,36 @@ def test_qk_norm_is_rmsnorm_in_fp32_and_fused_under_bf16_autocast():
     assert seen and all(x == w == torch.bfloat16 for x, w in seen)  # the fused kernel's condition: one dtype
 
 
+def test_attention_runs_in_fp32_under_cpu_bf16_autocast_and_stays_bf16_outside():
+    """torch's CPU attention backward is slower in bf16 than in fp32, so in training under CPU bf16 autocast the
+    backbone attends in fp32 — every SDPA call gets fp32 inputs with autocast off — and returns to bf16 after.
+    Without gradients (inference, where bf16's forward is the faster) and in fp32 nothing changes."""
+    m = _randomise(stiv_tiny(in_channels=4, text_dim=32))
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return real(q, k, v, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+        fp32 = m(**_inputs()).sample
+        assert seen and all(d == (torch.float32,) * 3 + (False,) for d in seen)
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(**_inputs()).sample
+        assert seen and all(d == (torch.float32,) * 3 + (False,) for d in seen), seen
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            m(**_inputs())
+        assert seen and all(d == (torch.bfloat16,) * 3 + (True,) for d in seen), seen
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert torch.allclose(out.float(), fp32, atol=0.1 * fp32.abs().max().item())  # the same model, to bf16's precision
+    out.float().sum().backward()  # the backward crosses the fp32 island
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in m.parameters())
+
+
 def test_without_a_refiner_cross_attention_reads_a_bag_of_words(model):
     # No position reaches the text tokens: permuting them (and their mask) leaves the velocity unchanged.
     # With a text refiner (1D RoPE over the tokens) word order matters.
