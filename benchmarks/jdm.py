@@ -43,11 +43,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from anyframe.evaluation.harness import Conditioning, TruthModel, load_model
 from anyframe.evaluation.targets import (
@@ -243,7 +245,7 @@ def training_curves(runs: list[Path], path: Path) -> list[dict]:
     for run in runs:
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         records = [r for r in records if "loss" in r]
-        config = (run / "config.yaml").read_text() if (run / "config.yaml").exists() else ""
+        config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
         steps = [r["step"] for r in records]
         for ax, key in zip(axes, ("loss_diffusion", "loss/t2v")):
             values = [r.get(key) for r in records]
@@ -253,7 +255,9 @@ def training_curves(runs: list[Path], path: Path) -> list[dict]:
                 window = 8
                 smooth = np.convolve(v, np.ones(window) / window, mode="valid") if len(v) >= window else np.asarray(v)
                 ax.plot(s[len(s) - len(smooth):], smooth, label=run.name)
-        batch = next((int(line.split(":")[1]) for line in config.splitlines() if line.strip().startswith("batch_size:")), None)
+        batch = (config.get("data") or {}).get("batch_size")
+        if batch is not None:
+            batch *= (config.get("optim") or {}).get("grad_accum", 1)
         rows.append({"run": run.name, "steps": steps[-1] if steps else 0, "batch": batch,
                      "example_passes": (steps[-1] * batch) if steps and batch else None})
     axes[0].set_title("training loss (JDM: video + mask channels)")
@@ -451,7 +455,7 @@ def main(argv=None) -> int:
     control = per_model.get(args.control) if args.control else None
     summaries = {label: summarise(per_model[label], None if label == args.control else control) for label in labels}
 
-    payload = {"command": "python benchmarks/jdm.py " + " ".join(f"'{a}'" if " " in a else a for a in (argv or sys.argv[1:])),
+    payload = {"command": "python benchmarks/jdm.py " + shlex.join(argv or sys.argv[1:]),
                "n": args.n, "seed": args.seed, "control": args.control, "summaries": summaries, "cases": per_model}
     if reports:
         payload["standard_suite"] = standard_suite(reports, args.control)
