@@ -165,6 +165,32 @@ def test_training_inputs_follow_the_two_terms():
     assert torch.isfinite(terms["diffusion"]).all()
 
 
+def test_diagnostics_split_the_error_into_video_and_mask_channels():
+    """The training log's ``jdm/video`` and ``jdm/mask``: each channel group's own error, the mask's over the fine
+    terms only; the loss itself is unchanged."""
+    from types import SimpleNamespace
+
+    pipe = _with_jdm(_perturbed_base(), dropout=0.0, use_cmi=False)
+    method, c = pipe.conditioning, pipe.transformer.latent_channels
+    inputs = _inputs(method, _world_batch(pipe))
+    target = inputs.target
+    exact_mask = target.clone()
+    exact_mask[:, :c] += 1.0  # video off by 1 everywhere, mask exact
+    d = method.diagnostics(SimpleNamespace(sample=exact_mask), inputs)
+    assert d["jdm/mask"] == 0.0 and d["jdm/fine_share"] == 1.0
+    counted = inputs.loss_mask[:, :c].expand_as(target[:, :c])
+    assert counted.sum() > 0 and abs(d["jdm/video"] - 1.0) < 1e-6  # the mean over the counted elements
+    exact_video = target.clone()
+    exact_video[:, c:] += 2.0
+    d = method.diagnostics(SimpleNamespace(sample=exact_video), inputs)
+    assert d["jdm/video"] == 0.0 and abs(d["jdm/mask"] - 4.0) < 1e-5
+    # no fine term in the batch: the mask error is NaN (the log leaves it out)
+    none = _with_jdm(_perturbed_base(), w=0.0, use_cmi=False, dropout=0.0)
+    inputs0 = _inputs(none.conditioning, _world_batch(none))
+    d0 = none.conditioning.diagnostics(SimpleNamespace(sample=inputs0.target.clone()), inputs0)
+    assert np.isnan(d0["jdm/mask"]) and d0["jdm/video"] == 0.0 and d0["jdm/fine_share"] == 0.0
+
+
 def test_the_cmi_sets_the_share_of_fine_terms():
     pipe = _with_jdm(_perturbed_base(), dropout=0.0, alpha=1.0)
     method = pipe.conditioning
@@ -207,8 +233,11 @@ def test_the_recipe_trains_jdm_and_the_exported_model_returns_masks(tmp_path):
     cfg = load_config(None, [*SMALL, f"output_dir={tmp_path / 'run'}",
                              "conditioning.addons=[{method: jdm, use_cmi: false}]"])
     result = train(cfg, progress=False)
-    losses = [m["loss"] for m in read_metrics(tmp_path / "run") if "loss" in m]
+    records = [m for m in read_metrics(tmp_path / "run") if "loss" in m]
+    losses = [m["loss"] for m in records]
     assert len(losses) == 2 and None not in losses
+    # the log splits the error by channel group (w' = 1: every example a fine term)
+    assert all(m["jdm/fine_share"] == 1.0 and m["jdm/mask"] > 0 and m["jdm/video"] > 0 for m in records)
     weights = load_file(tmp_path / "run" / "checkpoints" / "step-00000002" / "model.safetensors")
     out_w = weights["transformer.proj_out.weight"]
     assert out_w[out_w.shape[0] // 2:].abs().sum() > 0  # the zero-initialised mask outputs learned

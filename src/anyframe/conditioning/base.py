@@ -543,6 +543,11 @@ class ConditioningMethod(ModelMixin, ConfigMixin):
         """This method's terms added to (or replacing) ``terms``."""
         return terms
 
+    def diagnostics(self, outputs, inputs: TrainingInputs) -> dict[str, float]:
+        """Numbers a training log shows beside the loss, outside it (no gradient): e.g. JDM's error on its mask
+        channels alone. Keys are logged as they are; a NaN (nothing to measure in this batch) is not logged."""
+        return {}
+
 
 class Denoiser(torch.nn.Module):
     """The trained module: a backbone and its conditioning method's layers, called as one

@@ -54,7 +54,7 @@ from anyframe.conditioning.base import (
 )
 from anyframe.conditioning.registry import register_method
 from anyframe.flow.guidance import Branch
-from anyframe.flow.path import add_noise, velocity_target
+from anyframe.flow.path import add_noise, flow_matching_loss, velocity_target
 from anyframe.models.text_encoder import TextCondition
 from anyframe.world.captions import partial_caption
 from anyframe.world.scene import Scene
@@ -159,6 +159,21 @@ class JointMasks(ConditioningMethod):
                 "mask_threshold": float(self.config.threshold)}
 
     # ---------------------------------------------------------------- training
+
+    def diagnostics(self, outputs, inputs: TrainingInputs) -> dict[str, float]:
+        """``jdm/video``: the flow-matching error of the video channels (every example); ``jdm/mask``: of the
+        mask channels, over the fine terms only (the examples whose mask error counts); ``jdm/fine_share``."""
+        fine = inputs.info.get("jdm_fine")
+        if fine is None:
+            return {}
+        with torch.no_grad():
+            pred_video, pred_mask = self._split(outputs.sample.detach().float())
+            target_video, target_mask = self._split(inputs.target.to(pred_video.device).float())
+            mask = None if inputs.loss_mask is None else self._split(inputs.loss_mask.to(pred_video.device))[0]
+            video = flow_matching_loss(pred_video, target_video, mask, reduction="none").mean()
+            sel = fine.to(pred_mask.device)
+            masks = ((pred_mask[sel] - target_mask[sel]) ** 2).mean() if sel.any() else torch.tensor(float("nan"))
+        return {"jdm/video": float(video), "jdm/mask": float(masks), "jdm/fine_share": float(fine.float().mean())}
 
     def fine_weights(self, batch: TrainingBatch) -> Tensor:
         """``w'`` per example ``[B]``: ``w·exp(−α·max(Ī, 0))`` with the clips' Ī, or ``w``."""

@@ -167,3 +167,9 @@ class MethodStack(ConditioningMethod):
         for member in self.members:
             terms = member.loss_terms(outputs, inputs, terms)
         return terms
+
+    def diagnostics(self, outputs, inputs: TrainingInputs) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for member in self.members:
+            out.update(member.diagnostics(outputs, inputs))
+        return out

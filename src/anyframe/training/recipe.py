@@ -411,6 +411,9 @@ def train_step(run: Run) -> dict[str, float]:
         logged["loss"] = logged.get("loss", 0.0) + float(loss.detach()) / accum
         for name, term in terms.items():
             logged[f"loss_{name}"] = logged.get(f"loss_{name}", 0.0) + float(term.detach().mean()) / accum
+        for name, value in method.diagnostics(outputs, inputs).items():
+            if math.isfinite(value):
+                logged[name] = logged.get(name, 0.0) + value / accum
         per_sample = terms["diffusion"].detach()
         for task in set(inputs.info.get("tasks", [])):
             sel = [i for i, t in enumerate(inputs.info["tasks"]) if t == task]
