@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every training run of the ReasonDiff experiment (issue 26; the plan and budgets: configs/world-s-reasondiff.yaml),
+# in two lanes of one-thread jobs, each run resumed from its newest checkpoint if it has one (a run already
+# finished only re-exports). Then benchmarks/reasondiff.py measures them (see docs/methods/reasondiff.md).
+#   OMP_NUM_THREADS=1 nohup scripts/reasondiff_experiment.sh > runs/logs/reasondiff-experiment.log 2>&1 &
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+export OMP_NUM_THREADS=1
+RD='method: reasondiff, width: 128, heads: 4'
+
+run() {  # run OUTPUT_DIR CONFIG [--set ...]: train, resuming where a checkpoint exists
+  local out=$1 config=$2; shift 2
+  local resume=()
+  compgen -G "$out/checkpoints/step-*" > /dev/null && resume=(--resume latest)
+  echo "$(date -u +%FT%TZ) start $out" >&2
+  anyframe train --config "$config" --set "output_dir=$out" "$@" "${resume[@]}" --quiet || { echo "FAILED: $out" >&2; return 1; }
+  echo "$(date -u +%FT%TZ) done $out" >&2
+}
+
+lane_a() {  # ReasonDiff (stage 1, 2), w/o aux loss (stage 2 with β = 0 from the same stage 1), w/o per-frame text
+  run runs/world-s-reasondiff configs/world-s-reasondiff.yaml || return 1
+  run runs/world-s-reasondiff-align configs/world-s-reasondiff-align.yaml || return 1
+  run runs/world-s-reasondiff-noaux configs/world-s-reasondiff-align.yaml \
+    --set "conditioning.addons=[{$RD, aux_weight: 0}]" || return 1
+  run runs/world-s-reasondiff-noframe configs/world-s-reasondiff.yaml \
+    --set "conditioning.addons=[{$RD, per_frame_text: false}]" || return 1
+  run runs/world-s-reasondiff-noframe-align configs/world-s-reasondiff-align.yaml \
+    --set model.pretrained=runs/world-s-reasondiff-noframe/pipeline \
+    --set "conditioning.addons=[{$RD, aux_weight: 0.2, per_frame_text: false}]"
+}
+
+lane_b() {  # the control (no method, same frames), w/o predicted latents (no AlignFormer: one stage)
+  run runs/world-s-reasondiff-control configs/world-s-reasondiff.yaml \
+    --set 'conditioning.addons=[]' --set train.steps=2000 || return 1
+  run runs/world-s-reasondiff-nolatents configs/world-s-reasondiff.yaml \
+    --set "conditioning.addons=[{$RD, predicted_latents: false}]" --set train.steps=2000
+}
+
+lane_a & a=$!
+lane_b & b=$!
+wait $a; ra=$?
+wait $b; rb=$?
+[ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 1
+echo "$(date -u +%FT%TZ) all runs done" >&2
