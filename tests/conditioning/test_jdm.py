@@ -191,6 +191,20 @@ def test_diagnostics_split_the_error_into_video_and_mask_channels():
     assert np.isnan(d0["jdm/mask"]) and d0["jdm/video"] == 0.0 and d0["jdm/fine_share"] == 0.0
 
 
+def test_without_the_fine_video_loss_a_fine_term_counts_only_the_mask_channels():
+    batch_pipe = _with_jdm(_perturbed_base(), dropout=0.0, use_cmi=False, fine_video_loss=False)
+    c = batch_pipe.transformer.latent_channels
+    inputs = _inputs(batch_pipe.conditioning, _world_batch(batch_pipe))
+    assert inputs.info["jdm_fine"].all()
+    assert (inputs.loss_mask[:, :c] == 0).all() and (inputs.loss_mask[:, c:] == 1).all()
+    # a diffusion term is unchanged: the video counts, the masks do not
+    half = _with_jdm(_perturbed_base(), w=0.0, use_cmi=False, dropout=0.0, fine_video_loss=False)
+    inputs0 = _inputs(half.conditioning, _world_batch(half))
+    assert (inputs0.loss_mask[:, :c] == 1).any() and (inputs0.loss_mask[:, c:] == 0).all()
+    reference = _with_jdm(_perturbed_base(), w=0.0, use_cmi=False, dropout=0.0)
+    assert torch.equal(inputs0.loss_mask, _inputs(reference.conditioning, _world_batch(reference)).loss_mask)
+
+
 def test_the_cmi_sets_the_share_of_fine_terms():
     pipe = _with_jdm(_perturbed_base(), dropout=0.0, alpha=1.0)
     method = pipe.conditioning

@@ -11,7 +11,8 @@ Training, per example (one term per example, so compute = examples × 1 pass, li
   drawn (uniformly among the non-empty subsets), the mask clip is the union of their masks and the caption is
   their regional captions joined — on world clips in the caption form of those objects only
   (:func:`anyframe.world.captions.partial_caption`: the setting, their clauses, the events among them), elsewhere
-  the regional captions as sentences. The loss counts the video and the mask channels;
+  the regional captions as sentences. The loss counts the video and the mask channels (with
+  ``fine_video_loss=False``, a variant outside the paper, the mask channels only);
 - otherwise the *diffusion* term ``L_diff``: the full caption and the video channels only. The mask channels
   still carry the union of all the objects, noised like the video (so the backbone's input looks as at
   inference, where the two are denoised together from one σ), but their error is not counted.
@@ -102,6 +103,9 @@ class JointMasks(ConditioningMethod):
         alpha: the CMI sensitivity α ≥ 0 of ``w' = w·exp(−α·Ī)`` (paper: 1).
         use_cmi: weight by the clips' CMI (``meta["cmi"]``, needed); False: ``w' = w`` for every clip.
         threshold: a decoded mask pixel counts as inside at this value of [0, 1].
+        fine_video_loss: a fine term counts the video channels' error too (the paper's ``L_fine``). False (a
+            variant outside the paper): a fine term counts only the mask channels' — the video learns only from full
+            captions, so it never pairs a subset's caption with the whole clip; the masks still train the backbone.
         text_dropout, image_dropout: training dropout rates when JDM is the model's only (or first) method.
     """
 
@@ -112,7 +116,8 @@ class JointMasks(ConditioningMethod):
 
     @register_to_config
     def __init__(self, mask_channels: int = 4, w: float = 1.0, alpha: float = 1.0, use_cmi: bool = True,
-                 threshold: float = 0.5, text_dropout: float = 0.10, image_dropout: float = 0.0):
+                 threshold: float = 0.5, fine_video_loss: bool = True, text_dropout: float = 0.10,
+                 image_dropout: float = 0.0):
         super().__init__()
         check_dropout_rates(text_dropout, image_dropout)
         if mask_channels < 1:
@@ -234,6 +239,8 @@ class JointMasks(ConditioningMethod):
         video_mask = torch.ones_like(video_target) if inputs.loss_mask is None else \
             inputs.loss_mask.to(video_target).expand_as(video_target)
         mask_weight = fine.to(m0.dtype)[:, None, None, None, None].expand_as(m0)
+        if not self.config.fine_video_loss:  # a fine term: the mask channels' error alone
+            video_mask = video_mask * (~fine).to(video_mask.dtype)[:, None, None, None, None]
         return replace(
             inputs,
             model_inputs=model_inputs,
