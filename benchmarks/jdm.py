@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.harness import Conditioning, TruthModel, load_model
 from anyframe.evaluation.targets import (
     TARGETS,
@@ -321,16 +322,12 @@ def example_strips(examples: list, path: Path) -> None:
 
 
 def _cache_file(folder: Path, path: str, n: int, seed: int) -> Path:
-    """One file per (model weights, cases): the key hashes the folder's path and its weight files' sizes and
-    modification times, so a re-exported model is measured again."""
-    import hashlib
+    """One file per (model weights, cases): a re-exported model is measured again (:func:`weights_key`)."""
+    if path == "truth":
+        import hashlib
 
-    parts = [str(Path(path).resolve()) if path != "truth" else "truth", str(n), str(seed)]
-    if path != "truth":
-        for f in sorted(Path(path).rglob("*.safetensors")):
-            st = f.stat()
-            parts.append(f"{f.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}")
-    return folder / (hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + ".json")
+        return folder / (hashlib.sha256(f"truth|{n}|{seed}".encode()).hexdigest()[:16] + ".json")
+    return folder / (weights_key(path, n, seed) + ".json")
 
 
 def _write_cache(file: Path, per_case: dict, examples: list) -> None:

@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from rich.progress import track
 
 from anyframe.errors import AnyframeInputError
+from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.targets import difference_interval, format_difference, mean_interval
 from anyframe.world.render import render
 from anyframe.world.sampling import scene_for_seed
@@ -100,16 +103,22 @@ class System:
             raise SystemExit(f"error: --system {spec}: want LABEL=MODEL@frame0|narrator|placed|true")
         if not Path(path, "model_index.json").is_file():
             raise SystemExit(f"error: --system {spec}: {path} is not a pipeline folder")
+        self.label, self.path, self.mode, self.steps = label, path, mode, steps
+        self.pipe = self.narrator = None
+
+    def load(self) -> None:  # only when measured (a cached system is not loaded at all)
         from anyframe.pipelines import load_pipeline
 
-        self.label, self.path, self.mode, self.steps = label, path, mode, steps
-        self.pipe = load_pipeline(path, "float32")
+        self.pipe = load_pipeline(self.path, "float32")
         self.pipe.set_progress_bar_config(disable=True)
-        self.narrator = None
-        if mode in ("narrator", "placed"):
+        if self.mode in ("narrator", "placed"):
             from anyframe.narrators import narrator_for
 
             self.narrator = narrator_for("world")
+
+    def cache_file(self, folder: Path, n: int, seed: int) -> Path:
+        """One file per (weights, mode, steps, cases): :func:`weights_key`."""
+        return folder / (weights_key(self.path, self.mode, self.steps, n, seed) + ".json")
 
     def generate(self, case: dict, seed: int) -> tuple[np.ndarray, int | None]:
         from anyframe.io import to_uint8
@@ -127,9 +136,19 @@ class System:
         return to_uint8(out.frames[0]), placed
 
 
+def example_ids(cases: list[dict]) -> list[str]:
+    """The cases shown in the examples figure: the first middle and end case of each split."""
+    return [next(c["id"] for c in cases if c["split"] == split and c["position"] == position)
+            for split in SPLITS for position in ("middle", "end")]
+
+
 def measure(system: System, cases: list[dict], examples: list) -> dict[str, dict]:
+    """Per-case scores; ``examples`` gets ``(label, case, frames)`` for the :func:`example_ids` cases."""
+    shown = set(example_ids(cases))
     rows = {}
-    for i, case in enumerate(cases):
+    system.load()
+    for i, case in enumerate(track(cases, description=f"{system.label}", transient=True,
+                                   disable=not sys.stderr.isatty())):
         frames, placed = system.generate(case, seed=1000 + i)
         truth, reading = truth_of(case["scene"]), read_clip(frames)
         at = landed(frames, case["image"])
@@ -142,9 +161,31 @@ def measure(system: System, cases: list[dict], examples: list) -> dict[str, dict
             "identity": identity_persistence(truth, reading, match_objects(truth, reading)),
             "prompt_presence": presence, "prompt_direction": direction,
         }
-        if len(examples) < 6 and case["position"] != "start" and case["split"] == "train" and i % 7 == 0:
+        if case["id"] in shown:
             examples.append((system.label, case, frames))
     return rows
+
+
+def write_cache(file: Path, rows: dict, examples: list) -> None:
+    """``rows`` and this system's ``examples`` (their case ids and frames), each file replaced atomically."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    if examples:
+        tmp = file.with_name(f".{file.stem}.tmp.npz")
+        np.savez_compressed(tmp, **{f"frames_{i}": frames for i, (_, _, frames) in enumerate(examples)})
+        tmp.replace(file.with_suffix(".npz"))
+    tmp = file.with_name(f".{file.name}.tmp")
+    tmp.write_text(json.dumps({"cases": rows, "examples": [case["id"] for _, case, _ in examples]}))
+    tmp.replace(file)
+
+
+def read_cache(file: Path, label: str, cases: list[dict]) -> tuple[dict, list]:
+    data = json.loads(file.read_text())
+    by_id = {c["id"]: c for c in cases}
+    examples = []
+    if data["examples"]:
+        with np.load(file.with_suffix(".npz")) as arrays:
+            examples = [(label, by_id[cid], arrays[f"frames_{i}"]) for i, cid in enumerate(data["examples"])]
+    return data["cases"], examples
 
 
 def summarise(rows: dict, control: dict | None) -> dict:
@@ -183,18 +224,33 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=8_800_000)
     ap.add_argument("--name", default="reasondiff")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--cache", type=Path, help="a folder of per-system results: a system measured before (same "
+                    "weights, mode, --steps, --n, --seed) is read back, not generated again — so systems can be "
+                    "measured as their runs finish, and a last call assembles the table")
     args = ap.parse_args(argv)
     systems = [System(spec, args.steps) for spec in args.system]
     reference = args.reference or systems[0].label
     cases = unpaired_cases(args.n, args.seed)
     per_system, examples = {}, []
+    if len({s.label for s in systems}) != len(systems):
+        raise SystemExit("error: two systems share a label")
     for system in systems:
         start = time.perf_counter()
-        per_system[system.label] = measure(system, cases, examples)
+        cached = system.cache_file(args.cache, args.n, args.seed) if args.cache else None
+        if cached is not None and cached.is_file():
+            per_system[system.label], mine = read_cache(cached, system.label, cases)
+            examples.extend(mine)
+            print(f"{system.label:28s} {len(cases)} cases (cached: {cached})", flush=True)
+            continue
+        mine = []
+        per_system[system.label] = measure(system, cases, mine)
+        examples.extend(mine)
+        if cached is not None:
+            write_cache(cached, per_system[system.label], mine)
         print(f"{system.label:28s} {len(cases)} cases ({time.perf_counter() - start:.0f} s)", flush=True)
     summaries = {label: summarise(rows, None if label == reference else per_system[reference])
                  for label, rows in per_system.items()}
-    command = "python benchmarks/reasondiff.py " + " ".join(f"'{a}'" if " " in a else a for a in (argv or sys.argv[1:]))
+    command = "python benchmarks/reasondiff.py " + shlex.join(argv or sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"command": command, "n": args.n, "seed": args.seed, "reference": reference,
                "summaries": summaries, "cases": per_system}
@@ -206,6 +262,8 @@ def main(argv=None) -> int:
 
         from anyframe.io import filmstrip
 
+        order = {cid: i for i, cid in enumerate(example_ids(cases))}  # by case, then system
+        examples.sort(key=lambda e: order[e[1]["id"]])
         strips = [filmstrip(frames, marked=(case["frame"],)) for _, case, frames in examples]
         width = max(s.shape[1] for s in strips)
         canvas = np.zeros((sum(s.shape[0] + 4 for s in strips), width, 3), np.uint8)
@@ -242,7 +300,10 @@ def main(argv=None) -> int:
                                  if "vs_reference" in e else "—")
                 lines.append(f"| {label} | {split} | {position} | " + " | ".join(cells) + " |")
     if examples:
-        lines += ["", "## Examples (the true frame of the image outlined)", "", f"![examples]({args.name}_examples.png)"]
+        lines += ["", "## Examples", "", "Four cases (" + "; ".join(
+            f"{c['id']}: “{c['text']}”, the image is frame {c['frame']}" for c in cases if c["id"] in order)
+            + "), each generated by every system in the order of the tables above; the image's true frame is "
+            "outlined.", "", f"![examples]({args.name}_examples.png)"]
     tmp = args.out / f".{args.name}.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(args.out / f"{args.name}.md")

@@ -9,7 +9,7 @@ from anyframe.training.recipe import train
 ROOT = Path(__file__).parents[1]
 
 
-def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_script, tmp_path):
+def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_script, tmp_path, monkeypatch):
     bench = load_script("benchmarks/reasondiff.py")
     run = tmp_path / "run"
     cfg = load_config(ROOT / "configs" / "toy.yaml", [
@@ -19,8 +19,9 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
     out = tmp_path / "results"
     modes = ("frame0", "placed", "narrator", "true")
     args = [a for m in modes for a in ("--system", f"{m}={pipeline}@{m}")] + ["--n", "1", "--steps", "2", "--out", str(out),
-                                                                      "--name", "r"]
+                                                                      "--name", "r", "--cache", str(tmp_path / "c")]
     assert bench.main(args) == 0
+    assert len(list((tmp_path / "c").glob("*.json"))) == len(modes)  # one per system: weights, mode, steps, cases
     payload = json.loads((out / "r.json").read_text())
     cases = payload["cases"]
     assert set(cases) == set(modes) and all(len(rows) == 6 for rows in cases.values())  # 3 positions × 2 splits
@@ -32,3 +33,12 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
     assert "vs_reference" in payload["summaries"]["placed"]["position_exact@all@all"]
     report = (out / "r.md").read_text()
     assert "| placed | all | all |" in report and "Paired differences from frame0" in report
+
+    # a second call reads every system back from the cache (nothing is loaded) and writes the same scores
+    monkeypatch.setattr(bench.System, "load", None)  # would fail if a system were measured again
+    assert bench.main([*args[:-4], "--name", "again", "--cache", str(tmp_path / "c")]) == 0
+    assert json.loads((out / "again.json").read_text())["cases"] == cases
+    assert (out / "again_examples.png").read_bytes() == (out / "r_examples.png").read_bytes()
+    # a different --steps is a different measurement
+    assert bench.System("x=" + str(pipeline) + "@frame0", 3).cache_file(tmp_path / "c", 1, 1) != \
+        bench.System("x=" + str(pipeline) + "@frame0", 2).cache_file(tmp_path / "c", 1, 1)
