@@ -24,6 +24,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.embeddings import (
     PixArtAlphaTextProjection,
     TimestepEmbedding,
@@ -276,7 +277,7 @@ class STIVBlock(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-class STIVTransformer(ModelMixin, ConfigMixin):
+class STIVTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """STIV diffusion transformer over video latents ``[B, C, T, H, W]``.
 
     Args (config):
@@ -308,6 +309,9 @@ class STIVTransformer(ModelMixin, ConfigMixin):
     _supports_gradient_checkpointing = True
     _no_split_modules: ClassVar[list[str]] = ["STIVBlock"]
     text_padding = "masked"  # padding tokens are masked out of cross-attention (so pipelines may trim them)
+    # LoRA's default targets (peft, by name suffix): q/k/v/o of every attention (self, cross, the text refiner's,
+    # context groups') and both feed-forward layers
+    lora_target_modules = ("to_q", "to_k", "to_v", "to_out", "fc1", "fc2")
 
     @register_to_config
     def __init__(

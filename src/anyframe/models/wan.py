@@ -129,6 +129,9 @@ class WanBackbone(WanTransformer3DModel):
     default_video_size = (81, 480, 832)  # frames, height, width: Wan2.1's 480p default (diffusers' too)
     # diffusers' WanPipeline: 50 steps, text CFG 5.0 (the image, if any, in both branches), no renormalisation
     sampling_defaults: ClassVar[dict] = dict(num_inference_steps=50, guidance_scale=5.0, guidance_mode="cfg", renorm=None)
+    # LoRA's default targets (peft, by name suffix): q/k/v/o of the self- and cross-attention (I2V: also the
+    # image key/value projections) and the feed-forward
+    lora_target_modules = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "ffn.net.0.proj", "ffn.net.2")
     channel_layers = ("patch_embedding", "proj_out")  # what :func:`~anyframe.models.backbone.inflate_channels` widens
 
     @property

@@ -284,7 +284,7 @@ class AnyFramePipeline(DiffusionPipeline):
         path = Path(path)
         if not hasattr(self.transformer, "load_lora_adapter"):
             raise AnyframeInputError(f"--lora: this model's backbone ({type(self.transformer).__name__}) does not take "
-                                     "LoRA adapters; LoRA fine-tunes apply to Wan2.1 models")
+                                     "LoRA adapters")
         if not path.is_dir():
             raise AnyframeInputError(f"--lora {path}: not a folder (a LoRA fine-tune is a folder, e.g. runs/<name>/lora)")
         weights = path / "pytorch_lora_weights.safetensors"

@@ -127,7 +127,8 @@ def add_lora(transformer: torch.nn.Module, lora) -> None:
     """Freeze ``transformer`` and give it peft LoRA adapters (``lora``: a :class:`LoraConfig`)."""
     transformer.requires_grad_(False)
     config = PeftLoraConfig(r=lora.rank, lora_alpha=lora.alpha or lora.rank, lora_dropout=lora.dropout,
-                            target_modules=list(lora.target_modules), init_lora_weights=True)
+                            target_modules=list(lora.target_modules or transformer.lora_target_modules),
+                            init_lora_weights=True)
     try:
         transformer.add_adapter(config)
     except ValueError as exc:  # peft: no module matches the targets

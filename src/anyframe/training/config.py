@@ -78,21 +78,19 @@ def _backbone_class(preset: str) -> type:
     return STIVTransformer
 
 
-# q/k/v/o of self- and cross-attention (with I2V's image key/value projections) and the feed-forward
-WAN_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "ffn.net.0.proj", "ffn.net.2")
-
 
 class LoraConfig(_Strict):
     """LoRA fine-tuning (peft): the backbone is frozen and low-rank adapters on ``target_modules`` train
-    (with the conditioning method's own layers, if any). Default targets: q/k/v/o of the self- and
-    cross-attention of every Wan block (I2V: also the image key/value projections) and its feed-forward. Checkpoints then hold only the trained
-    weights; the export is the adapter (``<output>/lora``, diffusers' LoRA format)."""
+    (with the conditioning method's own layers, if any). Default targets (``target_modules: null``): the
+    backbone's own ``lora_target_modules`` — every attention's q/k/v/o and the feed-forward, on Wan and on the
+    STIV backbone. Checkpoints then hold only the trained weights; the export is the adapter
+    (``<output>/lora``, diffusers' LoRA format), loaded with ``--lora``."""
 
     enabled: bool = False
     rank: int = Field(16, ge=1)
     alpha: float | None = Field(None, gt=0)  # default: the rank (scale 1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: list(WAN_LORA_TARGETS))
+    target_modules: list[str] | None = None
 
 
 class InitConfig(_Strict):
