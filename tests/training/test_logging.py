@@ -23,3 +23,14 @@ def test_a_fresh_run_in_the_same_folder_starts_a_new_curve_and_other_ranks_touch
     assert len(read_metrics(tmp_path)) == 4  # not the main process: the file is not its to change
     MetricsLogger(tmp_path, start=0, progress=False).close()
     assert read_metrics(tmp_path) == []
+
+
+def test_logged_terms_are_the_mean_over_the_ranks_that_have_them():
+    from anyframe.training.recipe import merge_ranks
+
+    ranks = [{"loss": 1.0, "loss/ti2v": 0.5, "jdm/mask": float("nan")},
+             {"loss": 3.0, "loss/t2v": 0.25, "jdm/mask": 2.0}]
+    # a task only one rank's batch held keeps that rank's value; a diagnostic undefined on a rank is left out
+    assert merge_ranks(ranks) == {"loss": 2.0, "loss/ti2v": 0.5, "loss/t2v": 0.25, "jdm/mask": 2.0}
+    assert merge_ranks([{"loss": 0.1234567}]) == {"loss": 0.1234567}  # one process: the values as they are
+    assert merge_ranks([{"x": float("inf")}, {}]) == {}

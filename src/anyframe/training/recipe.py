@@ -426,11 +426,21 @@ def train_step(run: Run) -> dict[str, float]:
     return logged
 
 
+def merge_ranks(per_rank: list[dict[str, float]]) -> dict[str, float]:
+    """Every term's mean over the ranks that logged a finite value of it: a rank's batch may hold no example of
+    a task (``loss/<task>``) or leave a method's diagnostic undefined, so the ranks' key sets can differ."""
+    merged = {}
+    for key in sorted(set().union(*per_rank)):
+        values = [terms[key] for terms in per_rank if key in terms and math.isfinite(terms[key])]
+        if values:
+            merged[key] = sum(values) / len(values)
+    return merged
+
+
 def log_step(run: Run, terms: dict[str, float]) -> None:
-    """One metrics record; the loss terms are the mean over ranks (each rank sees its own shard)."""
-    names = sorted(k for k in terms if k == "loss" or k.startswith("loss_"))
-    shared = torch.tensor([terms[k] for k in names], device=run.accelerator.device)
-    terms = {**terms, **dict(zip(names, run.accelerator.reduce(shared, reduction="mean").tolist()))}
+    """One metrics record; every term (losses, per-task losses, the method's diagnostics) is the mean over
+    ranks (each rank sees its own shard): :func:`merge_ranks` of every rank's terms."""
+    terms = merge_ranks(gather_object([terms]))
     elapsed = time.perf_counter() - run.window_start
     every = run.cfg.train.log_every
     steps_in_window = every if run.step % every == 0 else run.step % every
