@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Every training run of the FlashI2V convergence experiment (issue 27; the protocol, fixed before any run:
+# configs/world-s-i2v-converge.yaml), in two lanes of one-thread jobs, each resumed from its newest checkpoint:
+#   OMP_NUM_THREADS=1 nohup scripts/i2v_experiment.sh > runs/logs/i2v-experiment.log 2>&1 &
+# 1. The probe: FlashI2V with φ at the base LR and at 10× (1,000 steps each; the first builds the shared latent
+#    cache, the second starts once it exists). benchmarks/i2v_curves.py measures both every 250 steps; the one
+#    with the higher first-frame PSNR (train split) at step 1,000 is the FlashI2V of the ablation (the rule of the
+#    recipe), written to runs/i2v/probe-choice.
+# 2. The ablation's runs at the recipe's 4,000 steps: the chosen FlashI2V continues (a constant LR: the same
+#    run), channel concat and frame replacement from the same shipped model.
+# Then: benchmarks/i2v_curves.py (curves) and benchmarks/flashi2v_ablation.py (table); docs/methods/flashi2v.md.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+export OMP_NUM_THREADS=1
+# shellcheck source=lib/resumable_run.sh
+. scripts/lib/resumable_run.sh
+CFG=configs/world-s-i2v-converge.yaml
+COMMON=(--set train.keep_every=250)
+PHI10=(--set 'optim.lr_scale={conditioning.shift: 10}')
+
+probe_b() {
+  until [ -f runs/i2v-cache/index.json ]; do sleep 60; done
+  run runs/i2v/flashi2v-phi10 $CFG "${COMMON[@]}" "${PHI10[@]}" --set train.steps=1000
+}
+
+if ! [ -f runs/i2v/probe-choice ]; then
+  run runs/i2v/flashi2v $CFG "${COMMON[@]}" --set train.steps=1000 & a=$!
+  probe_b & b=$!
+  wait $a; ra=$?
+  wait $b; rb=$?
+  [ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 1
+  python benchmarks/i2v_curves.py --run 'FlashI2V=runs/i2v/flashi2v' --run 'FlashI2V, φ LR ×10=runs/i2v/flashi2v-phi10' \
+    --every 250 --n 16 --out runs/i2v --name probe || exit 1
+  python - <<'PY' || exit 1
+import json
+from pathlib import Path
+curves = json.loads(Path("runs/i2v/probe.json").read_text())["curves"]
+psnr = {label: next(p["train"]["first_frame_psnr"] for p in points if p["step"] == 1000) for label, points in curves.items()}
+choice = "runs/i2v/flashi2v-phi10" if psnr["FlashI2V, φ LR ×10"] > psnr["FlashI2V"] else "runs/i2v/flashi2v"
+Path("runs/i2v/probe-choice").write_text(choice + "\n")
+print(f"probe: first-frame PSNR at step 1,000 {psnr}; continuing {choice}")
+PY
+fi
+choice=$(cat runs/i2v/probe-choice)
+extra=()
+[ "$choice" = runs/i2v/flashi2v-phi10 ] && extra=("${PHI10[@]}")
+
+lane_a() {
+  run "$choice" $CFG "${COMMON[@]}" "${extra[@]}" --set train.steps=4000 || return 1
+  run runs/i2v/frame-replacement $CFG "${COMMON[@]}" --set conditioning.method=frame_replacement \
+    --set 'conditioning.task_weights={ti2v: 1}'
+}
+lane_b() {
+  run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat
+}
+lane_a & a=$!
+lane_b & b=$!
+wait $a; ra=$?
+wait $b; rb=$?
+[ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 1
+echo "$(date -u +%FT%TZ) all runs done" >&2
