@@ -18,17 +18,16 @@ CFG=configs/world-s-i2v-converge.yaml
 COMMON=(--set train.keep_every=250)
 PHI10=(--set 'optim.lr_scale={conditioning.shift: 10}')
 
+probe_a() {
+  run runs/i2v/flashi2v $CFG "${COMMON[@]}" --set train.steps=1000
+}
 probe_b() {
   until [ -f runs/i2v-cache/index.json ]; do sleep 60; done
   run runs/i2v/flashi2v-phi10 $CFG "${COMMON[@]}" "${PHI10[@]}" --set train.steps=1000
 }
 
 if ! [ -f runs/i2v/probe-choice ]; then
-  run runs/i2v/flashi2v $CFG "${COMMON[@]}" --set train.steps=1000 & a=$!
-  probe_b & b=$!
-  wait $a; ra=$?
-  wait $b; rb=$?
-  [ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 1
+  two_lanes probe_a probe_b || exit 1
   python benchmarks/i2v_curves.py --run 'FlashI2V=runs/i2v/flashi2v' --run 'FlashI2V, φ LR ×10=runs/i2v/flashi2v-phi10' \
     --every 250 --n 16 --out runs/i2v --name probe || exit 1
   python - <<'PY' || exit 1
@@ -53,9 +52,5 @@ lane_a() {
 lane_b() {
   run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat
 }
-lane_a & a=$!
-lane_b & b=$!
-wait $a; ra=$?
-wait $b; rb=$?
-[ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 1
+two_lanes lane_a lane_b || exit 1
 echo "$(date -u +%FT%TZ) all runs done" >&2

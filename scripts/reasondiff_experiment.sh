@@ -7,15 +7,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 export OMP_NUM_THREADS=1
 RD='method: reasondiff, width: 128, heads: 4'
-
-run() {  # run OUTPUT_DIR CONFIG [--set ...]: train, resuming where a checkpoint exists
-  local out=$1 config=$2; shift 2
-  local resume=()
-  compgen -G "$out/checkpoints/step-*" > /dev/null && resume=(--resume latest)
-  echo "$(date -u +%FT%TZ) start $out" >&2
-  anyframe train --config "$config" --set "output_dir=$out" "$@" "${resume[@]}" --quiet || { echo "FAILED: $out" >&2; return 1; }
-  echo "$(date -u +%FT%TZ) done $out" >&2
-}
+# shellcheck source=lib/resumable_run.sh
+. scripts/lib/resumable_run.sh
 
 lane_a() {  # ReasonDiff (stage 1, 2), w/o aux loss (stage 2 with β = 0 from the same stage 1), w/o per-frame text
   run runs/world-s-reasondiff configs/world-s-reasondiff.yaml || return 1
@@ -36,9 +29,5 @@ lane_b() {  # the control (no method, same frames), w/o predicted latents (no Al
     --set "conditioning.addons=[{$RD, predicted_latents: false}]" --set train.steps=2000
 }
 
-lane_a & a=$!
-lane_b & b=$!
-wait $a; ra=$?
-wait $b; rb=$?
-[ $ra -eq 0 ] && [ $rb -eq 0 ] || exit 1
+two_lanes lane_a lane_b || exit 1
 echo "$(date -u +%FT%TZ) all runs done" >&2

@@ -10,3 +10,12 @@ run() {
   anyframe train --config "$config" --set "output_dir=$out" "$@" "${resume[@]}" --quiet || { echo "FAILED: $out" >&2; return 1; }
   echo "$(date -u +%FT%TZ) done $out" >&2
 }
+
+two_lanes() {  # two_lanes FN_A FN_B: run two shell functions side by side; fails if either does
+  "$1" & local a=$!
+  "$2" & local b=$!
+  local ra rb
+  wait "$a"; ra=$?
+  wait "$b"; rb=$?
+  [ "$ra" -eq 0 ] && [ "$rb" -eq 0 ]
+}
