@@ -17,9 +17,11 @@ Measures, per clip, by the oracle (95 % bootstrap intervals over cases):
 
 - *position accuracy*: the frame of the generated clip closest to the image (highest PSNR) is the image's true
   frame (exact; and within ±1 frame);
-- *action before / after*: ``motion_direction``'s windows (constant-velocity stretches of every object, judged by
-  direction and distance) that end at or before the true anchor frame / start at or after it: the share that pass
-  (start cases have no *before*, end cases no *after*);
+- *action before / after*: ``motion_direction``'s windows (constant-velocity stretches, judged by direction and
+  distance) of the object the text is about — its action — that end at or before the true anchor frame / start at
+  or after it: the share that pass (start cases have no *before*, end cases no *after*). The other objects'
+  motions are given by neither the text nor the image; the JSON also holds every object's windows
+  (``action_before_all`` / ``action_after_all``);
 - *identity*: ``identity_persistence`` against the scene;
 - *prompt score*: the text's own scores (:func:`anyframe.world.prompt_scoring.score_prompt`: presence and motion
   direction of what the text names) — the analog of the paper's CLIP-text.
@@ -52,6 +54,8 @@ from anyframe.world.unpaired import POSITIONS, make_unpaired
 
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("train", "ood_color_shape")
+SUMMARY_KEYS = ("position_exact", "position_near", "action_before", "action_after", "action_before_all",
+                "action_after_all", "identity", "prompt_presence", "prompt_direction")
 KEYS = ("position_exact", "position_near", "action_before", "action_after", "identity", "prompt_presence",
         "prompt_direction")
 
@@ -69,6 +73,7 @@ def unpaired_cases(n: int, seed: int) -> list[dict]:
                 case = make_unpaired(scene, np.random.default_rng(s), position)
                 cases.append({"id": f"{split}-{position}-{s - 1}", "split": split, "position": position,
                               "scene": case.scene, "text": case.text, "frame": case.image_frame,
+                              "object": [o.id for o in case.scene.objects].index(case.object_id),
                               "image": render(case.scene).frames[case.image_frame]})
     return cases
 
@@ -77,9 +82,12 @@ def landed(frames: np.ndarray, image: np.ndarray) -> int:
     return int(np.argmax([psnr(f, image) for f in frames]))
 
 
-def action(truth, reading, anchor: int) -> tuple[float | None, float | None]:
-    windows = [w for w in motion_windows(truth, reading, match_objects(truth, reading)) if w.counted]
-    span = max(2, truth.traj.num_frames // 4)
+def action(truth, reading, anchor: int, obj: int | None = None) -> tuple[float | None, float | None]:
+    """The share of ``motion_windows`` that pass among those that end at or before ``anchor`` / start at or
+    after it: of the object ``obj`` (the text's), or of every object (None)."""
+    windows = [w for w in motion_windows(truth, reading, match_objects(truth, reading))
+               if w.counted and (obj is None or w.i == obj)]
+    span = max(2, truth.traj.num_frames // 4)  # motion_windows' window length
     before = [float(w.passed) for w in windows if w.t + span <= anchor]
     after = [float(w.passed) for w in windows if w.t >= anchor]
     return (float(np.mean(before)) if before else None), (float(np.mean(after)) if after else None)
@@ -142,55 +150,62 @@ def example_ids(cases: list[dict]) -> list[str]:
             for split in SPLITS for position in ("middle", "end")]
 
 
-def measure(system: System, cases: list[dict], examples: list) -> dict[str, dict]:
-    """Per-case scores; ``examples`` gets ``(label, case, frames)`` for the :func:`example_ids` cases."""
-    shown = set(example_ids(cases))
-    rows = {}
+def score(frames: np.ndarray, placed: int | None, case: dict) -> dict:
+    """One generated clip's scores (the module doc)."""
+    truth, reading = truth_of(case["scene"]), read_clip(frames)
+    at = landed(frames, case["image"])
+    before, after = action(truth, reading, case["frame"], case["object"])
+    before_all, after_all = action(truth, reading, case["frame"])
+    presence, direction = prompt_scores(frames, case["text"])
+    return {
+        "split": case["split"], "position": case["position"], "placed": placed, "landed": at,
+        "position_exact": float(at == case["frame"]), "position_near": float(abs(at - case["frame"]) <= 1),
+        "action_before": before, "action_after": after, "action_before_all": before_all, "action_after_all": after_all,
+        "identity": identity_persistence(truth, reading, match_objects(truth, reading)),
+        "prompt_presence": presence, "prompt_direction": direction,
+    }
+
+
+def generate(system: System, cases: list[dict]) -> tuple[np.ndarray, list[int | None]]:
+    """Every case's clip (uint8 ``[N, T, H, W, 3]``, in case order) and where the system placed the image."""
     system.load()
+    clips, placed = [], []
     for i, case in enumerate(track(cases, description=f"{system.label}", transient=True,
                                    disable=not sys.stderr.isatty())):
-        frames, placed = system.generate(case, seed=1000 + i)
-        truth, reading = truth_of(case["scene"]), read_clip(frames)
-        at = landed(frames, case["image"])
-        before, after = action(truth, reading, case["frame"])
-        presence, direction = prompt_scores(frames, case["text"])
-        rows[case["id"]] = {
-            "split": case["split"], "position": case["position"], "placed": placed, "landed": at,
-            "position_exact": float(at == case["frame"]), "position_near": float(abs(at - case["frame"]) <= 1),
-            "action_before": before, "action_after": after,
-            "identity": identity_persistence(truth, reading, match_objects(truth, reading)),
-            "prompt_presence": presence, "prompt_direction": direction,
-        }
-        if case["id"] in shown:
-            examples.append((system.label, case, frames))
-    return rows
+        frames, at = system.generate(case, seed=1000 + i)
+        clips.append(frames)
+        placed.append(at)
+    return np.stack(clips), placed
 
 
-def write_cache(file: Path, rows: dict, examples: list) -> None:
-    """``rows`` and this system's ``examples`` (their case ids and frames), each file replaced atomically."""
+def write_cache(file: Path, cases: list[dict], clips: np.ndarray, placed: list[int | None]) -> None:
+    """The clips (``.npz``) and the case ids and placements (``.json``), each file replaced atomically: the
+    scores are computed from the clips on every call, so a changed measure needs no new generation."""
     file.parent.mkdir(parents=True, exist_ok=True)
-    if examples:
-        tmp = file.with_name(f".{file.stem}.tmp.npz")
-        np.savez_compressed(tmp, **{f"frames_{i}": frames for i, (_, _, frames) in enumerate(examples)})
-        tmp.replace(file.with_suffix(".npz"))
+    tmp = file.with_name(f".{file.stem}.tmp.npz")
+    np.savez_compressed(tmp, clips=clips)
+    tmp.replace(file.with_suffix(".npz"))
     tmp = file.with_name(f".{file.name}.tmp")
-    tmp.write_text(json.dumps({"cases": rows, "examples": [case["id"] for _, case, _ in examples]}))
+    tmp.write_text(json.dumps({"cases": [c["id"] for c in cases], "placed": placed}))
     tmp.replace(file)
 
 
-def read_cache(file: Path, label: str, cases: list[dict]) -> tuple[dict, list]:
-    data = json.loads(file.read_text())
-    by_id = {c["id"]: c for c in cases}
-    examples = []
-    if data["examples"]:
+def read_cache(file: Path, cases: list[dict]) -> tuple[np.ndarray, list[int | None]] | None:
+    """What :func:`write_cache` wrote, if it is for these cases (else None)."""
+    try:
+        data = json.loads(file.read_text())
         with np.load(file.with_suffix(".npz")) as arrays:
-            examples = [(label, by_id[cid], arrays[f"frames_{i}"]) for i, cid in enumerate(data["examples"])]
-    return data["cases"], examples
+            clips = arrays["clips"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if data.get("cases") != [c["id"] for c in cases] or len(clips) != len(cases):
+        return None
+    return clips, data["placed"]
 
 
 def summarise(rows: dict, control: dict | None) -> dict:
     out = {}
-    for key in KEYS:
+    for key in SUMMARY_KEYS:
         for split in (None, *SPLITS):
             for position in (None, *POSITIONS):
                 sel = {k: r[key] for k, r in rows.items() if r[key] is not None
@@ -234,20 +249,22 @@ def main(argv=None) -> int:
     per_system, examples = {}, []
     if len({s.label for s in systems}) != len(systems):
         raise SystemExit("error: two systems share a label")
+    shown = set(example_ids(cases))
     for system in systems:
         start = time.perf_counter()
         cached = system.cache_file(args.cache, args.n, args.seed) if args.cache else None
-        if cached is not None and cached.is_file():
-            per_system[system.label], mine = read_cache(cached, system.label, cases)
-            examples.extend(mine)
-            print(f"{system.label:28s} {len(cases)} cases (cached: {cached})", flush=True)
-            continue
-        mine = []
-        per_system[system.label] = measure(system, cases, mine)
-        examples.extend(mine)
-        if cached is not None:
-            write_cache(cached, per_system[system.label], mine)
-        print(f"{system.label:28s} {len(cases)} cases ({time.perf_counter() - start:.0f} s)", flush=True)
+        got = read_cache(cached, cases) if cached is not None and cached.is_file() else None
+        if got is None:
+            got = generate(system, cases)
+            if cached is not None:
+                write_cache(cached, cases, *got)
+            how = f"{time.perf_counter() - start:.0f} s"
+        else:
+            how = f"cached: {cached}"
+        clips, placed = got
+        per_system[system.label] = {c["id"]: score(clip, at, c) for c, clip, at in zip(cases, clips, placed)}
+        examples += [(system.label, c, clip) for c, clip in zip(cases, clips) if c["id"] in shown]
+        print(f"{system.label:28s} {len(cases)} cases ({how})", flush=True)
     summaries = {label: summarise(rows, None if label == reference else per_system[reference])
                  for label, rows in per_system.items()}
     command = "python benchmarks/reasondiff.py " + shlex.join(argv or sys.argv[1:])

@@ -42,3 +42,21 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
     # a different --steps is a different measurement
     assert bench.System("x=" + str(pipeline) + "@frame0", 3).cache_file(tmp_path / "c", 1, 1) != \
         bench.System("x=" + str(pipeline) + "@frame0", 2).cache_file(tmp_path / "c", 1, 1)
+
+
+def test_action_scores_the_text_objects_windows_around_the_anchor(load_script):
+    bench = load_script("benchmarks/reasondiff.py")
+    middles = [c for c in bench.unpaired_cases(4, 8_800_000) if c["position"] == "middle"]
+    rows = [bench.score(bench.render(c["scene"]).frames, c["frame"], c) for c in middles]
+    # the truth's own render: right on every side the text's object has windows on
+    assert all(r["landed"] == c["frame"] and r["action_before"] in (1.0, None) and r["action_after"] in (1.0, None)
+               for r, c in zip(rows, middles))
+    case = next(c for r, c in zip(rows, middles) if r["action_before"] is not None and r["action_after"] is not None)
+    truth, frames = bench.truth_of(case["scene"]), bench.render(case["scene"]).frames
+    # played backwards, the text's object moves the wrong way on both sides of the anchor (frame 8 of 16 stays put)
+    backwards = bench.score(frames[::-1].copy(), case["frame"], case)
+    assert backwards["action_before"] == 0.0 and backwards["action_after"] == 0.0
+    # the windows counted are the text's object's only
+    reading = bench.read_clip(frames)
+    others = bench.action(truth, reading, case["frame"], obj=None)
+    assert others == (1.0, 1.0) and len(case["scene"].objects) >= 1
