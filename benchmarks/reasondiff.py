@@ -17,11 +17,16 @@ Measures, per clip, by the oracle (95 % bootstrap intervals over cases):
 
 - *position accuracy*: the frame of the generated clip closest to the image (highest PSNR) is the image's true
   frame (exact; and within ±1 frame);
+- *on path before / after*: the share of the frames before / after the true anchor frame in which the object the
+  text is about is where it should be: the clip's track of it has a detection whose centre lies within the
+  object's radius of its true centre (a missing detection is off the path). This sees *when* the action
+  happens — an end image put at frame 0 starts the action where it should finish;
 - *action before / after*: ``motion_direction``'s windows (constant-velocity stretches, judged by direction and
   distance) of the object the text is about — its action — that end at or before the true anchor frame / start at
   or after it: the share that pass (start cases have no *before*, end cases no *after*). The other objects'
   motions are given by neither the text nor the image; the JSON also holds every object's windows
-  (``action_before_all`` / ``action_after_all``);
+  (``action_before_all`` / ``action_after_all``). Windows judge displacement only, not place: a clip that moves
+  the object the right way from the wrong place passes them;
 - *identity*: ``identity_persistence`` against the scene;
 - *prompt score*: the text's own scores (:func:`anyframe.world.prompt_scoring.score_prompt`: presence and motion
   direction of what the text names) — the analog of the paper's CLIP-text.
@@ -44,6 +49,7 @@ from rich.progress import track
 from anyframe.errors import AnyframeInputError
 from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.targets import difference_interval, format_difference, mean_interval
+from anyframe.world import vocab
 from anyframe.world.render import render
 from anyframe.world.sampling import scene_for_seed
 from anyframe.world.scoring import match_objects, read_clip, truth_of
@@ -54,9 +60,9 @@ from anyframe.world.unpaired import POSITIONS, make_unpaired
 
 RESULTS = Path(__file__).parent / "results"
 SPLITS = ("train", "ood_color_shape")
-SUMMARY_KEYS = ("position_exact", "position_near", "action_before", "action_after", "action_before_all",
+SUMMARY_KEYS = ("position_exact", "position_near", "path_before", "path_after", "action_before", "action_after", "action_before_all",
                 "action_after_all", "identity", "prompt_presence", "prompt_direction")
-KEYS = ("position_exact", "position_near", "action_before", "action_after", "identity", "prompt_presence",
+KEYS = ("position_exact", "position_near", "path_before", "path_after", "action_before", "action_after", "identity", "prompt_presence",
         "prompt_direction")
 
 
@@ -91,6 +97,23 @@ def action(truth, reading, anchor: int, obj: int | None = None) -> tuple[float |
     before = [float(w.passed) for w in windows if w.t + span <= anchor]
     after = [float(w.passed) for w in windows if w.t >= anchor]
     return (float(np.mean(before)) if before else None), (float(np.mean(after)) if after else None)
+
+
+def on_path(truth, reading, anchor: int, obj: int) -> tuple[float | None, float | None]:
+    """The share of frames before / after ``anchor`` (where the truth shows object ``obj`` clean) in which the
+    clip's track of ``obj`` has a detection whose centre lies within the object's radius of its true centre
+    (an unmatched object, or a frame without a detection, is off the path)."""
+    track = reading.tracks[j] if (j := match_objects(truth, reading).get(obj)) is not None else None
+    radius = vocab.SIZES[truth.scene.objects[obj].size] * truth.k
+    true = truth.position(obj)
+    hits: dict[bool, list[float]] = {True: [], False: []}
+    for t in range(truth.traj.num_frames):
+        if t == anchor or not truth.clean[obj, t]:
+            continue
+        at = np.nonzero(track.frames == t)[0] if track is not None else []
+        ok = len(at) > 0 and float(np.linalg.norm(track.centroids[at[0]] - true[t])) <= radius
+        hits[t < anchor].append(float(ok))
+    return tuple(float(np.mean(hits[side])) if hits[side] else None for side in (True, False))
 
 
 def prompt_scores(frames: np.ndarray, text: str) -> tuple[float | None, float | None]:
@@ -156,10 +179,12 @@ def score(frames: np.ndarray, placed: int | None, case: dict) -> dict:
     at = landed(frames, case["image"])
     before, after = action(truth, reading, case["frame"], case["object"])
     before_all, after_all = action(truth, reading, case["frame"])
+    path_before, path_after = on_path(truth, reading, case["frame"], case["object"])
     presence, direction = prompt_scores(frames, case["text"])
     return {
         "split": case["split"], "position": case["position"], "placed": placed, "landed": at,
         "position_exact": float(at == case["frame"]), "position_near": float(abs(at - case["frame"]) <= 1),
+        "path_before": path_before, "path_after": path_after,
         "action_before": before, "action_after": after, "action_before_all": before_all, "action_after_all": after_all,
         "identity": identity_persistence(truth, reading, match_objects(truth, reading)),
         "prompt_presence": presence, "prompt_direction": direction,
@@ -293,8 +318,8 @@ def main(argv=None) -> int:
              f"{args.n} unpaired cases per position (start, middle, end) and split ({', '.join(SPLITS)}); means with "
              f"95 % bootstrap intervals over cases; *vs {reference}*: paired differences (bold where the interval "
              "excludes 0). Definitions: the script's docstring.", "",
-             "| system | split | position | position exact | within ±1 | action before | action after | identity | prompt presence | prompt direction |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| system | split | position | position exact | within ±1 | on path before | on path after | action before | action after | identity | prompt presence | prompt direction |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label in per_system:
         s = summaries[label]
         for split in ("all", *SPLITS):
@@ -302,8 +327,8 @@ def main(argv=None) -> int:
                 cells = [_fmt(s.get(f"{k}@{split}@{position}")) for k in KEYS]
                 lines.append(f"| {label} | {split} | {position} | " + " | ".join(cells) + " |")
     lines += ["", f"## Paired differences from {reference}", "",
-              "| system | split | position | position exact | action before | action after | identity | prompt direction |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| system | split | position | position exact | on path before | on path after | action before | action after | identity | prompt direction |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for label in per_system:
         if label == reference:
             continue
@@ -311,7 +336,8 @@ def main(argv=None) -> int:
         for split in ("all", *SPLITS):
             for position in POSITIONS:
                 cells = []
-                for k in ("position_exact", "action_before", "action_after", "identity", "prompt_direction"):
+                for k in ("position_exact", "path_before", "path_after", "action_before", "action_after", "identity",
+                          "prompt_direction"):
                     e = s.get(f"{k}@{split}@{position}") or {}
                     cells.append(format_difference(e["vs_reference"], e.get("vs_reference_interval"))
                                  if "vs_reference" in e else "—")

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import numpy as np
+
 from anyframe.training.config import load_config
 from anyframe.training.recipe import train
 
@@ -50,12 +52,17 @@ def test_action_scores_the_text_objects_windows_around_the_anchor(load_script):
     rows = [bench.score(bench.render(c["scene"]).frames, c["frame"], c) for c in middles]
     # the truth's own render: right on every side the text's object has windows on
     assert all(r["landed"] == c["frame"] and r["action_before"] in (1.0, None) and r["action_after"] in (1.0, None)
-               for r, c in zip(rows, middles))
-    case = next(c for r, c in zip(rows, middles) if r["action_before"] is not None and r["action_after"] is not None)
+               and r["path_before"] in (1.0, None) and r["path_after"] in (1.0, None) for r, c in zip(rows, middles))
+    case = next(c for r, c in zip(rows, middles) if r["action_before"] is not None and r["action_after"] is not None
+                and "slowly" not in c["text"] and "bounces" not in c["text"])  # one that moves well past its radius
     truth, frames = bench.truth_of(case["scene"]), bench.render(case["scene"]).frames
     # played backwards, the text's object moves the wrong way on both sides of the anchor (frame 8 of 16 stays put)
     backwards = bench.score(frames[::-1].copy(), case["frame"], case)
     assert backwards["action_before"] == 0.0 and backwards["action_after"] == 0.0
+    assert backwards["path_before"] < 0.5 and backwards["path_after"] < 0.5  # off its path but near the middle
+    # the anchor image on every frame: the object stands still at its frame-8 place
+    frozen = bench.score(np.repeat(frames[case["frame"]][None], len(frames), 0), case["frame"], case)
+    assert frozen["path_before"] < 0.5
     # the windows counted are the text's object's only
     reading = bench.read_clip(frames)
     others = bench.action(truth, reading, case["frame"], obj=None)
