@@ -29,6 +29,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderKLWan, DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput
 from PIL import Image
+from safetensors import SafetensorError
 from torch import Tensor
 from transformers import CLIPVisionModel, PreTrainedTokenizerBase, T5EncoderModel, UMT5EncoderModel
 from transformers.image_processing_utils import BaseImageProcessor
@@ -291,13 +292,19 @@ class AnyFramePipeline(DiffusionPipeline):
         if not weights.is_file():
             raise AnyframeInputError(f"no LoRA weights in {path} (expected {weights.name})")
         try:
+            before = len(getattr(self.transformer, "peft_config", None) or {})
             self.transformer.load_lora_adapter(str(path), prefix="transformer", weight_name=weights.name)
+            if len(getattr(self.transformer, "peft_config", None) or {}) == before:  # diffusers only warns
+                raise AnyframeInputError(f"--lora {path}: {weights.name} holds no adapter for this model's backbone "
+                                         f"({type(self.transformer).__name__}; no transformer.* LoRA keys)")
             if (path / "conditioning").is_dir():  # the method it was trained with, by the class its config names
                 name = json.loads((path / "conditioning" / "config.json").read_text()).get("_class_name")
                 method = method_by_class_name(name).from_pretrained(path / "conditioning", local_files_only=True,
                                                                     use_safetensors=True)
                 self.conditioning = method.to(self._execution_device).eval().requires_grad_(False)
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        except AnyframeInputError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, SafetensorError) as exc:
             raise AnyframeInputError(f"cannot load the LoRA in {path}: {' '.join(str(exc).split())[:300]}") from None
 
     # ------------------------------------------------------------------------------------ sizes
