@@ -228,7 +228,9 @@ def read_cache(file: Path, cases: list[dict]) -> tuple[np.ndarray, list[int | No
     return clips, data["placed"]
 
 
-def summarise(rows: dict, control: dict | None) -> dict:
+def summarise(rows: dict, references: dict[str, dict]) -> dict:
+    """Per key, split and position: the mean with its interval, and (``vs``) the paired difference from each
+    reference system (label → its rows) with its interval."""
     out = {}
     for key in SUMMARY_KEYS:
         for split in (None, *SPLITS):
@@ -237,12 +239,13 @@ def summarise(rows: dict, control: dict | None) -> dict:
                        and (split is None or r["split"] == split) and (position is None or r["position"] == position)}
                 if not sel:
                     continue
-                entry = {"n": len(sel), "mean": float(np.mean(list(sel.values()))), "interval": mean_interval(sel)}
-                if control is not None:
+                entry = {"n": len(sel), "mean": float(np.mean(list(sel.values()))), "interval": mean_interval(sel),
+                         "vs": {}}
+                for name, control in references.items():
                     ref = {k: control[k][key] for k in sel if k in control and control[k][key] is not None}
                     if ref:
-                        entry["vs_reference"] = float(np.mean([sel[k] - ref[k] for k in ref]))
-                        entry["vs_reference_interval"] = difference_interval(ref, {k: sel[k] for k in ref})
+                        entry["vs"][name] = {"mean": float(np.mean([sel[k] - ref[k] for k in ref])),
+                                             "interval": difference_interval(ref, {k: sel[k] for k in ref})}
                 out[f"{key}@{split or 'all'}@{position or 'all'}"] = entry
     return out
 
@@ -258,7 +261,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--system", action="append", required=True,
                     help="LABEL=MODEL@frame0|narrator|placed|true; repeat")
-    ap.add_argument("--reference", help="the LABEL others are compared with, paired over cases (default: the first)")
+    ap.add_argument("--reference", action="append", default=[],
+                    help="a LABEL the others are compared with, paired over cases; repeat for several tables "
+                         "(default: the first system)")
     ap.add_argument("--n", type=int, default=20, help="cases per position and split")
     ap.add_argument("--steps", type=int, help="sampling steps (default: each model's own)")
     ap.add_argument("--seed", type=int, default=8_800_000)
@@ -269,7 +274,9 @@ def main(argv=None) -> int:
                     "measured as their runs finish, and a last call assembles the table")
     args = ap.parse_args(argv)
     systems = [System(spec, args.steps) for spec in args.system]
-    reference = args.reference or systems[0].label
+    references = args.reference or [systems[0].label]
+    if unknown := [r for r in references if r not in {s.label for s in systems}]:
+        raise SystemExit(f"error: --reference {unknown[0]!r} is not a --system label")
     cases = unpaired_cases(args.n, args.seed)
     per_system, examples = {}, []
     if len({s.label for s in systems}) != len(systems):
@@ -290,11 +297,11 @@ def main(argv=None) -> int:
         per_system[system.label] = {c["id"]: score(clip, at, c) for c, clip, at in zip(cases, clips, placed)}
         examples += [(system.label, c, clip) for c, clip in zip(cases, clips) if c["id"] in shown]
         print(f"{system.label:28s} {len(cases)} cases ({how})", flush=True)
-    summaries = {label: summarise(rows, None if label == reference else per_system[reference])
+    summaries = {label: summarise(rows, {r: per_system[r] for r in references if r != label})
                  for label, rows in per_system.items()}
     command = "python benchmarks/reasondiff.py " + shlex.join(argv or sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"command": command, "n": args.n, "seed": args.seed, "reference": reference,
+    payload = {"command": command, "n": args.n, "seed": args.seed, "references": references,
                "summaries": summaries, "cases": per_system}
     tmp = args.out / f".{args.name}.json.tmp"
     tmp.write_text(json.dumps(payload, indent=1, default=str))
@@ -316,7 +323,7 @@ def main(argv=None) -> int:
         Image.fromarray(canvas).save(args.out / f"{args.name}_examples.png")
     lines = ["# ReasonDiff: unpaired text + image", "", f"Command: `{command}`", "",
              f"{args.n} unpaired cases per position (start, middle, end) and split ({', '.join(SPLITS)}); means with "
-             f"95 % bootstrap intervals over cases; *vs {reference}*: paired differences (bold where the interval "
+             f"95 % bootstrap intervals over cases; then paired differences from {', '.join(references)} (bold where the interval "
              "excludes 0). Definitions: the script's docstring.", "",
              "| system | split | position | position exact | within ±1 | on path before | on path after | action before | action after | identity | prompt presence | prompt direction |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -326,22 +333,22 @@ def main(argv=None) -> int:
             for position in ("all", *POSITIONS):
                 cells = [_fmt(s.get(f"{k}@{split}@{position}")) for k in KEYS]
                 lines.append(f"| {label} | {split} | {position} | " + " | ".join(cells) + " |")
-    lines += ["", f"## Paired differences from {reference}", "",
-              "| system | split | position | position exact | on path before | on path after | action before | action after | identity | prompt direction |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for label in per_system:
-        if label == reference:
-            continue
-        s = summaries[label]
-        for split in ("all", *SPLITS):
-            for position in POSITIONS:
-                cells = []
-                for k in ("position_exact", "path_before", "path_after", "action_before", "action_after", "identity",
-                          "prompt_direction"):
-                    e = s.get(f"{k}@{split}@{position}") or {}
-                    cells.append(format_difference(e["vs_reference"], e.get("vs_reference_interval"))
-                                 if "vs_reference" in e else "—")
-                lines.append(f"| {label} | {split} | {position} | " + " | ".join(cells) + " |")
+    for reference in references:
+        lines += ["", f"## Paired differences from {reference}", "",
+                  "| system | split | position | position exact | on path before | on path after | action before | "
+                  "action after | identity | prompt direction |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for label in per_system:
+            if label == reference:
+                continue
+            s = summaries[label]
+            for split in ("all", *SPLITS):
+                for position in POSITIONS:
+                    cells = []
+                    for k in ("position_exact", "path_before", "path_after", "action_before", "action_after",
+                              "identity", "prompt_direction"):
+                        d = (s.get(f"{k}@{split}@{position}") or {}).get("vs", {}).get(reference)
+                        cells.append(format_difference(d["mean"], d["interval"]) if d else "—")
+                    lines.append(f"| {label} | {split} | {position} | " + " | ".join(cells) + " |")
     if examples:
         lines += ["", "## Examples", "", "Four cases (" + "; ".join(
             f"{c['id']}: “{c['text']}”, the image is frame {c['frame']}" for c in cases if c["id"] in order)

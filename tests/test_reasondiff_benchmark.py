@@ -32,14 +32,18 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
     assert {k: r["placed"] for k, r in cases["placed"].items()} == {k: r["placed"] for k, r in cases["narrator"].items()}
     ends = {"start": 0, "end": 15}  # the true frame of a start / end case
     assert all(r["placed"] == ends[r["position"]] for r in cases["true"].values() if r["position"] in ends)
-    assert "vs_reference" in payload["summaries"]["placed"]["position_exact@all@all"]
+    assert "frame0" in payload["summaries"]["placed"]["position_exact@all@all"]["vs"]
     report = (out / "r.md").read_text()
     assert "| placed | all | all |" in report and "Paired differences from frame0" in report
 
     # a second call reads every system back from the cache (nothing is loaded) and writes the same scores
     monkeypatch.setattr(bench.System, "load", None)  # would fail if a system were measured again
-    assert bench.main([*args[:-4], "--name", "again", "--cache", str(tmp_path / "c")]) == 0
-    assert json.loads((out / "again.json").read_text())["cases"] == cases
+    assert bench.main([*args[:-4], "--name", "again", "--cache", str(tmp_path / "c"), "--reference", "frame0",
+                       "--reference", "true"]) == 0
+    again = json.loads((out / "again.json").read_text())
+    assert again["cases"] == cases
+    assert set(again["summaries"]["placed"]["position_exact@all@all"]["vs"]) == {"frame0", "true"}
+    assert "Paired differences from true" in (out / "again.md").read_text()
     assert (out / "again_examples.png").read_bytes() == (out / "r_examples.png").read_bytes()
     # a different --steps is a different measurement
     assert bench.System("x=" + str(pipeline) + "@frame0", 3).cache_file(tmp_path / "c", 1, 1) != \
