@@ -11,7 +11,9 @@ scene seeds from ``--seed`` on. A system is ``LABEL=MODEL@MODE``: ``frame0`` put
 paper's naive baseline), ``narrator`` lets the world narrator place it (and, on a ReasonDiff model, narrate every
 frame), ``placed`` puts it where the narrator says but every frame reads the prompt (on a ReasonDiff model: its
 per-frame narratives ablated at inference; elsewhere the same as ``narrator``), ``true`` puts it at its true frame
-(an oracle placement: the ceiling of placement).
+(an oracle placement: the ceiling of placement), ``caption`` places it by the narrator and gives the model the
+scene's whole true caption instead of the text (an oracle text: background, style, every object's motion — what
+the short action text leaves out; the ceiling of a complete description).
 
 Measures, per clip, by the oracle (95 % bootstrap intervals over cases):
 
@@ -50,6 +52,7 @@ from anyframe.errors import AnyframeInputError
 from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.targets import difference_interval, format_difference, mean_interval
 from anyframe.world import vocab
+from anyframe.world.captions import caption
 from anyframe.world.render import render
 from anyframe.world.sampling import scene_for_seed
 from anyframe.world.scoring import match_objects, read_clip, truth_of
@@ -59,6 +62,7 @@ from anyframe.world.scoring.motion import motion_windows
 from anyframe.world.unpaired import POSITIONS, make_unpaired
 
 RESULTS = Path(__file__).parent / "results"
+MODES = ("frame0", "narrator", "placed", "true", "caption")
 SPLITS = ("train", "ood_color_shape")
 SUMMARY_KEYS = ("position_exact", "position_near", "path_before", "path_after", "action_before", "action_after", "action_before_all",
                 "action_after_all", "identity", "prompt_presence", "prompt_direction")
@@ -130,8 +134,8 @@ class System:
     def __init__(self, spec: str, steps: int | None = None):
         label, sep, rest = spec.partition("=")
         path, at, mode = rest.rpartition("@")
-        if not sep or not at or mode not in ("frame0", "narrator", "placed", "true"):
-            raise SystemExit(f"error: --system {spec}: want LABEL=MODEL@frame0|narrator|placed|true")
+        if not sep or not at or mode not in MODES:
+            raise SystemExit(f"error: --system {spec}: want LABEL=MODEL@{'|'.join(MODES)}")
         if not Path(path, "model_index.json").is_file():
             raise SystemExit(f"error: --system {spec}: {path} is not a pipeline folder")
         self.label, self.path, self.mode, self.steps = label, path, mode, steps
@@ -142,7 +146,7 @@ class System:
 
         self.pipe = load_pipeline(self.path, "float32")
         self.pipe.set_progress_bar_config(disable=True)
-        if self.mode in ("narrator", "placed"):
+        if self.mode in ("narrator", "placed", "caption"):
             from anyframe.narrators import narrator_for
 
             self.narrator = narrator_for("world")
@@ -156,10 +160,11 @@ class System:
         from anyframe.pipelines import Keyframe
 
         frames = case["scene"].frames
-        index = {"frame0": 0, "true": case["frame"], "narrator": None, "placed": None}[self.mode]
-        if self.mode == "placed":  # the narrator's position only: no per-frame narratives reach the model
+        index = {"frame0": 0, "true": case["frame"], "narrator": None, "placed": None, "caption": None}[self.mode]
+        if self.mode in ("placed", "caption"):  # the narrator's position only: no per-frame narratives reach the model
             index = self.narrator.narrate(case["image"], case["text"], frames).position
-        out = self.pipe(case["text"], keyframes=[Keyframe(case["image"], index)], seed=seed,
+        prompt = caption(case["scene"]) if self.mode == "caption" else case["text"]
+        out = self.pipe(prompt, keyframes=[Keyframe(case["image"], index)], seed=seed,
                         num_frames=frames, height=case["scene"].size, width=case["scene"].size,
                         narrator=self.narrator if self.mode == "narrator" else None,
                         **({"num_inference_steps": self.steps} if self.steps else {}))

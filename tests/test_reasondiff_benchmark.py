@@ -19,7 +19,7 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
         "train.checkpoint_every=0", "train.log_every=1"])
     pipeline = train(cfg, progress=False).pipeline_dir
     out = tmp_path / "results"
-    modes = ("frame0", "placed", "narrator", "true")
+    modes = ("frame0", "placed", "narrator", "true", "caption")
     args = [a for m in modes for a in ("--system", f"{m}={pipeline}@{m}")] + ["--n", "1", "--steps", "2", "--out", str(out),
                                                                       "--name", "r", "--cache", str(tmp_path / "c")]
     assert bench.main(args) == 0
