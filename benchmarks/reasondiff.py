@@ -1,8 +1,9 @@
 """ReasonDiff (issue 26): where does an unpaired image land, and does the action around it come out right?
 
     python benchmarks/reasondiff.py --system 'TI2V@0=checkpoints/anyframe-world-s@frame0' \\
-        --system 'narrator + keyframe=checkpoints/anyframe-world-s@narrator' \\
-        --system 'ReasonDiff=runs/world-s-reasondiff-align/pipeline@narrator' --n 20
+        --system 'narrator + keyframe (control)=runs/world-s-reasondiff-control/pipeline@narrator' \\
+        --system 'ReasonDiff=runs/world-s-reasondiff-align/pipeline@narrator' \\
+        --reference 'TI2V@0' --reference 'narrator + keyframe (control)' --n 20 --cache runs/rd-eval/cache
 
 Cases: the world's unpaired cases (:mod:`anyframe.world.unpaired`): a scene, a short text describing one object's
 action (nothing about time), and the scene's frame at the *start*, *middle* or *end* of the clip as the condition
@@ -92,22 +93,21 @@ def landed(frames: np.ndarray, image: np.ndarray) -> int:
     return int(np.argmax([psnr(f, image) for f in frames]))
 
 
-def action(truth, reading, anchor: int, obj: int | None = None) -> tuple[float | None, float | None]:
+def action(truth, reading, match: dict[int, int], anchor: int, obj: int | None = None) -> tuple[float | None, float | None]:
     """The share of ``motion_windows`` that pass among those that end at or before ``anchor`` / start at or
-    after it: of the object ``obj`` (the text's), or of every object (None)."""
-    windows = [w for w in motion_windows(truth, reading, match_objects(truth, reading))
-               if w.counted and (obj is None or w.i == obj)]
+    after it: of the object ``obj`` (the text's), or of every object (None). ``match``: ``match_objects``'."""
+    windows = [w for w in motion_windows(truth, reading, match) if w.counted and (obj is None or w.i == obj)]
     span = max(2, truth.traj.num_frames // 4)  # motion_windows' window length
     before = [float(w.passed) for w in windows if w.t + span <= anchor]
     after = [float(w.passed) for w in windows if w.t >= anchor]
     return (float(np.mean(before)) if before else None), (float(np.mean(after)) if after else None)
 
 
-def on_path(truth, reading, anchor: int, obj: int) -> tuple[float | None, float | None]:
+def on_path(truth, reading, match: dict[int, int], anchor: int, obj: int) -> tuple[float | None, float | None]:
     """The share of frames before / after ``anchor`` (where the truth shows object ``obj`` clean) in which the
     clip's track of ``obj`` has a detection whose centre lies within the object's radius of its true centre
     (an unmatched object, or a frame without a detection, is off the path)."""
-    track = reading.tracks[j] if (j := match_objects(truth, reading).get(obj)) is not None else None
+    track = reading.tracks[match[obj]] if obj in match else None
     radius = vocab.SIZES[truth.scene.objects[obj].size] * truth.k
     true = truth.position(obj)
     hits: dict[bool, list[float]] = {True: [], False: []}
@@ -181,17 +181,18 @@ def example_ids(cases: list[dict]) -> list[str]:
 def score(frames: np.ndarray, placed: int | None, case: dict) -> dict:
     """One generated clip's scores (the module doc)."""
     truth, reading = truth_of(case["scene"]), read_clip(frames)
+    match = match_objects(truth, reading)
     at = landed(frames, case["image"])
-    before, after = action(truth, reading, case["frame"], case["object"])
-    before_all, after_all = action(truth, reading, case["frame"])
-    path_before, path_after = on_path(truth, reading, case["frame"], case["object"])
+    before, after = action(truth, reading, match, case["frame"], case["object"])
+    before_all, after_all = action(truth, reading, match, case["frame"])
+    path_before, path_after = on_path(truth, reading, match, case["frame"], case["object"])
     presence, direction = prompt_scores(frames, case["text"])
     return {
         "split": case["split"], "position": case["position"], "placed": placed, "landed": at,
         "position_exact": float(at == case["frame"]), "position_near": float(abs(at - case["frame"]) <= 1),
         "path_before": path_before, "path_after": path_after,
         "action_before": before, "action_after": after, "action_before_all": before_all, "action_after_all": after_all,
-        "identity": identity_persistence(truth, reading, match_objects(truth, reading)),
+        "identity": identity_persistence(truth, reading, match),
         "prompt_presence": presence, "prompt_direction": direction,
     }
 

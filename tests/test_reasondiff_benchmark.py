@@ -69,5 +69,5 @@ def test_action_scores_the_text_objects_windows_around_the_anchor(load_script):
     assert frozen["path_before"] < 0.5
     # the windows counted are the text's object's only
     reading = bench.read_clip(frames)
-    others = bench.action(truth, reading, case["frame"], obj=None)
+    others = bench.action(truth, reading, bench.match_objects(truth, reading), case["frame"], obj=None)
     assert others == (1.0, 1.0) and len(case["scene"].objects) >= 1
