@@ -14,7 +14,11 @@ frame), ``placed`` puts it where the narrator says but every frame reads the pro
 per-frame narratives ablated at inference; elsewhere the same as ``narrator``), ``true`` puts it at its true frame
 (an oracle placement: the ceiling of placement), ``caption`` places it by the narrator and gives the model the
 scene's whole true caption instead of the text (an oracle text: background, style, every object's motion — what
-the short action text leaves out; the ceiling of a complete description).
+the short action text leaves out; the ceiling of a complete description), ``described`` places it by the narrator and
+gives the model the world caption of the narrator's own solved scene as one global prompt (no oracle: the
+description ReasonDiff's narratives carry, frame by frame, said once — the fair baseline for how much of
+ReasonDiff's gain is the description itself; the narrator knows the text's object's motion and the image's look,
+and has the image's other objects stand still).
 
 Measures, per clip, by the oracle (95 % bootstrap intervals over cases):
 
@@ -63,7 +67,7 @@ from anyframe.world.scoring.motion import motion_windows
 from anyframe.world.unpaired import POSITIONS, make_unpaired
 
 RESULTS = Path(__file__).parent / "results"
-MODES = ("frame0", "narrator", "placed", "true", "caption")
+MODES = ("frame0", "narrator", "placed", "true", "caption", "described")
 SPLITS = ("train", "ood_color_shape")
 SUMMARY_KEYS = ("position_exact", "position_near", "path_before", "path_after", "action_before", "action_after", "action_before_all",
                 "action_after_all", "identity", "prompt_presence", "prompt_direction")
@@ -146,7 +150,7 @@ class System:
 
         self.pipe = load_pipeline(self.path, "float32")
         self.pipe.set_progress_bar_config(disable=True)
-        if self.mode in ("narrator", "placed", "caption"):
+        if self.mode in ("narrator", "placed", "caption", "described"):
             from anyframe.narrators import narrator_for
 
             self.narrator = narrator_for("world")
@@ -160,10 +164,13 @@ class System:
         from anyframe.pipelines import Keyframe
 
         frames = case["scene"].frames
-        index = {"frame0": 0, "true": case["frame"], "narrator": None, "placed": None, "caption": None}[self.mode]
-        if self.mode in ("placed", "caption"):  # the narrator's position only: no per-frame narratives reach the model
-            index = self.narrator.narrate(case["image"], case["text"], frames).position
+        index = {"frame0": 0, "true": case["frame"]}.get(self.mode)
         prompt = caption(case["scene"]) if self.mode == "caption" else case["text"]
+        if self.mode in ("placed", "caption", "described"):  # the narrator's position: no per-frame narratives reach the model
+            solution = self.narrator.solve(case["image"], case["text"], frames)
+            index = solution.narrative.position
+            if self.mode == "described" and solution.scene is not None:  # (no solved scene: the text, as it is)
+                prompt = caption(solution.scene)
         out = self.pipe(prompt, keyframes=[Keyframe(case["image"], index)], seed=seed,
                         num_frames=frames, height=case["scene"].size, width=case["scene"].size,
                         narrator=self.narrator if self.mode == "narrator" else None,

@@ -19,7 +19,7 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
         "train.checkpoint_every=0", "train.log_every=1"])
     pipeline = train(cfg, progress=False).pipeline_dir
     out = tmp_path / "results"
-    modes = ("frame0", "placed", "narrator", "true", "caption")
+    modes = ("frame0", "placed", "narrator", "true", "caption", "described")
     args = [a for m in modes for a in ("--system", f"{m}={pipeline}@{m}")] + ["--n", "1", "--steps", "2", "--out", str(out),
                                                                       "--name", "r", "--cache", str(tmp_path / "c")]
     assert bench.main(args) == 0
@@ -30,6 +30,7 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
     assert all(r["placed"] == 0 for r in cases["frame0"].values())
     # on a model without per-frame narratives, "placed" and "narrator" put the image at the same frame
     assert {k: r["placed"] for k, r in cases["placed"].items()} == {k: r["placed"] for k, r in cases["narrator"].items()}
+    assert {k: r["placed"] for k, r in cases["described"].items()} == {k: r["placed"] for k, r in cases["narrator"].items()}
     ends = {"start": 0, "end": 15}  # the true frame of a start / end case
     assert all(r["placed"] == ends[r["position"]] for r in cases["true"].values() if r["position"] in ends)
     assert "frame0" in payload["summaries"]["placed"]["position_exact@all@all"]["vs"]
@@ -71,3 +72,34 @@ def test_action_scores_the_text_objects_windows_around_the_anchor(load_script):
     reading = bench.read_clip(frames)
     others = bench.action(truth, reading, bench.match_objects(truth, reading), case["frame"], obj=None)
     assert others == (1.0, 1.0) and len(case["scene"].objects) >= 1
+
+
+def test_each_mode_gives_the_model_its_own_prompt(load_script):
+    """frame0 / placed: the text; caption: the scene's true caption (oracle); described: the caption of the
+    narrator's solved scene (no oracle: what the narrator read from the image and the text)."""
+    bench = load_script("benchmarks/reasondiff.py")
+    from anyframe.narrators.world import WorldNarrator
+    from anyframe.world.captions import caption
+
+    case = next(c for c in bench.unpaired_cases(2, 8_800_000) if c["position"] == "end")
+    seen = {}
+
+    class Recorder:
+        def __call__(self, prompt, keyframes, **kw):
+            seen["prompt"], seen["index"] = prompt, keyframes[0].frame_index
+            raise StopIteration
+
+    solved = WorldNarrator().solve(case["image"], case["text"], case["scene"].frames)
+    want = {"frame0": (case["text"], 0), "placed": (case["text"], solved.narrative.position),
+            "caption": (caption(case["scene"]), solved.narrative.position),
+            "described": (caption(solved.scene), solved.narrative.position)}
+    for mode, expected in want.items():
+        system = bench.System(f"x={ROOT / 'checkpoints' / 'anyframe-world-s'}@{mode}")
+        system.pipe, system.narrator = Recorder(), WorldNarrator()
+        try:
+            system.generate(case, 0)
+        except StopIteration:
+            pass
+        assert (seen["prompt"], seen["index"]) == expected, mode
+    # the narrator's description names the text's object and its motion, and is not the oracle's caption
+    assert want["described"][0] != want["caption"][0] and want["described"][0] != case["text"]
