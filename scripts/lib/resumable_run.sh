@@ -1,10 +1,17 @@
 # shellcheck shell=bash
 # Sourced by the experiment scripts: run OUTPUT_DIR CONFIG [--set ...] trains one run of a recipe, resumed from
-# its newest checkpoint if it has one (a run already finished only re-exports), quietly, one line per start/end
-# on stderr; a failure prints FAILED and returns 1.
+# its newest checkpoint if it has one (a run whose export is written is skipped), quietly, one line per start/end
+# on stderr; a failure prints FAILED and returns 1. The repository's .venv is used when there is one.
+# shellcheck disable=SC1091
+[ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ] && . .venv/bin/activate
+
 run() {
   local out=$1 config=$2; shift 2
   local resume=()
+  if [ -f "$out/pipeline/model_index.json" ]; then  # (the export is written once, when the run has finished)
+    echo "$(date -u +%FT%TZ) finished already: $out" >&2
+    return 0
+  fi
   compgen -G "$out/checkpoints/step-*" > /dev/null && resume=(--resume latest)
   echo "$(date -u +%FT%TZ) start $out" >&2
   anyframe train --config "$config" --set "output_dir=$out" "$@" "${resume[@]}" --quiet || { echo "FAILED: $out" >&2; return 1; }
