@@ -30,6 +30,7 @@ from diffusers import AutoencoderKL, AutoencoderKLWan, DiffusionPipeline, Schedu
 from diffusers.utils import BaseOutput
 from PIL import Image
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor
 from transformers import CLIPVisionModel, PreTrainedTokenizerBase, T5EncoderModel, UMT5EncoderModel
 from transformers.image_processing_utils import BaseImageProcessor
@@ -292,20 +293,60 @@ class AnyFramePipeline(DiffusionPipeline):
         if not weights.is_file():
             raise AnyframeInputError(f"no LoRA weights in {path} (expected {weights.name})")
         try:
-            before = len(getattr(self.transformer, "peft_config", None) or {})
-            self.transformer.load_lora_adapter(str(path), prefix="transformer", weight_name=weights.name)
-            if len(getattr(self.transformer, "peft_config", None) or {}) == before:  # diffusers only warns
-                raise AnyframeInputError(f"--lora {path}: {weights.name} holds no adapter for this model's backbone "
-                                         f"({type(self.transformer).__name__}; no transformer.* LoRA keys)")
+            method = None
             if (path / "conditioning").is_dir():  # the method it was trained with, by the class its config names
                 name = json.loads((path / "conditioning" / "config.json").read_text()).get("_class_name")
                 method = method_by_class_name(name).from_pretrained(path / "conditioning", local_files_only=True,
                                                                     use_safetensors=True)
+            transformer = self._lora_backbone(path, method)
+            before = len(getattr(transformer, "peft_config", None) or {})
+            transformer.load_lora_adapter(str(path), prefix="transformer", weight_name=weights.name)
+            if len(getattr(transformer, "peft_config", None) or {}) == before:  # diffusers only warns
+                raise AnyframeInputError(f"--lora {path}: {weights.name} holds no adapter for this model's backbone "
+                                         f"({type(transformer).__name__}; no transformer.* LoRA keys)")
+            self.transformer = transformer
+            if method is not None:
                 self.conditioning = method.to(self._execution_device).eval().requires_grad_(False)
         except AnyframeInputError:
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, SafetensorError) as exc:
             raise AnyframeInputError(f"cannot load the LoRA in {path}: {' '.join(str(exc).split())[:300]}") from None
+
+    def _lora_backbone(self, path: Path, method) -> torch.nn.Module:
+        """The backbone a LoRA fine-tune's adapter goes into: this one, or — when its method adds or reshapes
+        backbone layers (input channels, context groups) — a copy adapted by the method, holding the layers the
+        run trained in full (``adapted_layers.safetensors``; the training recipe's ``export_lora``). This
+        pipeline is left as it is until the whole LoRA has loaded."""
+        transformer = self.transformer
+        if method is None:
+            return transformer
+        shapes = {n: p.shape for n, p in transformer.named_parameters()}
+        adapted = method.adapt_backbone(transformer)
+        changed = [n for n, p in adapted.named_parameters() if shapes.get(n) != p.shape]
+        file = path / "adapted_layers.safetensors"
+        if not changed:
+            if file.is_file():
+                raise AnyframeInputError(f"--lora {path}: it holds adapted backbone layers, but this model has "
+                                         "them already (a LoRA of another base model?)")
+            return transformer
+        if not file.is_file():
+            raise AnyframeInputError(f"--lora {path}: its {method.name} method adds backbone layers "
+                                     f"({', '.join(changed[:3])}) that the folder does not hold ({file.name}): "
+                                     "export it again with this version")
+        if adapted is transformer:  # (adapt_backbone adapts in place for some changes: never this pipeline's)
+            raise AnyframeInputError(f"--lora {path}: cannot adapt this model's backbone without changing it")
+        dtype = next(p.dtype for p in transformer.parameters() if p.is_floating_point())
+        adapted = adapted.to(device=transformer.device, dtype=dtype)
+        saved = {k.removeprefix("transformer."): v for k, v in load_file(str(file)).items()}
+        params = dict(adapted.named_parameters())
+        wrong = sorted(set(saved) ^ set(changed)) + [k for k in saved if k in params and saved[k].shape != params[k].shape]
+        if wrong:
+            raise AnyframeInputError(f"--lora {path}: {file.name} does not fit the layers {method.name} adds to this "
+                                     f"model ({', '.join(wrong[:3])})")
+        with torch.no_grad():
+            for name, value in saved.items():
+                params[name].copy_(value.to(params[name].dtype))
+        return adapted.eval().requires_grad_(False)
 
     # ------------------------------------------------------------------------------------ sizes
 

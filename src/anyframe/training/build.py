@@ -3,6 +3,7 @@ data set."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -76,13 +77,15 @@ def build_components(cfg: RecipeConfig) -> AnyFramePipeline:
             method.load_state_dict(pipe.conditioning.state_dict())
         except RuntimeError as exc:
             raise AnyframeInputError(f"the pretrained {cfg.conditioning.method} layers do not fit this recipe: {exc}") from None
+    shapes = {n: p.shape for n, p in pipe.transformer.named_parameters()}
     pipe.transformer = method.adapt_backbone(pipe.transformer)
+    adapted = adapted_parameters(shapes, pipe.transformer)
     pipe.conditioning = method
     if isinstance(pipe.transformer, STIVTransformer):  # what the export will say it was trained on
         before = pipe.transformer.config.trained_window if m.pretrained else None
         pipe.transformer.register_to_config(trained_window=merge_windows(before, data_window(cfg)))
     if cfg.lora.enabled:
-        add_lora(pipe.transformer, cfg.lora)
+        add_lora(pipe.transformer, cfg.lora, whole=adapted)
     if cfg.train.trainable == "conditioning":
         if not any(True for _ in method.parameters()):
             raise AnyframeInputError(f"train.trainable: conditioning — the {cfg.conditioning.method} method "
@@ -123,16 +126,29 @@ def merge_windows(before: dict | None, now: dict) -> dict:
     return merged
 
 
-def add_lora(transformer: torch.nn.Module, lora) -> None:
-    """Freeze ``transformer`` and give it peft LoRA adapters (``lora``: a :class:`LoraConfig`)."""
+def adapted_parameters(shapes: dict[str, torch.Size], backbone: torch.nn.Module) -> list[str]:
+    """The parameters of ``backbone`` that a method's ``adapt_backbone`` added or reshaped, given the parameter
+    shapes before it (an inflated patch embedding or output projection, a new context group's layers)."""
+    return [n for n, p in backbone.named_parameters() if shapes.get(n) != p.shape]
+
+
+def add_lora(transformer: torch.nn.Module, lora, whole: Sequence[str] = ()) -> None:
+    """Freeze ``transformer`` and give it peft LoRA adapters (``lora``: a :class:`LoraConfig`). The parameters
+    named in ``whole`` — those the conditioning method added or reshaped (:func:`adapted_parameters`) — train in
+    full instead: they start at zero, so a frozen copy would keep the method's inputs out of the model (its
+    modules get no adapter). The export saves them beside the adapter (``export_lora``)."""
     transformer.requires_grad_(False)
+    exclude = sorted({n.rsplit(".", 1)[0] for n in whole})
     config = PeftLoraConfig(r=lora.rank, lora_alpha=lora.alpha or lora.rank, lora_dropout=lora.dropout,
                             target_modules=list(lora.target_modules or transformer.lora_target_modules),
-                            init_lora_weights=True)
+                            exclude_modules=exclude or None, init_lora_weights=True)
     try:
         transformer.add_adapter(config)
     except ValueError as exc:  # peft: no module matches the targets
         raise AnyframeInputError(f"lora.target_modules: {' '.join(str(exc).split())[:300]}") from None
+    params = dict(transformer.named_parameters())
+    for name in whole:
+        params[name].requires_grad_(True)
 
 
 def build_dataset(cfg: RecipeConfig, pipe: AnyFramePipeline, accelerator: Accelerator):

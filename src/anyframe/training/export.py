@@ -15,6 +15,7 @@ from diffusers import WanPipeline
 from diffusers.training_utils import EMAModel
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
+from safetensors.torch import save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from anyframe.conditioning import Denoiser
@@ -126,17 +127,26 @@ def export_pipeline(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path
     return path
 
 
+ADAPTED_LAYERS = "adapted_layers.safetensors"
+
+
 def export_lora(pipe: AnyFramePipeline, state: dict[str, torch.Tensor], path: Path) -> Path:
     """Save a LoRA fine-tune (EMA weights): the adapter in diffusers' LoRA format (``transformer.*`` keys in
     ``pytorch_lora_weights.safetensors``, which ``AnyFramePipeline.load_lora`` and diffusers'
-    ``WanPipeline.load_lora_weights`` both read) and, if the method has its own layers, ``conditioning/``."""
+    ``WanPipeline.load_lora_weights`` both read), if the method has its own layers ``conditioning/``, and if it
+    added or reshaped backbone layers (trained in full: ``build.add_lora``) those whole, in ``ADAPTED_LAYERS``
+    (``transformer.<name>`` keys)."""
     transformer, conditioning = unsharded_copy(pipe, state)
     layers = get_peft_model_state_dict(transformer)
+    whole = [n for n, p in pipe.transformer.named_parameters() if p.requires_grad and "lora_" not in n]
+    own = transformer.state_dict()
     with atomic_dir(path) as tmp:
         # the classmethod only formats and writes the file: any pipeline's LoRA layout is the same
         WanPipeline.save_lora_weights(tmp, transformer_lora_layers=layers, safe_serialization=True)
-        if any(True for _ in conditioning.parameters()):
+        if whole or any(True for _ in conditioning.parameters()):  # (whole: the method adapts the backbone on load)
             conditioning.save_pretrained(tmp / "conditioning")
+        if whole:
+            save_file({f"transformer.{n}": own[n].contiguous() for n in whole}, str(tmp / ADAPTED_LAYERS))
     return path
 
 
