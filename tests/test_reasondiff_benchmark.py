@@ -46,6 +46,14 @@ def test_the_benchmark_places_the_image_by_mode_and_pairs_the_systems(load_scrip
     assert set(again["summaries"]["placed"]["position_exact@all@all"]["vs"]) == {"frame0", "true"}
     assert "Paired differences from true" in (out / "again.md").read_text()
     assert (out / "again_examples.png").read_bytes() == (out / "r_examples.png").read_bytes()
+    # --show: the examples figure holds only the systems named (one strip per shown case and system)
+    from PIL import Image
+
+    assert bench.main([*args[:-4], "--name", "two", "--cache", str(tmp_path / "c"), "--show", "frame0",
+                       "--show", "true"]) == 0
+    rows = {name: Image.open(out / f"{name}_examples.png").height for name in ("r", "two")}
+    assert rows["two"] * len(modes) == rows["r"] * 2
+    assert "frame0; true, in this order" in (out / "two.md").read_text()
     # a different --steps is a different measurement
     assert bench.System("x=" + str(pipeline) + "@frame0", 3).cache_file(tmp_path / "c", 1, 1) != \
         bench.System("x=" + str(pipeline) + "@frame0", 2).cache_file(tmp_path / "c", 1, 1)
