@@ -326,6 +326,9 @@ def generate(
     narrator_model: str | None = typer.Option(None, "--narrator-model", help="openai narrator: the served model's name."),
     narrator_key_env: str = typer.Option("OPENAI_API_KEY", "--narrator-key-env", help="openai narrator: the environment variable holding the API key."),
     narrator_vlm: Path | None = typer.Option(None, "--narrator-vlm", help="transformers narrator: a local vision-language model folder."),
+    narrator_prompt: bool = typer.Option(
+        False, "--narrator-prompt", help="The narrator's description of the whole clip becomes the prompt (with an --image placed by a narrator; on the world as good as ReasonDiff: docs/methods/reasondiff.md)."
+    ),
 ) -> None:
     """Generate a video from a prompt and/or keyframe images; writes the video and a PNG filmstrip."""
     import torch
@@ -439,10 +442,16 @@ def generate(
         options=options,
         beyond_training=beyond_training,
     )
-    request, narrative = pipe.place_keyframes(request, placer)
+    if narrator_prompt and placer is None:
+        raise AnyframeInputError("--narrator-prompt needs an --image without @INDEX and a narrator to place it "
+                                 "(--narrator world | openai | transformers)")
+    request, narrative = pipe.place_keyframes(request, placer, narrator_prompt)
     if narrative is not None and not as_json:
         typer.echo(f"narrator ({narrative.backend}): the image is frame {narrative.position} of "
                    f"{len(narrative.descriptions)}" + (f" — {narrative.note}" if narrative.note else ""), err=True)
+        if narrator_prompt:
+            typer.echo(f"prompt (the narrator's): {narrative.caption}" if narrative.caption else
+                       "the narrator wrote no caption of the whole clip: the prompt stays", err=True)
     request = pipe.validate(request)  # every check against the model, before sampling
 
     for text in dict.fromkeys(request.prompts):
@@ -612,6 +621,8 @@ def narrate_command(
     width = len(str(frames - 1))
     for i, text in enumerate(result.descriptions):
         typer.echo(f"{i:>{width}}{'*' if i == result.position else ' '} {text}")
+    if result.caption:
+        typer.echo(f"caption: {result.caption}")
 
 
 @app.command("serve")

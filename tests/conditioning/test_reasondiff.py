@@ -248,3 +248,50 @@ def test_generate_asks_the_narrator_where_an_image_without_index_goes(tmp_path, 
     code, _, err = run("generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png", "-p", PROMPT,
                        "--narrator", "openai")
     assert code == 2 and "--narrator-url" in err and err.count("\n") == 1
+
+
+def test_narrator_prompt_puts_the_narrators_caption_in_place_of_the_prompt(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace as with_fields
+
+    from PIL import Image
+
+    from anyframe.cli import main
+    from anyframe.world import render, scene_for_seed
+
+    image = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
+    plain = _base()
+
+    class Captioned(_Narrator):
+        def narrate(self, image, prompt, num_frames):
+            return with_fields(super().narrate(image, prompt, num_frames), caption="On a black background, a red "
+                               "circle moves left.")
+
+    kwargs = dict(keyframes=[Keyframe(image, None)], num_inference_steps=1, seed=0, output_type="latent")
+    out = plain(PROMPT, narrator=Captioned(), narrator_prompt=True, **kwargs)
+    assert out.request.prompts == ["On a black background, a red circle moves left."] and out.keyframe_indices == (5,)
+    assert [out.extras["narrative"]["caption"]] == out.request.prompts
+    assert plain(PROMPT, narrator=Captioned(), **kwargs).request.prompts == [PROMPT]  # only when asked
+    assert plain(PROMPT, narrator=_Narrator(), narrator_prompt=True, **kwargs).request.prompts == [PROMPT]  # none written
+
+    # the CLI: the world narrator's caption of its solved scene, printed; refused without a narrator
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "plain"
+    plain.save_pretrained(model)
+    scene = scene_for_seed(3, "train", size=16, frames=8)
+    Image.fromarray(render(scene).frames[7]).save(tmp_path / "end.png")
+
+    def run(*args):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return info.value.code or 0, out, err
+
+    code, _, err = run("generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png", "-p", PROMPT,
+                       "--narrator", "world", "--narrator-prompt", "--out", tmp_path / "a.mp4")
+    assert code == 0, err
+    assert "prompt (the narrator's): On a" in err and (tmp_path / "a.mp4").is_file()
+    code, _, err = run("generate", "--model", model, "--steps", "1", "--image", f"{tmp_path / 'end.png'}@7",
+                       "-p", PROMPT, "--narrator-prompt", "--out", tmp_path / "b.mp4")
+    assert code == 2 and "--narrator-prompt needs" in err and err.count("\n") == 1
+    assert not (tmp_path / "b.mp4").exists()

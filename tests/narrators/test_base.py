@@ -146,3 +146,13 @@ def test_narrative_to_dict():
     assert Narrative(1, ["a", "b"], note="why").to_dict()["note"] == "why"
     with pytest.raises(AttributeError):
         n.position = 0  # frozen
+
+
+def test_an_optional_caption_is_read_and_a_bad_one_is_dropped():
+    from anyframe.narrators import parse_reply
+
+    good = parse_reply('{"position": 1, "descriptions": ["a", "b"], "Caption": "  A cat\\n jumps. "}', 2)
+    assert good.caption == "A cat jumps." and good.to_dict()["caption"] == "A cat jumps."
+    for bad in ('"caption": 3', '"caption": "  "', '"caption": ["x"]', '"other": 1'):
+        narrative = parse_reply('{"position": 1, "descriptions": ["a", "b"], ' + bad + "}", 2)
+        assert narrative.caption is None and "caption" not in narrative.to_dict() and narrative.position == 1

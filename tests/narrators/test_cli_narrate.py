@@ -38,15 +38,17 @@ def test_readable_output(capsys, frame15):
     lines = out.splitlines()
     assert code == 0 and err == ""
     assert lines[0] == "position: frame 15 (frames 0–15)"
-    assert len(lines) == 17 and lines[1].startswith(" 0  The red circle is on the left")
+    assert len(lines) == 18 and lines[1].startswith(" 0  The red circle is on the left")
     assert lines[16].startswith("15* The red circle is on the right")
+    assert lines[17].startswith("caption: On a ") and "red circle moves" in lines[17]
 
 
 def test_json_output(capsys, frame15):
     code, out, _ = run(capsys, "narrate", "--image", frame15, "--prompt", TEXT, "--json", "--frames", "16")
     assert code == 0 and len(out.splitlines()) == 1
     data = json.loads(out)
-    assert set(data) == {"position", "descriptions"} and data["position"] == 15 and len(data["descriptions"]) == 16
+    assert set(data) == {"position", "descriptions", "caption"} and data["position"] == 15
+    assert len(data["descriptions"]) == 16 and "red circle" in data["caption"]
     code, out, _ = run(capsys, "narrate", "--image", frame15, "--prompt", "the green cross moves up", "--json")
     data = json.loads(out)
     assert code == 0 and "does not show the green cross" in data["note"]

@@ -8,6 +8,7 @@ import pytest
 
 from anyframe.narrators.world import UNSURE, StatedCollision, WorldNarrator, read_action
 from anyframe.world import frame_captions, render
+from anyframe.world.captions import caption
 from anyframe.world.sampling import scene_for_seed
 from anyframe.world.scene import Motion, Scene, WorldObject
 from anyframe.world.unpaired import POSITIONS, make_unpaired
@@ -43,6 +44,7 @@ def test_a_fast_object_is_placed_exactly_and_narrated_as_the_world_would():
         n = solution.narrative
         assert n.position == t and solution.posterior[t] > 0.95 and n.note is None
         assert n.descriptions == truth and n.backend == "world"
+        assert n.caption == caption(solution.scene) == caption(FAST)  # the whole clip: the solved scene's caption
     for t in range(16):  # with no prior on start / middle / end, still to the frame (±1)
         assert abs(UNIFORM.narrate(clip[t], "the red circle moves quickly right", 16).position - t) <= 1
 

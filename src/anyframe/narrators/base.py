@@ -18,6 +18,9 @@ it (the first JSON object in the text that has a ``position`` key); key names ar
   that number) in ``[0, T − 1]``: **0-based** frame indices; anything else, negative indices included, is a
   validation failure.
 * ``descriptions`` — a non-empty list of non-empty strings, at most T of them.
+* ``caption`` — optional: the whole clip in one or two sentences (what a model that reads one prompt for every
+  frame is given with ``narrator_prompt``). A caption that is not a non-empty string is dropped, not a failure:
+  the placement and the narratives stand without it.
 
 The expansion rule
 ------------------
@@ -67,14 +70,17 @@ class Narrative:
     raw: str = ""  # the reply the narrative was read from (the world narrator: its JSON)
     backend: str = ""  # world | openai | transformers
     note: str | None = None  # why the narrator is unsure, or why the text does not fit the image
+    caption: str | None = None  # the whole clip in one description (optional in the contract)
 
     @property
     def num_frames(self) -> int:
         return len(self.descriptions)
 
     def to_dict(self) -> dict:
-        """The JSON contract (plus ``note`` when there is one)."""
+        """The JSON contract (with ``caption`` and ``note`` when there are)."""
         out: dict[str, Any] = {"position": self.position, "descriptions": list(self.descriptions)}
+        if self.caption:
+            out["caption"] = self.caption
         if self.note:
             out["note"] = self.note
         return out
@@ -214,7 +220,9 @@ def parse_reply(text: str, num_frames: int, backend: str = "") -> Narrative:
         descriptions = expand_descriptions(_descriptions(_key(obj, "descriptions")[1], num_frames), num_frames)
     except _Invalid as exc:
         raise fail(str(exc)) from None
-    return Narrative(position, descriptions, raw=raw, backend=backend)
+    caption = _key(obj, "caption")[1]
+    caption = " ".join(caption.split()) if isinstance(caption, str) and caption.strip() else None
+    return Narrative(position, descriptions, raw=raw, backend=backend, caption=caption)
 
 
 def narrate_with_retries(ask: Callable[[int, NarrationError | None], str], num_frames: int, retries: int,

@@ -18,14 +18,17 @@ sentence. Then:
 1. Decide which frame of the clip the image is. Frames are numbered from 0 (the first frame) to T-1 (the last).
 2. Write one short, concrete description for every frame, in order, so that together they tell the clip from the \
 first frame to the last. The description at the image's frame must describe what the image shows.
+3. Describe the whole clip in one or two sentences: the scene as the image shows it, and what happens in it.
 
 Reply with exactly one JSON object and nothing else: no explanation, no markdown, no code fence.
-Format: {"position": <frame number>, "descriptions": ["<frame 0>", "<frame 1>", ..., "<frame T-1>"]}
+Format: {"position": <frame number>, "descriptions": ["<frame 0>", "<frame 1>", ..., "<frame T-1>"], \
+"caption": "<the whole clip>"}
 
 Example, for T = 4, an image of a glass lying shattered on a kitchen floor, and the sentence "a cat jumps onto the \
 counter":
 {"position": 3, "descriptions": ["A glass stands near the edge of a kitchen counter.", "A cat leaps up onto the \
-counter.", "The cat's tail knocks the glass off the edge.", "The glass lies shattered on the floor."]}"""
+counter.", "The cat's tail knocks the glass off the edge.", "The glass lies shattered on the floor."], "caption": \
+"In a kitchen, a cat jumps onto the counter and knocks a glass off the edge; it shatters on the floor."}"""
 
 
 def user_prompt(prompt: str, num_frames: int) -> str:

@@ -38,7 +38,8 @@ unpaired cases — and ReasonDiff's evaluation — put the image) and the rest u
 position is the posterior's mode. Where several frames explain the image equally (a bouncing or slow object in
 the middle of the canvas: the image alone cannot tell), the narrative's ``note`` says so. The descriptions are the
 world's per-frame captions (:func:`anyframe.world.captions.frame_captions`) of the solved scene: the stated
-objects on their solved paths, the image's other objects standing still (the text says nothing of their motion).
+objects on their solved paths, the image's other objects standing still (the text says nothing of their motion); the ``caption`` is the same
+scene's world caption (:func:`anyframe.world.captions.caption`) — the whole clip as one prompt.
 
 A text the image does not show (a colour or shape absent from the image), a text outside the grammar, or an
 image that is not a shapes-world frame does not raise: the narrator still answers (its best guess, the prior's
@@ -58,7 +59,7 @@ import numpy as np
 from anyframe.errors import AnyframeInputError
 from anyframe.narrators.base import Narrative, check_num_frames, image_array
 from anyframe.world import grammar, vocab
-from anyframe.world.captions import frame_captions
+from anyframe.world.captions import caption, frame_captions
 from anyframe.world.oracle import AREA_PER_R2, block_factor, detect
 from anyframe.world.render import render
 from anyframe.world.sampling import (
@@ -876,8 +877,11 @@ class WorldNarrator:
             notes.append(f"no consistent scene ({exc}); the descriptions repeat the prompt")
             descriptions = [" ".join(str(prompt).split()) or "."] * num_frames
         note = "; ".join(notes) or None
-        raw = json.dumps({"position": position, "descriptions": descriptions, **({"note": note} if note else {})})
-        return Solution(Narrative(position, descriptions, raw=raw, backend=self.name, note=note), posterior, scene)
+        whole = caption(scene) if scene is not None else None  # the solved scene's world caption
+        raw = json.dumps({"position": position, "descriptions": descriptions, **({"caption": whole} if whole else {}),
+                          **({"note": note} if note else {})})
+        return Solution(Narrative(position, descriptions, raw=raw, backend=self.name, note=note, caption=whole),
+                        posterior, scene)
 
     def _fallback(self, prompt: str, num_frames: int, note: str) -> Solution:
         descriptions = [" ".join(str(prompt).split()) or "."] * num_frames

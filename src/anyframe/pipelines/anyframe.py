@@ -396,12 +396,15 @@ class AnyFramePipeline(DiffusionPipeline):
         """The request checked against this model and resolved (:func:`~anyframe.pipelines.request.validate_request`)."""
         return validate_request(request, self.limits)
 
-    def place_keyframes(self, request: GenerationRequest, narrator) -> tuple[GenerationRequest, Narrative | None]:
+    def place_keyframes(self, request: GenerationRequest, narrator,
+                        narrator_prompt: bool = False) -> tuple[GenerationRequest, Narrative | None]:
         """A request whose keyframe has no frame index (``Keyframe(image, None)``), with the index ``narrator``
         (:mod:`anyframe.narrators`) gives it for the prompt — and, for a method that reads them (ReasonDiff), the
         narrator's per-frame narratives as ``frame_prompts`` (the request's own win where both give a frame).
-        Returns the request (unchanged when every keyframe has its index, or without a narrator: validation then
-        says what is missing) and the narrative."""
+        ``narrator_prompt``: the narrator's caption of the whole clip (when it wrote one) becomes the prompt — on
+        the world, a keyframe model given the narrator's description does as well as ReasonDiff
+        (docs/methods/reasondiff.md). Returns the request (unchanged when every keyframe has its index, or without
+        a narrator: validation then says what is missing) and the narrative."""
         unplaced = [k for k in request.keyframes if k.frame_index is None]
         if not unplaced or narrator is None:
             return request, None
@@ -418,7 +421,10 @@ class AnyFramePipeline(DiffusionPipeline):
         frame_prompts = request.frame_prompts
         if "frame_prompts" in self.conditioning.request_fields:
             frame_prompts = {**dict(enumerate(narrative.descriptions)), **request.frame_prompts}
-        return replace(request, keyframes=keyframes, frame_prompts=frame_prompts), narrative
+        prompt = request.prompt
+        if narrator_prompt and narrative.caption:
+            prompt = narrative.caption if isinstance(prompt, str) else [narrative.caption] * len(prompt)
+        return replace(request, prompt=prompt, keyframes=keyframes, frame_prompts=frame_prompts), narrative
 
     @property
     def sampling_defaults(self) -> dict:
@@ -588,14 +594,15 @@ class AnyFramePipeline(DiffusionPipeline):
                  guidance: Guidance | None = None, generator: torch.Generator | None = None, latents: Tensor | None = None,
                  output_type: str = "np", return_latents: bool = False, callback_on_step_end: Callable | None = None,
                  callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), narrator=None,
-                 **request_fields) -> AnyFrameOutput:
+                 narrator_prompt: bool = False, **request_fields) -> AnyFrameOutput:
         """Generate videos, diffusers style: the keyword arguments build a :class:`GenerationRequest`
         (``num_inference_steps`` is its ``steps``; a method's option such as FlashI2V's ``detail=0.2`` goes to its
         ``options``) and :meth:`generate` runs it. See :meth:`generate` for the other arguments."""
         request = request_from_kwargs(prompt, keyframes=list(keyframes or []), **request_fields)
         return self.generate(request, guidance=guidance, generator=generator, latents=latents, output_type=output_type,
                              return_latents=return_latents, callback_on_step_end=callback_on_step_end,
-                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, narrator=narrator)
+                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, narrator=narrator,
+                             narrator_prompt=narrator_prompt)
 
     @torch.no_grad()
     def generate(
@@ -609,6 +616,7 @@ class AnyFramePipeline(DiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         narrator=None,
+        narrator_prompt: bool = False,
     ) -> AnyFrameOutput:
         """Generate the videos of ``request`` (one per prompt).
 
@@ -632,12 +640,13 @@ class AnyFramePipeline(DiffusionPipeline):
                 replaces the state.
             narrator: places a keyframe given without its frame index (:meth:`place_keyframes`); its narrative is
                 returned in ``extras["narrative"]``.
+            narrator_prompt: the narrator's caption of the whole clip replaces the prompt (:meth:`place_keyframes`).
         """
         if output_type not in ("np", "pt", "pil", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}")
         if generator is not None and request.seed is not None:
             raise ValueError("pass a generator or a seed, not both")
-        request, narrative = self.place_keyframes(request, narrator)
+        request, narrative = self.place_keyframes(request, narrator, narrator_prompt)
         request = self.validate(request)
         for prompt in dict.fromkeys(request.prompts):
             for problem in self.prompt_problems(prompt, request.max_sequence_length):
