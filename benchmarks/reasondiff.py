@@ -166,14 +166,13 @@ class System:
         frames = case["scene"].frames
         index = {"frame0": 0, "true": case["frame"]}.get(self.mode)
         prompt = caption(case["scene"]) if self.mode == "caption" else case["text"]
-        if self.mode in ("placed", "caption", "described"):  # the narrator's position: no per-frame narratives reach the model
-            solution = self.narrator.solve(case["image"], case["text"], frames)
-            index = solution.narrative.position
-            if self.mode == "described" and solution.scene is not None:  # (no solved scene: the text, as it is)
-                prompt = caption(solution.scene)
+        if self.mode in ("placed", "caption"):  # the narrator's position only: no per-frame narratives reach the model
+            index = self.narrator.narrate(case["image"], case["text"], frames).position
+        # described: the pipeline's narrator_prompt (the narrator's caption of the whole clip becomes the prompt)
         out = self.pipe(prompt, keyframes=[Keyframe(case["image"], index)], seed=seed,
                         num_frames=frames, height=case["scene"].size, width=case["scene"].size,
-                        narrator=self.narrator if self.mode == "narrator" else None,
+                        narrator=self.narrator if self.mode in ("narrator", "described") else None,
+                        narrator_prompt=self.mode == "described",
                         **({"num_inference_steps": self.steps} if self.steps else {}))
         placed = out.keyframe_indices[0] if out.keyframe_indices else None
         return to_uint8(out.frames[0]), placed

@@ -92,13 +92,18 @@ def test_each_mode_gives_the_model_its_own_prompt(load_script):
     case = next(c for c in bench.unpaired_cases(2, 8_800_000) if c["position"] == "end")
     seen = {}
 
-    class Recorder:
-        def __call__(self, prompt, keyframes, **kw):
-            seen["prompt"], seen["index"] = prompt, keyframes[0].frame_index
+    class Recorder:  # the pipeline's call; a narrator given places the image (and with narrator_prompt, prompts)
+        def __call__(self, prompt, keyframes, narrator=None, narrator_prompt=False, **kw):
+            index = keyframes[0].frame_index
+            if narrator is not None:
+                narrative = narrator.narrate(case["image"], prompt, case["scene"].frames)
+                index, prompt = narrative.position, narrative.caption if narrator_prompt else prompt
+            seen["prompt"], seen["index"] = prompt, index
             raise StopIteration
 
     solved = WorldNarrator().solve(case["image"], case["text"], case["scene"].frames)
     want = {"frame0": (case["text"], 0), "placed": (case["text"], solved.narrative.position),
+            "narrator": (case["text"], solved.narrative.position),
             "caption": (caption(case["scene"]), solved.narrative.position),
             "described": (caption(solved.scene), solved.narrative.position)}
     for mode, expected in want.items():
