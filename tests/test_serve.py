@@ -201,7 +201,8 @@ def test_the_narrator_box_places_image_1_and_the_page_shows_its_narrative(pipe, 
         name = "scripted"
 
         def narrate(self, image, prompt, num_frames):
-            return Narrative(position=11, descriptions=[f"frame {j}" for j in range(num_frames)], backend="scripted")
+            return Narrative(position=11, descriptions=[f"frame {j}" for j in range(num_frames)], backend="scripted",
+                             caption="a red circle moves left quickly")
 
     monkeypatch.setattr(anyframe.narrators, "narrator_for", lambda name, **_: Scripted())
     app = serve.build_app(serve.Models({"tiny": pipe}), tmp_path / "clips")
@@ -213,6 +214,15 @@ def test_the_narrator_box_places_image_1_and_the_page_shows_its_narrative(pipe, 
                    by_id["narrate"]: True})
     _, _, _, text = block_fn.fn(values)
     assert "keyframes at 11" in text and "Narrator (scripted)**: image 1 is frame 11" in text
+    assert "**The whole clip**: a red circle moves left quickly" in text  # shown, not used
+    values[by_id["narrator-prompt"]] = True  # the narrator's caption as the prompt
+    _, _, _, text = block_fn.fn(values)
+    assert "**The whole clip (the prompt)**: a red circle moves left quickly" in text
+    values[by_id["narrate"]] = False
+    with pytest.raises(gr.Error) as info:
+        block_fn.fn(values)
+    assert info.value.message == "Narrator's caption: tick Narrator places image 1 too"
+    values[by_id["narrate"]], values[by_id["narrator-prompt"]] = True, False
     values[by_id["image-1"]] = None
     with pytest.raises(gr.Error) as info:
         block_fn.fn(values)

@@ -251,10 +251,12 @@ def build_request(pipe: AnyFramePipeline, prompt: str, preset: str, steps: Any, 
 
 
 def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: Path,
-                  on_step: Callable[[int, int], None] | None = None, masks: bool = False, narrator=None) -> dict:
+                  on_step: Callable[[int, int], None] | None = None, masks: bool = False, narrator=None,
+                  narrator_prompt: bool = False) -> dict:
     """Generate ``request`` (validated) and write its video and filmstrip into a new folder under ``out_dir``, with
     the CLI's writers; returns what was written and run (the CLI's ``--json`` record). ``masks``: also the
-    objects' mask clip, its filmstrip and the binary masks (a JDM model; else an input error, before sampling)."""
+    objects' mask clip, its filmstrip and the binary masks (a JDM model; else an input error, before sampling).
+    ``narrator_prompt``: the narrator's caption of the whole clip is the prompt (``AnyFramePipeline.generate``)."""
     if masks and "masks" not in pipe.conditioning.extra_outputs:
         raise AnyframeInputError("Masks: this model does not generate masks (a JDM model does)")
     steps = request.steps
@@ -266,7 +268,8 @@ def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: P
     start = time.perf_counter()
     with warnings.catch_warnings():  # (the page shows them itself: prompt_problems)
         warnings.filterwarnings("ignore", message="this model does not know|the prompt is")
-        result = pipe.generate(request, output_type="np", callback_on_step_end=callback, narrator=narrator)
+        result = pipe.generate(request, output_type="np", callback_on_step_end=callback, narrator=narrator,
+                               narrator_prompt=narrator_prompt)
     seconds = time.perf_counter() - start
     video = to_uint8(result.frames[0])  # [T, H, W, 3]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +286,7 @@ def generate_clip(pipe: AnyFramePipeline, request: GenerationRequest, out_dir: P
     t, h, w = video.shape[:3]
     record = {"video": str(out), "filmstrip": str(strip_path), "frames": t, "height": h, "width": w, "fps": FPS,
               "seconds": round(seconds, 3), "seed": result.seed, "keyframes": list(result.keyframe_indices),
-              "steps": steps, "guidance": request.guidance_scale}
+              "steps": steps, "guidance": request.guidance_scale, "prompt": result.request.prompts[0]}
     if masks:
         record["masks"] = [str(p) for p in mask_paths]
     if "narrative" in result.extras:
@@ -300,6 +303,9 @@ def summary(record: dict) -> str:
         lines = "".join(f"\n{j}. {d}" for j, d in enumerate(story["descriptions"]))
         note = f" ({story['note']})" if story.get("note") else ""
         text += f"\n\n**Narrator ({story.get('backend', '')})**: image 1 is frame {story['position']}{note}.{lines}"
+        if story.get("caption"):
+            used = " (the prompt)" if record.get("prompt") == story["caption"] else ""
+            text += f"\n\n**The whole clip{used}**: {story['caption']}"
     return text
 
 
@@ -361,6 +367,10 @@ def build_generate_tab(context: PageContext) -> None:
                 narrate = gr.Checkbox(label="Narrator places image 1", value=False, elem_id="narrate",
                                       info="The world narrator finds image 1's frame from the prompt and "
                                            "narrates every frame (ReasonDiff); its frame index is ignored")
+                narrator_prompt = gr.Checkbox(label="Narrator's caption as prompt", value=False,
+                                              elem_id="narrator-prompt",
+                                              info="With the narrator: its description of the whole clip replaces "
+                                                   "the prompt (on the world as good as ReasonDiff)")
             button = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Column(scale=2):
             video = gr.Video(label="Video", format=None, autoplay=True, loop=True, height=320, buttons=["download"],
@@ -402,6 +412,8 @@ def build_generate_tab(context: PageContext) -> None:
             progress(0, desc=f"loading {label}")
             pipe = models.get(label)
             narrator = None
+            if values[narrator_prompt] and not values[narrate]:
+                raise AnyframeInputError("Narrator's caption: tick Narrator places image 1 too")
             if values[narrate]:
                 from anyframe.narrators import narrator_for
 
@@ -416,7 +428,8 @@ def build_generate_tab(context: PageContext) -> None:
             progress((0, request.steps), desc="sampling", unit="steps")
             record = generate_clip(pipe, request, context.out_dir,
                                    on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"),
-                                   masks=bool(values[want_masks]), narrator=narrator)
+                                   masks=bool(values[want_masks]), narrator=narrator,
+                                   narrator_prompt=bool(values[narrator_prompt]))
         except AnyframeInputError as exc:
             raise _page_error(exc) from None
         text = summary(record) + "".join(f"\n\n*{note}*" for note in notes)
@@ -425,7 +438,7 @@ def build_generate_tab(context: PageContext) -> None:
     # preprocess=False: the handler gets the page's values as sent (numbers as numbers or None, each upload as
     # Gradio's file record, already checked to be in its upload folder), and checks them itself, with the
     # project's checks (load_image), so that any bad value is one clear line
-    inputs = {context.model_picker, prompt, preset, steps, guidance, seed, want_masks, narrate,
+    inputs = {context.model_picker, prompt, preset, steps, guidance, seed, want_masks, narrate, narrator_prompt,
               *(c for _, i, n in slots for c in (i, n))}
     for trigger in (button.click, prompt.submit):
         trigger(run, inputs, [video, strip, mask_strip, info], concurrency_limit=1, preprocess=False)
