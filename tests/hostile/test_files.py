@@ -260,13 +260,32 @@ def _lora_safetensors(p, shapes: dict):
     save_file({k: torch.zeros(v) for k, v in shapes.items()}, str(p / "pytorch_lora_weights.safetensors"))
 
 
+def _concat_lora(p, model: Path, layers: dict | None):
+    """A channel-concat LoRA folder: an adapter, the method's config, and ``layers`` as its adapted layers."""
+    import torch
+    from safetensors.torch import save_file
+
+    from anyframe.conditioning import build_method
+    from anyframe.models.dit import STIVTransformer
+
+    _lora_safetensors(p, {"transformer.blocks.0.spatial_attn.to_q.lora_A.weight": (2, 32),
+                          "transformer.blocks.0.spatial_attn.to_q.lora_B.weight": (32, 2)})
+    build_method("channel_concat", STIVTransformer.from_pretrained(model / "transformer")).save_pretrained(
+        p / "conditioning")
+    if layers is not None:
+        save_file({k: torch.zeros(v) for k, v in layers.items()}, str(p / "adapted_layers.safetensors"))
+
+
 LORAS = {
-    "not a folder": (lambda p: p.write_text("x"), r"not a folder"),
-    "empty folder": (lambda p: p.mkdir(), r"no LoRA weights"),
-    "corrupt weights": (lambda p: _lora_file(p, b"\0" * 16), r"cannot load the LoRA"),
-    "not safetensors": (lambda p: _lora_file(p, b"PK\3\4 not a safetensors file at all"), r"cannot load the LoRA"),
-    "another model's": (lambda p: _lora_safetensors(p, {"unet.down.0.to_q.lora_A.weight": (4, 8)}), r"no adapter"),
-    "other modules": (lambda p: _lora_safetensors(p, {"transformer.blocks.0.attn1.to_q.lora_A.weight": (4, 8),
+    "no adapted layers": (lambda p, m: _concat_lora(p, m, None), r"adds backbone layers .*export it again"),
+    "adapted layers that do not fit": (lambda p, m: _concat_lora(p, m, {"transformer.patch_embed.weight": (3, 3)}),
+                                       r"adapted_layers.safetensors does not fit"),
+    "not a folder": (lambda p, _: p.write_text("x"), r"not a folder"),
+    "empty folder": (lambda p, _: p.mkdir(), r"no LoRA weights"),
+    "corrupt weights": (lambda p, _: _lora_file(p, b"\0" * 16), r"cannot load the LoRA"),
+    "not safetensors": (lambda p, _: _lora_file(p, b"PK\3\4 not a safetensors file at all"), r"cannot load the LoRA"),
+    "another model's": (lambda p, _: _lora_safetensors(p, {"unet.down.0.to_q.lora_A.weight": (4, 8)}), r"no adapter"),
+    "other modules": (lambda p, _: _lora_safetensors(p, {"transformer.blocks.0.attn1.to_q.lora_A.weight": (4, 8),
                                                       "transformer.blocks.0.attn1.to_q.lora_B.weight": (8, 4)}),
                       r"cannot load the LoRA.*not found"),
 }
@@ -276,7 +295,7 @@ LORAS = {
 def test_a_bad_lora_on_a_world_model_is_refused(cli, tiny_model, tmp_path, kind):
     make, needle = LORAS[kind]
     lora = tmp_path / "lora"
-    make(lora)
+    make(lora, tiny_model)
     cli.refuses(["generate", "--model", tiny_model, "-p", "x", "--steps", "1", "--lora", lora], needle)
 
 
