@@ -209,12 +209,22 @@ def test_a_narrator_places_an_image_without_its_index():
         plain(PROMPT, keyframes=[Keyframe(image, None)], num_inference_steps=2, seed=0)
 
 
+def _cli(capsys, *args):
+    """``anyframe ARGS`` in-process: (exit code, stdout, stderr)."""
+    from anyframe.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return info.value.code or 0, out, err
+
+
 def test_generate_asks_the_narrator_where_an_image_without_index_goes(tmp_path, capsys, monkeypatch):
     import json
 
     from PIL import Image
 
-    from anyframe.cli import main
     from anyframe.world import render, scene_for_seed
 
     monkeypatch.chdir(tmp_path)
@@ -223,14 +233,7 @@ def test_generate_asks_the_narrator_where_an_image_without_index_goes(tmp_path, 
     scene = scene_for_seed(3, "train", size=16, frames=8)
     Image.fromarray(render(scene).frames[7]).save(tmp_path / "end.png")
 
-    def run(*args):
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as info:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return info.value.code or 0, out, err
-
-    code, out, err = run("generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png",
+    code, out, err = _cli(capsys, "generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png",
                          "-p", PROMPT, "--out", tmp_path / "a.mp4", "--json")
     assert code == 0, err
     record = json.loads(out)
@@ -240,12 +243,12 @@ def test_generate_asks_the_narrator_where_an_image_without_index_goes(tmp_path, 
     # --narrator none: today's behaviour, the image at frame 0; an explicit index is never asked about
     for flags, want in ((["--narrator", "none"], [0]), ([], [3])):
         image = tmp_path / "end.png" if flags else f"{tmp_path / 'end.png'}@3"
-        code, out, err = run("generate", "--model", model, "--steps", "1", "--image", image, "-p", PROMPT,
+        code, out, err = _cli(capsys, "generate", "--model", model, "--steps", "1", "--image", image, "-p", PROMPT,
                              "--out", tmp_path / f"b{want[0]}.mp4", "--json", *flags)
         assert code == 0, err
         record = json.loads(out)
         assert record["keyframes"] == want and "narrative" not in record
-    code, _, err = run("generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png", "-p", PROMPT,
+    code, _, err = _cli(capsys, "generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png", "-p", PROMPT,
                        "--narrator", "openai")
     assert code == 2 and "--narrator-url" in err and err.count("\n") == 1
 
@@ -255,7 +258,6 @@ def test_narrator_prompt_puts_the_narrators_caption_in_place_of_the_prompt(tmp_p
 
     from PIL import Image
 
-    from anyframe.cli import main
     from anyframe.world import render, scene_for_seed
 
     image = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
@@ -280,18 +282,11 @@ def test_narrator_prompt_puts_the_narrators_caption_in_place_of_the_prompt(tmp_p
     scene = scene_for_seed(3, "train", size=16, frames=8)
     Image.fromarray(render(scene).frames[7]).save(tmp_path / "end.png")
 
-    def run(*args):
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as info:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return info.value.code or 0, out, err
-
-    code, _, err = run("generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png", "-p", PROMPT,
+    code, _, err = _cli(capsys, "generate", "--model", model, "--steps", "1", "--image", tmp_path / "end.png", "-p", PROMPT,
                        "--narrator", "world", "--narrator-prompt", "--out", tmp_path / "a.mp4")
     assert code == 0, err
     assert "prompt (the narrator's): On a" in err and (tmp_path / "a.mp4").is_file()
-    code, _, err = run("generate", "--model", model, "--steps", "1", "--image", f"{tmp_path / 'end.png'}@7",
+    code, _, err = _cli(capsys, "generate", "--model", model, "--steps", "1", "--image", f"{tmp_path / 'end.png'}@7",
                        "-p", PROMPT, "--narrator-prompt", "--out", tmp_path / "b.mp4")
     assert code == 2 and "--narrator-prompt needs" in err and err.count("\n") == 1
     assert not (tmp_path / "b.mp4").exists()
