@@ -1086,19 +1086,29 @@ def model_slim(
                               "(e.g. checkpoints/anyframe-world-s)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to create (e.g. checkpoints/anyframe-world-s-jdm)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing folder."),
+    lora_rank: int | None = typer.Option(None, "--lora-rank", help="Share the base's transformer too and hold this "
+                                         "fine-tune of it as a LoRA of this rank (extracted: truncated SVD of each "
+                                         "adapted layer's difference; the other changed weights whole)."),
 ) -> None:
     """Write a model as an extra shipped model: its transformer and method in bfloat16, the autoencoder, text
     encoder and tokenizer read from --base when loaded (base_model.json names it, relative to the folder).
-    Refused unless those three are the base's, bit for bit."""
+    Refused unless those three are the base's, bit for bit. With --lora-rank the transformer is the base's and
+    the fine-tune a LoRA on it (a fraction of the size; the share of the difference it keeps is printed)."""
+    if lora_rank is not None and lora_rank < 1:
+        raise AnyframeInputError(f"--lora-rank must be at least 1, got {lora_rank}")
     _check_new_folder(out, force)
     _silence_libraries()
     from anyframe.pipelines import load_pipeline
     from anyframe.pipelines.base_folder import write_with_base
 
     pipe = load_pipeline(model, "float32")
-    path = write_with_base(pipe, out, base)
+    path, lora = write_with_base(pipe, out, base, lora_rank=lora_rank)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-    typer.echo(f"wrote {path} ({size:.1f} MB; shares vae, text_encoder and tokenizer with {base})")
+    shared = "vae, text_encoder and tokenizer" if lora is None else "vae, text_encoder, tokenizer and transformer"
+    typer.echo(f"wrote {path} ({size:.1f} MB; shares {shared} with {base})")
+    if lora is not None:
+        typer.echo(f"LoRA rank {lora.rank}: keeps {lora.kept:.1%} of the fine-tune's difference on its adapted layers; "
+                   f"{len(lora.whole)} other weights whole")
 
 
 # ------------------------------------------------------------------------------ anyframe clip (world CLIP, CMI)

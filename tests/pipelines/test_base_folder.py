@@ -33,7 +33,7 @@ def _frames(pipe, seed=0):
 
 def test_a_folder_with_a_base_loads_the_base_encoders_and_generates_as_the_full_model(base_and_tuned, tmp_path):
     base, tuned = base_and_tuned
-    out = write_with_base(tuned, tmp_path / "models" / "extra", base)
+    out, _ = write_with_base(tuned, tmp_path / "models" / "extra", base)
     assert not any((out / n).exists() for n in ("vae", "text_encoder", "tokenizer"))
     assert json.loads((out / BASE_FILE).read_text()) == {"base": "../base", "components": ["vae", "text_encoder",
                                                                                          "tokenizer"]}
@@ -57,7 +57,7 @@ def test_a_folder_with_a_base_loads_the_base_encoders_and_generates_as_the_full_
 
 def test_a_missing_or_bad_base_is_one_clear_error(base_and_tuned, tmp_path):
     base, tuned = base_and_tuned
-    out = write_with_base(tuned, tmp_path / "models" / "extra", base)
+    out, _ = write_with_base(tuned, tmp_path / "models" / "extra", base)
     lone = tmp_path / "lone"
     shutil.copytree(out, lone)
     with pytest.raises(AnyframeInputError, match="base model ../base is not there"):
@@ -96,6 +96,12 @@ def test_the_cli_writes_a_slim_folder_and_finds_shipped_models_by_name(base_and_
     assert "shares vae, text_encoder and tokenizer" in capsys.readouterr().out
     assert run(["model", "slim", "--model", str(tmp_path / "tuned"), "--base", str(base),
                 "--out", str(base.parent / "extra")]) == 2  # exists: refused without --force
+    assert run(["model", "slim", "--model", str(tmp_path / "tuned"), "--base", str(base), "--lora-rank", "2",
+                "--out", str(tmp_path / "extra-lora")]) == 0
+    out = capsys.readouterr().out
+    assert "shares vae, text_encoder, tokenizer and transformer" in out and "LoRA rank 2: keeps" in out
+    assert run(["model", "slim", "--model", str(tmp_path / "tuned"), "--base", str(base), "--lora-rank", "0",
+                "--out", str(tmp_path / "extra-0")]) == 2 and not (tmp_path / "extra-0").exists()
     monkeypatch.setattr(cli, "default_model_dir", lambda: base)
     assert [p.name for p in cli.shipped_models()] == ["base", "extra"]
     assert cli.model_arg(cli.Path("extra")) == base.parent / "extra"
@@ -103,3 +109,58 @@ def test_the_cli_writes_a_slim_folder_and_finds_shipped_models_by_name(base_and_
     capsys.readouterr()
     assert run(["model", "info", "--model", "extra", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _concat_fine_tune(base_dir):
+    """A fine-tune of the base that adds input channels (channel concat) and moves every weight."""
+    from anyframe.conditioning import build_method
+
+    tuned = AnyFramePipeline.from_pretrained(base_dir)
+    method = build_method("channel_concat", tuned.transformer)
+    tuned.transformer, tuned.conditioning = method.adapt_backbone(tuned.transformer), method
+    with torch.no_grad():
+        for p in tuned.transformer.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return tuned
+
+
+def _concat_frames(pipe):
+    from anyframe.pipelines import Keyframe
+
+    image = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    return pipe("a red circle moves left", keyframes=[Keyframe(image, 0)], num_frames=8, height=16, width=16,
+                num_inference_steps=3, seed=0, output_type="latent").frames
+
+
+def test_a_fine_tune_held_as_a_lora_on_the_base_transformer_generates_as_the_fine_tune(base_and_tuned, tmp_path):
+    from safetensors.torch import load_file
+
+    base, _ = base_and_tuned
+    torch.manual_seed(0)
+    tuned = _concat_fine_tune(base)
+    full, _ = write_with_base(tuned, tmp_path / "models" / "full", base)
+    exact, lora = write_with_base(tuned, tmp_path / "models" / "exact", base, lora_rank=10_000)  # every rank kept
+    assert lora.kept == pytest.approx(1.0) and "patch_embed.weight" in lora.whole  # reshaped: whole
+    spec = json.loads((exact / BASE_FILE).read_text())
+    assert spec["components"][-1] == "transformer" and spec["lora"] == "lora" and not (exact / "transformer").exists()
+    assert {t.dtype for t in load_file(str(exact / "lora" / "pytorch_lora_weights.safetensors")).values()} == {torch.bfloat16}
+    a, b = load_pipeline(exact, dtype="float32"), load_pipeline(full, dtype="float32")
+    assert a.conditioning.name == "channel_concat" and a.transformer.patch_embed.weight.shape == \
+        b.transformer.patch_embed.weight.shape
+    x, y = _concat_frames(a), _concat_frames(b)
+    assert (x - y).abs().max() / y.abs().max() < 0.02  # the same clip up to bf16 rounding of A, B and the weights
+    # a low rank: smaller, keeps less, still loads and generates
+    small, low = write_with_base(tuned, tmp_path / "models" / "small", base, lora_rank=1)
+    assert low.kept < 0.5
+    size = {f: sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) for f in (small, exact, full)}
+    assert size[small] < size[exact] and size[small] < size[full]
+    assert torch.isfinite(_concat_frames(load_pipeline(small, dtype="float32"))).all()
+    # a transformer of another architecture is not a fine-tune of the base's
+    other = build_world_pipeline("tiny", seed=1)
+    other.transformer = other.transformer.with_extra_channels(2, 0)
+    with pytest.raises(AnyframeInputError, match="not a fine-tune of the base's"):
+        write_with_base(other, tmp_path / "models" / "other", base, lora_rank=4)
+    # a LoRA folder that is not there is one clear error
+    (exact / "lora" / "pytorch_lora_weights.safetensors").unlink()
+    with pytest.raises(AnyframeInputError, match="has no pytorch_lora_weights"):
+        AnyFramePipeline.from_pretrained(exact)

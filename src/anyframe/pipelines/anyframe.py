@@ -15,6 +15,7 @@ requests, each chunk decoded and handed to a callback as it finishes).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -60,7 +61,7 @@ from anyframe.models.dit import STIVTransformer
 from anyframe.models.text_encoder import TextCondition, encode_prompts
 from anyframe.models.wan import WanBackbone, latent_frame_index, num_latent_frames
 from anyframe.narrators.base import Narrative
-from anyframe.pipelines.base_folder import read_base, shared_components
+from anyframe.pipelines.base_folder import lora_of, read_base, shared_components
 from anyframe.pipelines.request import (
     GenerationRequest,
     Keyframe,
@@ -256,6 +257,12 @@ class AnyFramePipeline(DiffusionPipeline):
             raise AnyframeInputError(f"cannot load the model folder {path}: {' '.join(str(exc).split())[:300]}") from None
         if not isinstance(pipe, cls):
             raise AnyframeInputError(f"{path} holds a {type(pipe).__name__}, not an {cls.__name__}")
+        tuned = lora_of(path)
+        if tuned is not None:  # an extra model held as a LoRA on its base's transformer (base_folder)
+            lora, config = tuned
+            pipe.load_lora(lora, method=pipe.conditioning)
+            if config:
+                pipe.transformer.register_to_config(**config)
         for name, component in pipe.components.items():
             # diffusers leaves a weight its file does not hold on the meta device (no data) instead of failing
             missing = [n for n, t in (component.state_dict().items() if isinstance(component, torch.nn.Module) else ())
@@ -279,10 +286,12 @@ class AnyFramePipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------ LoRA
 
-    def load_lora(self, path: str | os.PathLike) -> None:
-        """Load a fine-tune saved by the training recipe's LoRA export (``runs/<name>/lora``): the adapter
-        (diffusers' LoRA format, ``pytorch_lora_weights.safetensors``, which diffusers' ``WanPipeline``
-        loads too) into the transformer, and the conditioning method's own trained layers if present."""
+    def load_lora(self, path: str | os.PathLike, method: ConditioningMethod | None = None) -> None:
+        """Load a fine-tune saved by the training recipe's LoRA export (``runs/<name>/lora``), or the LoRA of an
+        extra model folder (``base_folder``): the adapter (diffusers' LoRA format, ``pytorch_lora_weights.safetensors``,
+        which diffusers' ``WanPipeline`` loads too) into the transformer, the backbone layers it holds whole
+        (``adapted_layers.safetensors``), and the conditioning method's own trained layers if present
+        (``conditioning/``; else ``method``, the method the backbone is adapted for)."""
         path = Path(path)
         if not hasattr(self.transformer, "load_lora_adapter"):
             raise AnyframeInputError(f"--lora: this model's backbone ({type(self.transformer).__name__}) does not take "
@@ -293,7 +302,6 @@ class AnyFramePipeline(DiffusionPipeline):
         if not weights.is_file():
             raise AnyframeInputError(f"no LoRA weights in {path} (expected {weights.name})")
         try:
-            method = None
             if (path / "conditioning").is_dir():  # the method it was trained with, by the class its config names
                 name = json.loads((path / "conditioning" / "config.json").read_text()).get("_class_name")
                 method = method_by_class_name(name).from_pretrained(path / "conditioning", local_files_only=True,
@@ -305,7 +313,7 @@ class AnyFramePipeline(DiffusionPipeline):
                 raise AnyframeInputError(f"--lora {path}: {weights.name} holds no adapter for this model's backbone "
                                          f"({type(transformer).__name__}; no transformer.* LoRA keys)")
             self.transformer = transformer
-            if method is not None:
+            if method is not None and method is not self.conditioning:
                 self.conditioning = method.to(self._execution_device).eval().requires_grad_(False)
         except AnyframeInputError:
             raise
@@ -313,36 +321,36 @@ class AnyFramePipeline(DiffusionPipeline):
             raise AnyframeInputError(f"cannot load the LoRA in {path}: {' '.join(str(exc).split())[:300]}") from None
 
     def _lora_backbone(self, path: Path, method) -> torch.nn.Module:
-        """The backbone a LoRA fine-tune's adapter goes into: this one, or — when its method adds or reshapes
-        backbone layers (input channels, context groups) — a copy adapted by the method, holding the layers the
-        run trained in full (``adapted_layers.safetensors``; the training recipe's ``export_lora``). This
-        pipeline is left as it is until the whole LoRA has loaded."""
+        """The backbone a LoRA's adapter goes into: this one, or a copy that holds the layers the LoRA folder keeps
+        whole (``adapted_layers.safetensors``): those its method adds or reshapes (input channels, context groups;
+        the copy is adapted by the method first), which a LoRA run trains in full (``export_lora``), and, in an
+        extracted LoRA (``base_folder``), any other layer that differs from the base. This pipeline is left as it
+        is until the whole LoRA has loaded."""
         transformer = self.transformer
-        if method is None:
-            return transformer
         shapes = {n: p.shape for n, p in transformer.named_parameters()}
-        adapted = method.adapt_backbone(transformer)
+        adapted = method.adapt_backbone(transformer) if method is not None else transformer
         changed = [n for n, p in adapted.named_parameters() if shapes.get(n) != p.shape]
         file = path / "adapted_layers.safetensors"
-        if not changed:
-            if file.is_file():
-                raise AnyframeInputError(f"--lora {path}: it holds adapted backbone layers, but this model has "
-                                         "them already (a LoRA of another base model?)")
-            return transformer
         if not file.is_file():
-            raise AnyframeInputError(f"--lora {path}: its {method.name} method adds backbone layers "
-                                     f"({', '.join(changed[:3])}) that the folder does not hold ({file.name}): "
-                                     "export it again with this version")
-        if adapted is transformer:  # (adapt_backbone adapts in place for some changes: never this pipeline's)
-            raise AnyframeInputError(f"--lora {path}: cannot adapt this model's backbone without changing it")
-        dtype = next(p.dtype for p in transformer.parameters() if p.is_floating_point())
-        adapted = adapted.to(device=transformer.device, dtype=dtype)
+            if changed:
+                raise AnyframeInputError(f"--lora {path}: its {method.name} method adds backbone layers "
+                                         f"({', '.join(changed[:3])}) that the folder does not hold ({file.name}): "
+                                         "export it again with this version")
+            return transformer
         saved = {k.removeprefix("transformer."): v for k, v in load_file(str(file)).items()}
         params = dict(adapted.named_parameters())
-        wrong = sorted(set(saved) ^ set(changed)) + [k for k in saved if k in params and saved[k].shape != params[k].shape]
+        wrong = sorted(set(changed) - set(saved)) + sorted(
+            k for k in saved if k not in params or saved[k].shape != params[k].shape)
         if wrong:
-            raise AnyframeInputError(f"--lora {path}: {file.name} does not fit the layers {method.name} adds to this "
-                                     f"model ({', '.join(wrong[:3])})")
+            what = f"the layers {method.name} adds to" if method is not None and changed else "the layers of"
+            raise AnyframeInputError(f"--lora {path}: {file.name} does not fit {what} this model ({', '.join(wrong[:3])})")
+        if adapted is transformer:  # (nothing reshaped: a copy, so that this pipeline's stays as it is)
+            adapted = copy.deepcopy(transformer)
+            params = dict(adapted.named_parameters())
+        else:
+            dtype = next(p.dtype for p in transformer.parameters() if p.is_floating_point())
+            adapted = adapted.to(device=transformer.device, dtype=dtype)
+            params = dict(adapted.named_parameters())
         with torch.no_grad():
             for name, value in saved.items():
                 params[name].copy_(value.to(params[name].dtype))

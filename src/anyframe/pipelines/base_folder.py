@@ -7,9 +7,19 @@ components taken from it::
 
     {"base": "../anyframe-world-s", "components": ["vae", "text_encoder", "tokenizer"]}
 
-:func:`shared_components` loads those from the base for ``AnyFramePipeline.from_pretrained``;
-:func:`write_with_base` writes such a folder from a pipeline whose shared components are the base's, bit for bit.
-(diffusers has no notion of a component living in another folder; this is the small part it lacks.)
+A folder may share the base's transformer too and hold the fine-tune as a LoRA instead (``"lora": "lora"``: a
+subfolder in the format of the training recipe's LoRA export, extracted from the full fine-tune by
+:func:`~anyframe.models.lora_extract.extract_lora`; ``"transformer_config"``: the fine-tune's config entries that
+say what it was trained on), which ``AnyFramePipeline.from_pretrained`` loads onto the base's transformer, adapted
+by the folder's own conditioning method::
+
+    {"base": "../anyframe-world-s", "components": ["vae", "text_encoder", "tokenizer", "transformer"],
+     "lora": "lora", "transformer_config": {"trained_window": {...}}}
+
+:func:`shared_components` loads the shared components from the base for ``AnyFramePipeline.from_pretrained``;
+:func:`write_with_base` writes such a folder from a pipeline whose shared components are the base's, bit for bit
+(or, with ``lora_rank``, whose transformer is a fine-tune of the base's). (diffusers has no notion of a component
+living in another folder; this is the small part it lacks.)
 """
 
 from __future__ import annotations
@@ -57,6 +67,26 @@ def read_base(path: Path) -> tuple[Path, list[str]] | None:
         if not (folder / name).is_dir():
             raise AnyframeInputError(f"{file}: the base {folder} has no {name}/")
     return folder, names
+
+
+def lora_of(path: Path) -> tuple[Path, dict] | None:
+    """(LoRA folder, transformer config entries) of a folder whose ``base_model.json`` holds its fine-tune as a LoRA
+    on the base's transformer; None otherwise (the file's other entries: :func:`read_base`)."""
+    if read_base(path) is None:
+        return None
+    file = Path(path) / BASE_FILE
+    spec = read_json_object(file)
+    if "lora" not in spec:
+        return None
+    lora, config = spec["lora"], spec.get("transformer_config", {})
+    if not isinstance(lora, str) or not lora or not isinstance(config, dict):
+        raise AnyframeInputError(f"{file}: want \"lora\": \"<subfolder>\" and \"transformer_config\": {{...}}")
+    if "transformer" not in spec["components"]:
+        raise AnyframeInputError(f"{file}: a LoRA goes onto the base's transformer, which it does not share")
+    folder = Path(path) / lora
+    if not (folder / "pytorch_lora_weights.safetensors").is_file():
+        raise AnyframeInputError(f"{file}: its LoRA {folder} has no pytorch_lora_weights.safetensors")
+    return folder, config
 
 
 def shared_components(path: Path, dtype: torch.dtype | dict | None = None) -> dict:
@@ -108,16 +138,20 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def write_with_base(pipe, out: str | os.PathLike, base: str | os.PathLike, components=SHARED,
-                    dtype: torch.dtype = torch.bfloat16) -> Path:
+                    dtype: torch.dtype = torch.bfloat16, lora_rank: int | None = None):
     """Write ``pipe`` to ``out`` without ``components``, which it takes from ``base`` when loaded, and with its
     other weights (the transformer, the method's layers) stored in ``dtype``. Refused unless each shared
     component's files are the base's (weights bit for bit, tokenizer files byte for byte): the folder must
-    generate exactly what ``pipe`` does, up to ``dtype``."""
+    generate exactly what ``pipe`` does, up to ``dtype``. ``lora_rank``: the transformer is shared too, and
+    ``pipe``'s, a fine-tune of the base's, is written as a LoRA of that rank
+    (:func:`~anyframe.models.lora_extract.extract_lora`; the folder then generates what ``pipe`` does up to the
+    rank's cut). Returns the folder, and the extracted LoRA (or None)."""
     out, base = Path(out), Path(base).resolve()
     if not (base / "model_index.json").is_file():
         raise AnyframeInputError(f"--base {base}: not a pipeline folder (no model_index.json)")
     if read_base(base) is not None:
         raise AnyframeInputError(f"--base {base} is itself based on another folder (one level only)")
+    lora, config = (None, {}) if lora_rank is None else _extract(pipe, base, lora_rank)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp / "full")
         full = tmp / "full"
@@ -134,13 +168,60 @@ def write_with_base(pipe, out: str | os.PathLike, base: str | os.PathLike, compo
             if not same:
                 raise AnyframeInputError(f"this model's {name} is not the base's ({theirs}): it cannot share it")
             shutil.rmtree(mine)
+        spec = {"components": list(components)}
+        if lora is not None:
+            from diffusers import WanPipeline
+
+            shutil.rmtree(full / "transformer")
+            spec = {"components": [*components, "transformer"], "lora": "lora", "transformer_config": config}
+            # the classmethod only formats and writes the file: any pipeline's LoRA layout is the same
+            WanPipeline.save_lora_weights(full / "lora", transformer_lora_layers=lora.layers, safe_serialization=True)
+            if lora.whole:
+                save_file({f"transformer.{k}": v.contiguous() for k, v in lora.whole.items()},
+                          str(full / "lora" / "adapted_layers.safetensors"))
         for folder in (p for p in full.iterdir() if p.is_dir()):
             for file in folder.glob("*.safetensors"):
                 tensors = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(file)).items()}
                 save_file(tensors, str(file), metadata={"format": "pt"})
         relative = os.path.relpath(base, out.resolve().parent / out.name)
-        (full / BASE_FILE).write_text(json.dumps({"base": relative, "components": list(components)}, indent=2) + "\n")
+        (full / BASE_FILE).write_text(json.dumps({"base": relative, **spec}, indent=2) + "\n")
         for item in full.iterdir():
             os.replace(item, tmp / item.name)
         full.rmdir()
-    return out
+    return out, lora
+
+
+# what a fine-tune's config may change without changing its architecture (the rest must be the base's, adapted)
+_TRAINING_RECORD = ("trained_window",)
+
+
+def _extract(pipe, base: Path, rank: int):
+    """The LoRA of ``pipe``'s transformer over the base's (adapted by ``pipe``'s method), and the config entries
+    that record its training; refused unless the two are one architecture."""
+    from diffusers import ModelMixin
+
+    from anyframe.models.lora_extract import extract_lora
+
+    index = read_json_object(base / "model_index.json")
+    library, class_name = index.get("transformer", [None, None])
+    cls = getattr(importlib.import_module(library), class_name, None) if library else None
+    if not (isinstance(cls, type) and issubclass(cls, ModelMixin)):
+        raise AnyframeInputError(f"--base {base}: no transformer to share")
+    try:
+        start = cls.from_pretrained(str(base / "transformer"), local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise AnyframeInputError(f"cannot load the transformer of --base {base}: {' '.join(str(exc).split())[:300]}") from None
+    tuned = pipe.transformer
+    start = pipe.conditioning.adapt_backbone(start.to(next(tuned.parameters()).dtype))
+    mine = {k: v for k, v in tuned.config.items() if not k.startswith("_") and k not in _TRAINING_RECORD}
+    theirs = {k: v for k, v in start.config.items() if not k.startswith("_") and k not in _TRAINING_RECORD}
+    if type(start) is not type(tuned) or mine != theirs:
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise AnyframeInputError(f"this model's transformer is not a fine-tune of the base's ({base}): its config "
+                                 f"differs in {', '.join(differ[:4]) or type(tuned).__name__}")
+    targets = getattr(tuned, "lora_target_modules", None)
+    if not targets:
+        raise AnyframeInputError(f"{type(tuned).__name__} names no LoRA target modules")
+    lora = extract_lora(start, tuned, rank, targets)
+    config = {k: tuned.config[k] for k in _TRAINING_RECORD if k in tuned.config and tuned.config[k] != start.config.get(k)}
+    return lora, config
