@@ -1,20 +1,24 @@
 # shellcheck shell=bash
 # Sourced by the experiment scripts: run OUTPUT_DIR CONFIG [--set ...] trains one run of a recipe, resumed from
-# its newest checkpoint if it has one (a run whose export is written is skipped), quietly, one line per start/end
-# on stderr; a failure prints FAILED and returns 1. The repository's .venv is used when there is one.
+# its newest checkpoint if it has one (a run that has already trained its train.steps counts as done: train
+# refuses it with "nothing to do"; a run given more steps continues), quietly, one line per start/end on stderr;
+# a failure prints FAILED and returns 1. The repository's .venv is used when there is one.
 # shellcheck disable=SC1091
 [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ] && . .venv/bin/activate
 
 run() {
   local out=$1 config=$2; shift 2
-  local resume=()
-  if [ -f "$out/pipeline/model_index.json" ]; then  # (the export is written once, when the run has finished)
-    echo "$(date -u +%FT%TZ) finished already: $out" >&2
-    return 0
-  fi
+  local resume=() err rc
   compgen -G "$out/checkpoints/step-*" > /dev/null && resume=(--resume latest)
   echo "$(date -u +%FT%TZ) start $out" >&2
-  anyframe train --config "$config" --set "output_dir=$out" "$@" "${resume[@]}" --quiet || { echo "FAILED: $out" >&2; return 1; }
+  err=$(mktemp)
+  anyframe train --config "$config" --set "output_dir=$out" "$@" "${resume[@]}" --quiet 2> "$err"; rc=$?
+  cat "$err" >&2
+  if [ "$rc" -ne 0 ] && grep -q "nothing to do: the run finished training" "$err"; then
+    rm -f "$err"; echo "$(date -u +%FT%TZ) finished already: $out" >&2; return 0
+  fi
+  rm -f "$err"
+  [ "$rc" -eq 0 ] || { echo "FAILED: $out" >&2; return 1; }
   echo "$(date -u +%FT%TZ) done $out" >&2
 }
 
