@@ -111,13 +111,12 @@ def shift_scale(path: str, conds: list[Conditioning]) -> float | None:
     from anyframe.pipelines import AnyFramePipeline, Keyframe
 
     pipe = AnyFramePipeline.from_pretrained(path)
-    phi = getattr(pipe.conditioning, "shift", None)
-    if phi is None:
+    if getattr(pipe.conditioning, "shift", None) is None:
         return None
     height, width = conds[0].clip.shape[1:3]
     s = pipe.encode_keyframes([Keyframe(c.clip[0], 0) for c in conds], height, width)  # [1, C, K, h, w]
     with torch.no_grad():
-        return float(phi(s).std() / s.std())
+        return float(pipe.conditioning.phi(s).std() / s.std())
 
 
 def _mean(values) -> float | None:

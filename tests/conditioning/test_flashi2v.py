@@ -66,6 +66,27 @@ def test_an_untrained_flashi2v_leaves_the_base_velocity_unchanged(parts):
         assert (method(backbone, inputs).sample - base).abs().max() > 1e-3
 
 
+def test_shift_init_starts_the_shift_at_minus_gamma_s_with_a_learned_gain():
+    image = torch.randn(B, C, 1, H, W, generator=torch.Generator().manual_seed(3))
+    plain, started = _flash(), _flash(shift_init=0.5)
+    assert "shift_gain" not in dict(plain.named_parameters())  # the default: φ alone, checkpoints unchanged
+    assert torch.equal(plain.phi(image), torch.zeros_like(image))
+    torch.testing.assert_close(started.phi(image), -0.5 * image)  # eq. 15 with γ = 0.5
+    assert dict(started.named_parameters())["shift_gain"].requires_grad
+    # the backbone sees the state shifted by it
+    backbone, x = _trained_looking_backbone(), torch.randn(B, C, T, H, W, generator=torch.Generator().manual_seed(4))
+    sigma = torch.tensor([0.8, 0.3])
+    _, a = _inputs(x, sigma, plain.eval(), image)
+    _, b = _inputs(x, sigma, started.eval(), image)
+    with torch.no_grad():
+        assert (started(backbone, b).sample - plain(backbone, a).sample).abs().max() > 1e-3
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="shift_init"):
+            _flash(shift_init=bad)
+    with pytest.raises(ValueError, match="needs latent_shift"):
+        _flash(shift_init=1.0, latent_shift=False)
+
+
 def test_the_shifted_path_recovers_x_exactly_with_the_exact_velocity():
     # An oracle backbone that knows x and reads ε back from its input assuming the FlashI2V path
     # h = (1 − σ)·x + σ·ε − φ(s): its velocity is exact only if the method feeds exactly that input.

@@ -22,6 +22,7 @@ a dropped image means no shift and no Fourier features — a T2V example on the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -81,6 +82,9 @@ class FlashI2V(ConditioningMethod):
         text_dropout, image_dropout: training dropout probabilities.
         detail_range: the training range of the Fourier cutoff ratio (paper: U[0.05, 0.95]).
         default_detail: the inference ratio when a request gives none (paper: 0.1).
+        shift_init: γ₀ of a shift that starts as −γ₀·s (the paper's eq. 15) with a learned gain, beside φ's
+            zero-initialised layers; 0 (the default, the paper's final form): φ alone. Issue 27's probe: φ
+            alone stays near 0.03 of the image latent's scale (``benchmarks/flashi2v_probe.py``).
     """
 
     name = "flashi2v"
@@ -101,15 +105,24 @@ class FlashI2V(ConditioningMethod):
         image_dropout: float = 0.08,
         detail_range: tuple[float, float] = (0.05, 0.95),
         default_detail: float = DEFAULT_DETAIL,
+        shift_init: float = 0.0,
     ):
         super().__init__()
         check_dropout_rates(text_dropout, image_dropout)
+        if not (isinstance(shift_init, (int, float)) and math.isfinite(shift_init)):
+            raise ValueError(f"shift_init must be a finite number, got {shift_init!r}")
+        if shift_init and not latent_shift:
+            raise ValueError("shift_init needs latent_shift")
         if not (latent_shift or fourier):
             raise ValueError("FlashI2V needs latent_shift, fourier or both")
         lo, hi = detail_range
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"detail_range must satisfy 0 <= lo <= hi <= 1, got {list(detail_range)}")
         self.shift = LatentShiftProjection(latent_channels) if latent_shift else None
+        # the paper's eq. 15 before φ replaces it: a shift by −γ·s. With shift_init = γ₀ ≠ 0 the shift starts
+        # there, φ(s) = −g·s + MLP(s) with a learned gain g (γ₀ at the start); 0 (the paper's, the default): the
+        # zero-initialised MLP alone (no gain parameter, so earlier checkpoints load as they are)
+        self.shift_gain = torch.nn.Parameter(torch.tensor(float(shift_init))) if shift_init else None
         self.fourier_embed = FourierEmbedding(latent_channels, hidden_size, tuple(patch_size)) if fourier else None
 
     @classmethod
@@ -125,6 +138,14 @@ class FlashI2V(ConditioningMethod):
 
     # ------------------------------------------------------------------------------- the layers
 
+    def phi(self, image: Tensor) -> Tensor:
+        """The latent shift φ(s) of the condition latent ``s`` ``[B, C, 1, H, W]`` (what the backbone's input
+        is shifted by, on every frame)."""
+        shift = self.shift(image)
+        if self.shift_gain is not None:
+            shift = shift - self.shift_gain.to(image.dtype) * image
+        return shift
+
     def pre_backbone(self, inputs: ModelInputs) -> ModelInputs:
         mi = inputs.method_inputs
         if "flashi2v_image" not in mi:
@@ -132,7 +153,7 @@ class FlashI2V(ConditioningMethod):
         image, present = mi["flashi2v_image"], mi["flashi2v_present"].view(-1, 1, 1, 1, 1)
         hidden = inputs.hidden_states
         if self.shift is not None:
-            hidden = hidden - present.to(hidden.dtype) * self.shift(image.to(hidden.dtype))  # φ(s) over all frames
+            hidden = hidden - present.to(hidden.dtype) * self.phi(image.to(hidden.dtype))  # φ(s) over all frames
         inputs = replace(inputs, hidden_states=hidden)
         if self.fourier_embed is not None:
             features = fourier_high_frequency(image, mi["flashi2v_ratio"])
