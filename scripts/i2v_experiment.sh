@@ -8,7 +8,7 @@
 #    recipe), written to runs/i2v/probe-choice.
 # 2. The ablation's runs at the recipe's 4,000 steps: the chosen FlashI2V continues (a constant LR: the same
 #    run), channel concat and frame replacement from the same shipped model.
-# 3. The φ-scale probe (lane b, after channel concat): FlashI2V whose shift starts at −s.
+# 3. The φ-scale probe (lane b, before channel concat): FlashI2V whose shift starts at −s.
 # Then: benchmarks/i2v_curves.py (curves), benchmarks/flashi2v_probe.py (φ's scale), and
 # benchmarks/flashi2v_ablation.py (table); docs/methods/flashi2v.md.
 set -uo pipefail
@@ -52,11 +52,12 @@ lane_a() {
     --set 'conditioning.task_weights={ti2v: 1}'
 }
 lane_b() {
-  run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat || return 1
   # 3. The targeted probe of φ's scale (added after the probe above: φ alone learned −γ·s with γ ≈ 0.03 and
   #    stayed there at either LR, benchmarks/flashi2v_probe.py): the shift starts at −s (the paper's eq. 15,
-  #    γ₀ = 1) with a learned gain, 1,000 steps, measured on the same curves as the FlashI2V of step 1.
-  run runs/i2v/flashi2v-gamma1 $CFG "${COMMON[@]}" --set conditioning.shift_init=1.0 --set train.steps=1000
+  #    γ₀ = 1) with a learned gain, 1,000 steps, measured on the same curves as the FlashI2V of step 1. First in
+  #    its lane, so that its answer comes early; channel concat resumes after it.
+  run runs/i2v/flashi2v-gamma1 $CFG "${COMMON[@]}" --set conditioning.shift_init=1.0 --set train.steps=1000 || return 1
+  run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat
 }
 two_lanes lane_a lane_b || exit 1
 echo "$(date -u +%FT%TZ) all runs done" >&2
