@@ -13,7 +13,7 @@ it to lean on (the paper's "conditional image leakage"). Instead:
   frames, go through their own zero-initialised patch embedding, added to the backbone's.
 
 φ's last conv and the Fourier embedding's last conv start at zero: an untrained FlashI2V model computes
-its base model's velocity. ``latent_shift`` / ``fourier`` switch either part off (the paper's ablation).
+its base model's velocity (unless ``shift_init`` starts the shift at −γ₀·s, the paper's eq. 15). ``latent_shift`` / ``fourier`` switch either part off (the paper's ablation).
 
 The image is the clip's first frame. Text is dropped 10% of the time (the paper) and, so that STIV's
 JIT-CFG has an unconditional branch to contrast with, the image 8% (STIV's rate; 0 switches it off):
