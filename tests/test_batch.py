@@ -133,3 +133,37 @@ def test_two_processes_under_torchrun_split_a_batch(tmp_path, model_dir):
     assert len(written) == 2 and written[0].isdisjoint(written[1]) and written[0] | written[1] == {"c0", "c1", "c2", "c3"}
     assert sorted(p.stem for p in out.glob("*.mp4")) == ["c0", "c1", "c2", "c3"]
     assert all(_frames(p) == json.loads(p.with_suffix(".json").read_text())["frames"] for p in out.glob("*.mp4"))
+
+
+def test_a_line_image_without_its_index_is_placed_by_the_narrator(capsys, tmp_path, model_dir):
+    from anyframe.world.render import render
+    from anyframe.world.suite import sample_suite
+
+    case = sample_suite(1, "train", seed=3, tasks=("ti2v",), prefix="b")[0]
+    clip = render(case.scene_program()).frames
+    Image.fromarray(clip[5]).save(tmp_path / "mid.png")
+    prompt = case.conditions["prompt"]
+    lines = [{"id": "placed", "prompt": prompt, "keyframes": ["mid.png"], "seed": 0},
+             {"id": "fixed", "prompt": prompt, "keyframes": ["mid.png@0"], "seed": 0}]
+    batch = tmp_path / "unplaced.jsonl"
+    batch.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    out = tmp_path / "narrated"
+    code, _, err = _run(capsys, "generate", "--model", model_dir, "--batch", batch, "--out", out, "--steps", "1",
+                        "--narrator", "world", "--narrator-prompt")
+    assert code == 0, err
+    placed, fixed = (json.loads((out / f"{key}.json").read_text()) for key in ("placed", "fixed"))
+    narrator = placed["narrator"]
+    assert narrator["backend"] == "world" and placed["keyframes"] == [narrator["position"]]
+    assert narrator["caption"] and placed["prompt"] == narrator["caption"]  # the narrator's caption is the prompt
+    assert "narrator" not in fixed and fixed["keyframes"] == [0] and fixed["prompt"] == prompt  # an index given stays
+
+    plain = tmp_path / "plain"  # no narrator: the image goes to frame 0, as with generate --image PATH
+    code, _, _ = _run(capsys, "generate", "--model", model_dir, "--batch", batch, "--out", plain, "--steps", "1",
+                      "--narrator", "none")
+    record = json.loads((plain / "placed.json").read_text())
+    assert code == 0 and record["keyframes"] == [0] and "narrator" not in record and record["prompt"] == prompt
+
+    code, _, err = _run(capsys, "generate", "--model", model_dir, "--batch", batch, "--out", tmp_path / "x",
+                        "--narrator", "none", "--narrator-prompt")
+    assert code == 2 and "--narrator-prompt needs" in err and not (tmp_path / "x").exists()

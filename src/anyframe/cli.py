@@ -320,7 +320,7 @@ def generate(
         False, "--masks", help="JDM models: also write the objects' mask clip beside --out: <out>.masks.mp4, <out>.masks.png and <out>.masks.npz (per-frame binary masks, threshold 0.5; docs/methods/jdm.md)."
     ),
     narrator: str = typer.Option(
-        "auto", "--narrator", help="Who places an --image given without @INDEX: auto (the world narrator on a ReasonDiff world model, else frame 0) | none (frame 0) | world | openai | transformers (docs/methods/narrators.md)."
+        "auto", "--narrator", help="Who places an --image (or a --batch line's image) given without @INDEX: auto (the world narrator on a ReasonDiff world model, else frame 0) | none (frame 0) | world | openai | transformers (docs/methods/narrators.md)."
     ),
     narrator_url: str | None = typer.Option(None, "--narrator-url", help="openai narrator: the endpoint's base URL, e.g. http://localhost:8000/v1."),
     narrator_model: str | None = typer.Option(None, "--narrator-model", help="openai narrator: the served model's name."),
@@ -415,7 +415,13 @@ def generate(
     if as_json or items is not None:
         pipe.set_progress_bar_config(disable=True)
     if items is not None:
-        _run_batch(pipe, items, out, fps, quiet=as_json)
+        # a line's image without its index: placed by the narrator (the same rule as --image PATH; frame 0 without one)
+        placer = _narrator(narrator, pipe, narrator_url, narrator_model, narrator_key_env, narrator_vlm) \
+            if any(k.frame_index is None for it in items if it.request for k in it.request.keyframes) else None
+        if narrator_prompt and placer is None:
+            raise AnyframeInputError("--narrator-prompt needs batch lines with an image without @INDEX and a narrator "
+                                     "to place it (--narrator world | openai | transformers)")
+        _run_batch(pipe, items, out, fps, quiet=as_json, narrator=placer, narrator_prompt=narrator_prompt)
         return
     if masks and "masks" not in pipe.conditioning.extra_outputs:
         raise AnyframeInputError(f"--masks: the model {model_dir} does not generate masks (a JDM model does: "
@@ -553,7 +559,7 @@ def _write_masks(result, temps, out: Path, fps: float) -> None:
                        *temps, fps=fps, gif=out.suffix.lower() == ".gif")
 
 
-def _run_batch(pipe, items, out: Path, fps: float, quiet: bool) -> None:
+def _run_batch(pipe, items, out: Path, fps: float, quiet: bool, narrator=None, narrator_prompt: bool = False) -> None:
     """``generate --batch``: this process's share of the requests, with a progress bar; exit 1 if a line failed."""
     from anyframe.pipelines.batch import generate_batch, shard
 
@@ -561,7 +567,8 @@ def _run_batch(pipe, items, out: Path, fps: float, quiet: bool) -> None:
     share = len(items[rank::world])
     with _progress(share, "batch" if world == 1 else f"batch (process {rank + 1} of {world})", enabled=not quiet) as advance:
         result = generate_batch(pipe, items, out, fps=fps, rank=rank, world=world,
-                                on_item=lambda key, status: advance(f"{key}: {status}"))
+                                on_item=lambda key, status: advance(f"{key}: {status}"), narrator=narrator,
+                                narrator_prompt=narrator_prompt)
     for key, why in result.failed.items():
         typer.echo(f"failed: {key}: {why}", err=True)
     line = {"out": str(out), "written": result.done, "already_there": result.skipped, "failed": result.failed}

@@ -4,7 +4,8 @@ A batch is a JSONL file, one request per line, with the fields of :class:`Genera
 (``prompt``, ``negative_prompt``, ``num_frames``, ``height``, ``width``, ``seed``, ``steps``, ``guidance_scale``,
 ``guidance_mode``, ``image_guidance_scale``, ``renorm``, ``sampler``, ``frame_stride``, ``frame_prompts``,
 ``options``), ``keyframes`` as ``["img.png@0", {"image": "end.png", "frame_index": -1}]`` (paths relative to the
-batch file), and an optional ``id`` naming the outputs (default ``line-N``)::
+batch file; ``"img.png"`` without ``@INDEX``, or ``"frame_index": null``, leaves the frame to the command's narrator,
+frame 0 without one), and an optional ``id`` naming the outputs (default ``line-N``)::
 
     {"id": "left", "prompt": "a red circle moves left", "seed": 0}
     {"prompt": "", "keyframes": ["start.png@0", "end.png@-1"], "steps": 10}
@@ -59,18 +60,21 @@ class BatchResult:
         return line + "".join(f"; {key}: {why}" for key, why in self.failed.items())
 
 
+KEYFRAME_FORMS = "\"PATH@INDEX\", \"PATH\" (its frame placed by the narrator) or {\"image\": PATH, \"frame_index\": N}"
+
+
 def _keyframe(value, base: Path) -> Keyframe:
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip():
         path, sep, index = value.rpartition("@")
-        if not sep or not re.fullmatch(r"[+-]?\d+", index.strip()):
-            raise AnyframeInputError(f"a keyframe is \"PATH@INDEX\" or {{\"image\": PATH, \"frame_index\": N}}, got {value!r}")
-        return Keyframe(load_image(base / path), int(index))
+        if sep and re.fullmatch(r"[+-]?\d+", index.strip()):
+            return Keyframe(load_image(base / path), int(index))
+        return Keyframe(load_image(base / value), None)  # no index: the narrator's to place (frame 0 without one)
     if isinstance(value, dict) and set(value) <= {"image", "frame_index"} and isinstance(value.get("image"), str):
         index = value.get("frame_index", 0)
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise AnyframeInputError(f"frame_index must be a whole number, got {index!r}")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+            raise AnyframeInputError(f"frame_index must be a whole number or null (placed by the narrator), got {index!r}")
         return Keyframe(load_image(base / value["image"]), index)
-    raise AnyframeInputError(f"a keyframe is \"PATH@INDEX\" or {{\"image\": PATH, \"frame_index\": N}}, got {value!r}")
+    raise AnyframeInputError(f"a keyframe is {KEYFRAME_FORMS}, got {value!r}")
 
 
 def request_from_record(record: dict, base: Path, defaults: dict | None = None) -> GenerationRequest:
@@ -134,10 +138,14 @@ def finished(out_dir: Path, key: str) -> bool:
 
 def generate_batch(pipe, items: Iterable[BatchItem | GenerationRequest] | str | os.PathLike, out_dir: str | os.PathLike,
                    fps: float = 8.0, rank: int | None = None, world: int | None = None,
-                   on_item: Callable[[str, str], None] | None = None) -> BatchResult:
+                   on_item: Callable[[str, str], None] | None = None, narrator=None,
+                   narrator_prompt: bool = False) -> BatchResult:
     """Generate every request of a batch (a JSONL path, :class:`BatchItem` s, or requests — named ``request-N``) into
     ``out_dir``, skipping finished ones; this process's share only (``rank``/``world``, default :func:`shard`).
-    ``on_item(id, status)`` is called after each (``written`` / ``already there`` / ``failed``)."""
+    ``on_item(id, status)`` is called after each (``written`` / ``already there`` / ``failed``).
+    ``narrator`` places a line's image given without its frame index (:meth:`AnyFramePipeline.place_keyframes`;
+    without one it goes to frame 0, as ``generate --image`` does); with ``narrator_prompt`` the narrator's caption
+    of the clip becomes that line's prompt. The narrative goes into the line's ``.json``."""
     if isinstance(items, (str, os.PathLike)):
         items = read_batch(items)
     items = [it if isinstance(it, BatchItem) else BatchItem(f"request-{i}", f"request {i}", request=it)
@@ -158,7 +166,7 @@ def generate_batch(pipe, items: Iterable[BatchItem | GenerationRequest] | str | 
             status = "already there"
         else:
             try:
-                _generate_one(pipe, item, out, fps)
+                _generate_one(pipe, item, out, fps, narrator, narrator_prompt)
                 result.done.append(item.id)
             except AnyframeInputError as exc:
                 result.failed[item.id] = f"{item.where}: {' '.join(str(exc).split())}"
@@ -168,8 +176,13 @@ def generate_batch(pipe, items: Iterable[BatchItem | GenerationRequest] | str | 
     return result
 
 
-def _generate_one(pipe, item: BatchItem, out: Path, fps: float) -> None:
-    request = pipe.validate(item.request)
+def _generate_one(pipe, item: BatchItem, out: Path, fps: float, narrator=None, narrator_prompt: bool = False) -> None:
+    request = item.request
+    if narrator is None:  # an image without its index goes to frame 0, as with generate --image
+        request = dataclasses.replace(request, keyframes=[
+            Keyframe(k.image, 0) if k.frame_index is None else k for k in request.keyframes])
+    request, narrative = pipe.place_keyframes(request, narrator, narrator_prompt)
+    request = pipe.validate(request)
     start = time.perf_counter()
     result = pipe.generate(request, output_type="np")
     seconds = time.perf_counter() - start
@@ -178,6 +191,8 @@ def _generate_one(pipe, item: BatchItem, out: Path, fps: float) -> None:
               "height": int(video.shape[1]), "width": int(video.shape[2]), "keyframes": list(result.keyframe_indices),
               "steps": request.steps, "guidance_scale": request.guidance_scale, "guidance_mode": request.guidance_mode,
               "seconds": round(seconds, 3)}
+    if narrative is not None:
+        record["narrator"] = {"backend": narrative.backend, "position": narrative.position, "caption": narrative.caption}
     with atomic_paths(out / f"{item.id}.mp4", out / f"{item.id}.png") as (video_tmp, strip_tmp):
         write_mp4(video, video_tmp, fps=fps)
         write_filmstrip(video, strip_tmp, marked=result.keyframe_indices)
