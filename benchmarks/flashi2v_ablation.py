@@ -103,20 +103,20 @@ def measure(frames: np.ndarray, cond: Conditioning, case) -> dict:
     }
 
 
-def shift_scale(path: str, conds: list[Conditioning]) -> float | None:
-    """How far latent shifting has grown from its zero init: std of φ(s) over std of s, for the condition
-    latents ``s`` of the given cases (None for a model without φ)."""
-    import torch
+def layer_scales(path: str, conds: list[Conditioning]) -> dict:
+    """What FlashI2V's own layers learned (flashi2v_probe.py's measures: φ's scale, its correlation with and fit to
+    the image latent, the Fourier embedding's loudness) on the condition images of the given cases; {} for a model
+    without them."""
+    sys.path.insert(0, str(Path(__file__).parent))  # the sibling script (it imports this module's scenes)
+    from flashi2v_probe import probe
 
-    from anyframe.pipelines import AnyFramePipeline, Keyframe
+    from anyframe.conditioning.flashi2v import DEFAULT_DETAIL
+    from anyframe.pipelines import load_pipeline
 
-    pipe = AnyFramePipeline.from_pretrained(path)
-    if getattr(pipe.conditioning, "shift", None) is None:
-        return None
-    height, width = conds[0].clip.shape[1:3]
-    s = pipe.encode_keyframes([Keyframe(c.clip[0], 0) for c in conds], height, width)  # [1, C, K, h, w]
-    with torch.no_grad():
-        return float(pipe.conditioning.phi(s).std() / s.std())
+    pipe = load_pipeline(path, "float32")
+    if pipe.conditioning.name != "flashi2v":
+        return {}
+    return probe(pipe, [c.clip[0] for c in conds], pipe.conditioning.config.get("default_detail", DEFAULT_DETAIL))
 
 
 def _mean(values) -> float | None:
@@ -254,10 +254,7 @@ def main() -> None:
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.only_measure:
         return
-    for name in models:  # cheap, not cached: the trained φ's scale on the train split's condition images
-        scale = shift_scale(specs[name], [conds[c.id] for c in cases["train"]])
-        for split in SPLITS:
-            results[name][split]["shift_scale"] = scale
+    layers = {name: layer_scales(specs[name], [conds[c.id] for c in cases["train"]]) for name in models}  # cheap
 
     sweep = {}
     if args.detail_sweep:
@@ -273,7 +270,7 @@ def main() -> None:
     chunks_png, metrics_png = out.with_name(out.name + "_chunks.png"), out.with_name(out.name + "_metrics.png")
     plots(results, models, chunks_png, metrics_png)
     payload = {"command": command, "note": args.note, "models": specs, "n_per_split": args.n, "steps": args.steps,
-               "guidance": args.guidance, "results": results, "detail_sweep": sweep,
+               "guidance": args.guidance, "results": results, "layers": layers, "detail_sweep": sweep,
                "seconds": time.perf_counter() - start}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
 
@@ -289,9 +286,13 @@ def main() -> None:
             lines.append(f"| {name} | " + " | ".join(_fmt(agg[k], 2 if "psnr" in k or "error" in k else 3)
                                                      for k in METRICS) + " |")
         lines.append("")
-    lines += ["### Latent shift's scale (std φ(s) / std s on the train split's condition images; φ starts at 0)", "",
-              "| model | shift_scale |", "|---|---|"]
-    lines += [f"| {name} | {_fmt(results[name]['train']['shift_scale'])} |" for name in models]
+    sys.path.insert(0, str(Path(__file__).parent))
+    from flashi2v_probe import KEYS as LAYER_KEYS
+
+    lines += ["### FlashI2V's own layers (the train split's condition images; definitions in flashi2v_probe.py)", "",
+              "| model | " + " | ".join(LAYER_KEYS) + " |", "|---|" + "---|" * len(LAYER_KEYS)]
+    lines += [f"| {name} | " + " | ".join(_fmt(layers[name].get(k)) for k in LAYER_KEYS) + " |"
+              for name in models if layers[name]]
     lines += ["", "### Chunk-wise error growth (RMSE to the true clip, chunks 1→4)", "",
               "| model | " + " | ".join(SPLITS) + " |", "|---|" + "---|" * len(SPLITS)]
     for name in models:

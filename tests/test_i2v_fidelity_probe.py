@@ -1,0 +1,41 @@
+"""benchmarks/i2v_fidelity_probe.py: the denoiser's one-step estimate of frame 0 and the sampler settings."""
+
+import json
+
+import pytest
+
+from anyframe.evaluation.harness import Conditioning
+from anyframe.pipelines import build_world_pipeline
+from anyframe.world.suite import sample_suite
+
+
+@pytest.fixture(scope="module")
+def probe(load_script):
+    return load_script("benchmarks/i2v_fidelity_probe.py")
+
+
+@pytest.fixture(scope="module")
+def case():
+    case = sample_suite(1, "train", seed=70_000, tasks=("ti2v",), prefix="flashi2v")[0]
+    return case, Conditioning.of(case)
+
+
+def test_frame_replacement_keeps_its_image_at_every_sigma_a_flashi2v_model_estimates_it(probe, case):
+    replacement = build_world_pipeline("tiny", seed=0)
+    out = probe.teacher_forced(replacement, *case, [0.5, 1.0])
+    assert out["0.5"] == out["1"] == out["autoencoder"]  # re-imposed: the (random) autoencoder's reconstruction
+    flash = build_world_pipeline("tiny", seed=0, method="flashi2v")  # φ and the Fourier embedding start at zero
+    out = probe.teacher_forced(flash, *case, [0.05, 1.0])
+    assert out["1"] != out["0.05"] and out["0.05"] != out["autoencoder"]  # the estimate, not the image put back
+
+
+def test_the_script_writes_its_tables(probe, tmp_path):
+    folder = tmp_path / "flash"
+    build_world_pipeline("tiny", seed=0, method="flashi2v").save_pretrained(folder)
+    args = ["--model", f"fresh={folder}", "--n", "1", "--sigmas", "0.5", "--setting", "benchmark sampling",
+            "--setting", "detail 0.5", "--out", str(tmp_path), "--name", "p"]
+    assert probe.main(args) == 0
+    results = json.loads((tmp_path / "p.json").read_text())["results"]["fresh"]
+    assert set(results["teacher_forced"]) == {"autoencoder", "0.5"}
+    assert set(results["sampler"]) == {"benchmark sampling", "detail 0.5"}
+    assert "| fresh | detail 0.5 |" in (tmp_path / "p.md").read_text()
