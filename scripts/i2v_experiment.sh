@@ -9,7 +9,7 @@
 # 2. The ablation's runs at the recipe's 4,000 steps: the chosen FlashI2V continues (a constant LR: the same
 #    run), channel concat and frame replacement from the same shipped model.
 # 3. The φ-scale probe: FlashI2V whose shift starts at −s (1,000 steps), which then became the ablation's
-#    FlashI2V (the protocol change below).
+#    FlashI2V (the protocol change below). 4. (lane b, after channel concat) the same with the shift's gain fixed.
 # Then: benchmarks/i2v_curves.py (curves), benchmarks/flashi2v_probe.py (φ's scale), and
 # benchmarks/flashi2v_ablation.py (table); docs/methods/flashi2v.md.
 set -uo pipefail
@@ -54,7 +54,12 @@ lane_a() {
     --set 'conditioning.task_weights={ti2v: 1}'
 }
 lane_b() {
-  run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat
+  run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat || return 1
+  # 4. The probe of the gain (added 2026-12-05: the learned gain of the shift from −s decays, 1 → 0.42 by step 750,
+  #    while first-frame PSNR stays at 20 dB and benchmarks/i2v_fidelity_probe.py finds the limit in what the model
+  #    knows at σ ≈ 1): the same run with the gain fixed at 1, 1,000 steps, the same curves.
+  run runs/i2v/flashi2v-gamma1-fixed $CFG "${COMMON[@]}" --set conditioning.shift_init=1.0 \
+    --set conditioning.learn_shift_gain=false --set train.steps=1000
 }
 two_lanes lane_a lane_b || exit 1
 echo "$(date -u +%FT%TZ) all runs done" >&2

@@ -87,6 +87,19 @@ def test_shift_init_starts_the_shift_at_minus_gamma_s_with_a_learned_gain():
         _flash(shift_init=1.0, latent_shift=False)
 
 
+def test_a_fixed_shift_gain_is_a_buffer_that_training_leaves_at_gamma0():
+    image = torch.randn(B, C, 1, H, W, generator=torch.Generator().manual_seed(3))
+    fixed = _flash(shift_init=1.0, learn_shift_gain=False)
+    assert "shift_gain" not in dict(fixed.named_parameters()) and "shift_gain" in fixed.state_dict()
+    torch.testing.assert_close(fixed.phi(image), -image)
+    opt = torch.optim.AdamW([p for p in fixed.parameters() if p.requires_grad], lr=0.1)
+    fixed.phi(image).square().mean().backward()  # a loss that would shrink a learned gain
+    opt.step()
+    assert float(fixed.shift_gain) == 1.0
+    with pytest.raises(ValueError, match="give shift_init"):
+        _flash(learn_shift_gain=False)
+
+
 def test_the_shifted_path_recovers_x_exactly_with_the_exact_velocity():
     # An oracle backbone that knows x and reads ε back from its input assuming the FlashI2V path
     # h = (1 − σ)·x + σ·ε − φ(s): its velocity is exact only if the method feeds exactly that input.

@@ -85,6 +85,7 @@ class FlashI2V(ConditioningMethod):
         shift_init: γ₀ of a shift that starts as −γ₀·s (the paper's eq. 15) with a learned gain, beside φ's
             zero-initialised layers; 0 (the default, the paper's final form): φ alone. Issue 27's probe: φ
             alone stays near 0.03 of the image latent's scale (``benchmarks/flashi2v_probe.py``).
+        learn_shift_gain: with ``shift_init``, whether the gain is learned (default) or stays γ₀.
     """
 
     name = "flashi2v"
@@ -106,6 +107,7 @@ class FlashI2V(ConditioningMethod):
         detail_range: tuple[float, float] = (0.05, 0.95),
         default_detail: float = DEFAULT_DETAIL,
         shift_init: float = 0.0,
+        learn_shift_gain: bool = True,
     ):
         super().__init__()
         check_dropout_rates(text_dropout, image_dropout)
@@ -113,6 +115,8 @@ class FlashI2V(ConditioningMethod):
             raise ValueError(f"shift_init must be a finite number, got {shift_init!r}")
         if shift_init and not latent_shift:
             raise ValueError("shift_init needs latent_shift")
+        if not learn_shift_gain and not shift_init:
+            raise ValueError("learn_shift_gain: false fixes the gain of a shift_init; give shift_init too")
         if not (latent_shift or fourier):
             raise ValueError("FlashI2V needs latent_shift, fourier or both")
         lo, hi = detail_range
@@ -122,7 +126,10 @@ class FlashI2V(ConditioningMethod):
         # the paper's eq. 15 before φ replaces it: a shift by −γ·s. With shift_init = γ₀ ≠ 0 the shift starts
         # there, φ(s) = −g·s + MLP(s) with a learned gain g (γ₀ at the start); 0 (the paper's, the default): the
         # zero-initialised MLP alone (no gain parameter, so earlier checkpoints load as they are)
-        self.shift_gain = torch.nn.Parameter(torch.tensor(float(shift_init))) if shift_init else None
+        if shift_init and not learn_shift_gain:  # fixed at γ₀ (issue 27's probe: the learned gain decays)
+            self.register_buffer("shift_gain", torch.tensor(float(shift_init)))
+        else:
+            self.shift_gain = torch.nn.Parameter(torch.tensor(float(shift_init))) if shift_init else None
         self.fourier_embed = FourierEmbedding(latent_channels, hidden_size, tuple(patch_size)) if fourier else None
 
     @classmethod
