@@ -85,13 +85,7 @@ def teacher_forced(pipe, case, cond: Conditioning, sigmas: list[float]) -> dict:
     extra = pipe.conditioning.extra_out_channels
     if extra:  # a method with channels of its own (JDM's masks): not what this probe is for
         raise SystemExit("error: this probe takes image-to-video methods without extra output channels")
-    text = pipe.encode_text(request.prompts, request.max_sequence_length)
-    null_text = pipe.encode_text(request.negative_prompts, request.max_sequence_length)
-    micro = None
-    if getattr(pipe.transformer.config, "use_micro_conditions", False):
-        micro = torch.tensor([[request.frame_stride, h, w, 0.0, 0.0]])
-    encoders = PipelineEncoders(pipe, request, noise, text, null_text, micro)
-    state = pipe.conditioning.encode(request, encoders)
+    _, state = pipe.encode_request(request, noise)
     velocities = pipe.branch_velocity(state)
     out = {"autoencoder": psnr(to_uint8(pipe.decode_latents(x0)[0].cpu().numpy())[0], clip[0])}
     for sigma in sigmas:

@@ -595,6 +595,23 @@ class AnyFramePipeline(DiffusionPipeline):
 
         return velocities
 
+    @torch.no_grad()
+    def encode_request(self, request: GenerationRequest, latents: Tensor) -> tuple[PipelineEncoders, ConditionState]:
+        """What every method needs — the prompt and the negative prompt, the micro conditions — bound to a validated
+        ``request`` and its starting noise ``latents``, and the method's state encoded from them (keyframes, source
+        video, ...): what :meth:`generate` samples with, and what a probe of one denoiser call needs."""
+        device = self._execution_device
+        text = self.encode_text(request.prompts, request.max_sequence_length).to(device)
+        null_text = self.encode_text(request.negative_prompts, request.max_sequence_length).to(device)
+        used = max(text.used_length(), null_text.used_length())  # masked padding costs cross-attention time only
+        text, null_text = text.trim(used), null_text.trim(used)
+        micro = None
+        if getattr(self.transformer.config, "use_micro_conditions", False):
+            micro = torch.tensor([[request.frame_stride, request.height, request.width, 0.0, 0.0]], device=device)
+            micro = micro.expand(latents.shape[0], -1)
+        encoders = PipelineEncoders(self, request, latents, text, null_text, micro)
+        return encoders, self.conditioning.encode(request, encoders)
+
     # ------------------------------------------------------------------------------------- call
 
     @torch.no_grad()
@@ -675,24 +692,15 @@ class AnyFramePipeline(DiffusionPipeline):
         channels = self.transformer.latent_channels + method.extra_out_channels
         shape = (batch, channels, num_latent_frames(request.num_frames, r), request.height // f, request.width // f)
 
-        # 1. What every method needs: the prompt, the micro conditions, the starting noise (CPU generator).
-        text = self.encode_text(request.prompts, request.max_sequence_length).to(device)
-        null_text = self.encode_text(request.negative_prompts, request.max_sequence_length).to(device)
-        used = max(text.used_length(), null_text.used_length())  # masked padding costs cross-attention time only
-        text, null_text = text.trim(used), null_text.trim(used)
-        micro = None
-        if getattr(self.transformer.config, "use_micro_conditions", False):
-            micro = torch.tensor([[request.frame_stride, request.height, request.width, 0.0, 0.0]], device=device)
-            micro = micro.expand(batch, -1)
+        # 1. The starting noise (CPU generator).
         if latents is None:
             latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         latents = latents.to(device, torch.float32)
 
-        # 2. The method encodes what it needs (keyframes, source video...) into its state; the guided velocity.
-        encoders = PipelineEncoders(self, request, latents, text, null_text, micro)
-        state = method.encode(request, encoders)
+        # 2. The request's conditions in the method's state; the guided velocity.
+        encoders, state = self.encode_request(request, latents)
         velocity = guided_velocity(self.branch_velocity(state), guidance, state.generated_mask())
         scheduler = self.scheduler if request.sampler is None else convert_scheduler(self.scheduler, request.sampler)
 
