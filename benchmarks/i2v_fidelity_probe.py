@@ -44,6 +44,7 @@ from anyframe.pipelines.anyframe import PipelineEncoders
 from anyframe.pipelines.request import GenerationRequest, Keyframe
 from anyframe.progress import StageBars
 from anyframe.training.export import export_checkpoint
+from anyframe.world.scoring import psnr
 from anyframe.world.suite import sample_suite
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,11 +61,6 @@ SETTINGS = {  # one change at a time from the benchmark's sampling
     "detail 0.02": {"detail": 0.02},
     "detail 0.5": {"detail": 0.5},
 }
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def clip_tensor(clip: np.ndarray) -> torch.Tensor:
