@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.harness import Conditioning, PipelineModel
 from anyframe.evaluation.targets import difference_digits, format_difference, paired_differences
 from anyframe.world.scoring import match_by_shape, psnr, read_clip, score_clip, truth_of
@@ -233,8 +234,9 @@ def main() -> None:
     out = Path(args.out)
     cache = out.with_name(out.name + "_cache")  # per-model results: models can be measured as they finish
     for name in models:
-        key = {"model": str(Path(specs[name]).resolve()), "n": args.n, "steps": args.steps, "guidance": args.guidance,
-               "per_case": True}  # (caches from before per-case scores were kept are measured again)
+        # the weights' key (path, sizes, mtimes): a model re-exported at the same path is measured again
+        key = {"model": weights_key(specs[name]), "n": args.n, "steps": args.steps, "guidance": args.guidance,
+               "per_case": True}
         cached = cache / f"{name.replace(' ', '_').replace('/', '_')}.json"
         if cached.is_file() and json.loads(cached.read_text()).get("key") == key:
             results[name] = json.loads(cached.read_text())["results"]

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The measurements of the FlashI2V convergence experiment (issue 27), once scripts/i2v_experiment.sh has trained its
-# runs: the curves, FlashI2V's layers, where each model loses its condition image, and the leakage ablation on every
-# split. Each writes its one current result under benchmarks/results/ (the curves and the ablation are cached per
-# checkpoint / model, so a re-run measures only what is new):
-#   OMP_NUM_THREADS=1 nohup scripts/i2v_measure.sh > runs/logs/i2v-measure.log 2>&1 &
-# A run that has not finished is measured as far as it got by the curves; the ablation and the fidelity probe wait
-# for every final pipeline (exit 1 and say which is missing).
+# runs to STEP (4000: the protocol's budget; 8000: the extension, configs/world-s-i2v-converge.yaml): the curves,
+# FlashI2V's layers, where each model loses its condition image, and the leakage ablation on every split:
+#   OMP_NUM_THREADS=1 nohup scripts/i2v_measure.sh [STEP] > runs/logs/i2v-measure.log 2>&1 &
+# Each model is measured at its checkpoint step-STEP, exported once to runs/i2v/exports/<run>-STEP (so a run that
+# trains on, and re-exports its pipeline/, does not change what is measured). The curves and the ablation are
+# cached per checkpoint / model, so the script can run while runs are still training: it measures what has
+# reached STEP, and writes the tables (benchmarks/results/) once every model has (exit 1 and say which is missing).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 export OMP_NUM_THREADS=1
 # shellcheck disable=SC1091
 [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ] && . .venv/bin/activate
+STEP=${1:-4000}
 R=runs/i2v
 FR="frame replacement=$R/frame-replacement" CC="channel concat=$R/channel-concat" FL="FlashI2V=$R/flashi2v-gamma1"
 ZERO="FlashI2V, φ from zero=$R/flashi2v" PHI10="FlashI2V, φ from zero, LR ×10=$R/flashi2v-phi10"
@@ -26,17 +28,26 @@ for spec in "$FL" "$ZERO" "$PHI10" "$FIXED"; do
 done
 python benchmarks/flashi2v_probe.py "${flash[@]}" --every 250 --n 32 || exit 1
 
-for run in frame-replacement channel-concat flashi2v-gamma1; do
-  [ -f "$R/$run/pipeline/model_index.json" ] || { echo "not finished: $R/$run (no pipeline/ yet)" >&2; exit 1; }
+# the ablation's models: LABEL=RUN@STEP (the φ-from-zero run stopped at 2,000)
+ZERO_LABEL="FlashI2V, φ from zero (2,000 steps)"
+models=("frame replacement=frame-replacement@$STEP" "channel concat=channel-concat@$STEP"
+        "FlashI2V=flashi2v-gamma1@$STEP" "$ZERO_LABEL=flashi2v@2000")
+specs=() missing=()
+for m in "${models[@]}"; do
+  label=${m%%=*} rest=${m#*=}; run=${rest%@*} step=${rest#*@}
+  ckpt=$R/$run/checkpoints/$(printf 'step-%08d' "$step") export=$R/exports/$run-$step
+  if ! [ -f "$export/model_index.json" ]; then
+    if [ -d "$ckpt" ]; then
+      anyframe model export --checkpoint "$ckpt" --out "$export" || exit 1
+    else
+      missing+=("$ckpt"); continue
+    fi
+  fi
+  specs+=(--model "$label=$export")
 done
-[ -f "$R/flashi2v-2000/model_index.json" ] || anyframe model export --checkpoint "$R/flashi2v/checkpoints/step-00002000" \
-  --out "$R/flashi2v-2000" || exit 1
-python benchmarks/i2v_fidelity_probe.py --model "frame replacement=$R/frame-replacement/pipeline" \
-  --model "channel concat=$R/channel-concat/pipeline" --model "FlashI2V=$R/flashi2v-gamma1/pipeline" \
-  --model "FlashI2V, φ from zero (2,000 steps)=$R/flashi2v-2000" --n 16 || exit 1
-python benchmarks/flashi2v_ablation.py --model "frame replacement=$R/frame-replacement/pipeline" \
-  --model "channel concat=$R/channel-concat/pipeline" --model "FlashI2V=$R/flashi2v-gamma1/pipeline" \
-  --model "FlashI2V, φ from zero (2,000 steps)=$R/flashi2v-2000" --n 24 --reference FlashI2V \
-  --detail-sweep FlashI2V \
-  --note "Issue 27's protocol (configs/world-s-i2v-converge.yaml): each variant fine-tuned 4,000 steps at batch 8 from the shipped model (trained with frame replacement, which favours that variant) on the TI2V task alone; FlashI2V's shift starts at −s with a learned gain (shift_init 1.0; the protocol change in the config); the φ-from-zero FlashI2V stopped at 2,000 steps. Curves: i2v_curves.md." || exit 1
-echo "$(date -u +%FT%TZ) all measured" >&2
+[ "${#specs[@]}" -eq 0 ] || python benchmarks/flashi2v_ablation.py "${specs[@]}" --n 24 --only-measure || exit 1  # fills the per-model cache
+[ "${#missing[@]}" -eq 0 ] || { echo "not trained yet: ${missing[*]}" >&2; exit 1; }
+python benchmarks/i2v_fidelity_probe.py "${specs[@]}" --n 16 || exit 1
+python benchmarks/flashi2v_ablation.py "${specs[@]}" --n 24 --reference FlashI2V --detail-sweep FlashI2V \
+  --note "Issue 27's protocol (configs/world-s-i2v-converge.yaml): each variant fine-tuned $STEP steps at batch 8 from the shipped model (trained with frame replacement, which favours that variant) on the TI2V task alone, at a constant LR; FlashI2V's shift starts at −s with a learned gain (shift_init 1.0; the protocol change in the config); the φ-from-zero FlashI2V stopped at 2,000 steps. Curves: i2v_curves.md." || exit 1
+echo "$(date -u +%FT%TZ) all measured at step $STEP" >&2
