@@ -29,6 +29,17 @@ def test_frame_replacement_keeps_its_image_at_every_sigma_a_flashi2v_model_estim
     assert out["1"] != out["0.05"] and out["0.05"] != out["autoencoder"]  # the estimate, not the image put back
 
 
+def test_the_exact_velocity_gives_back_the_autoencoders_frame_at_every_sigma(probe, case, monkeypatch):
+    """The probe's noising and one-step estimate agree: a denoiser that knew the clip (v = (x − x₀)/σ, the flow's
+    target ε − x₀) reproduces x₀, so every σ scores the autoencoder's reconstruction; a wrong sign or σ would not."""
+    flash = build_world_pipeline("tiny", seed=0, method="flashi2v")
+    x0 = probe.PipelineEncoders(flash).encode_video(probe.clip_tensor(case[1].clip)).float()
+    monkeypatch.setattr(flash, "branch_velocity", lambda state: lambda x, t, branches: [(x - x0) / t.view(-1, 1, 1, 1, 1)])
+    out = probe.teacher_forced(flash, *case, [0.3, 1.0])
+    assert out["0.3"] == pytest.approx(out["autoencoder"], abs=0.05)
+    assert out["1"] == pytest.approx(out["autoencoder"], abs=0.05)
+
+
 def test_the_script_writes_its_tables(probe, tmp_path):
     folder = tmp_path / "flash"
     build_world_pipeline("tiny", seed=0, method="flashi2v").save_pretrained(folder)
