@@ -16,7 +16,9 @@ first-frame PSNR (generated frame 0 against the condition image, dB):
 3. **The sampler**: full generations with the benchmark's sampling (25 Euler steps, JIT-CFG 7.5 + renorm) and one
    setting changed at a time: no guidance, guidance 3, 50 steps, the timestep shift 3 (more steps at high noise)
    and, for a FlashI2V model, the Fourier cutoff ``detail`` 0.02 and 0.5. A setting that lifts first-frame PSNR
-   says the limit is in sampling, not in what the model learned.
+   says the limit is in sampling, not in what the model learned. For a FlashI2V model also its trained weights
+   with one of its two paths switched off at inference (the latent shift, or the Fourier embedding): what each
+   path carries of the image.
 
 Writes ``benchmarks/results/<--name>.{json,md}`` (default ``i2v_fidelity_probe``) with the command line.
 """
@@ -60,7 +62,11 @@ SETTINGS = {  # one change at a time from the benchmark's sampling
     "timestep shift 3": {"shift": 3.0},
     "detail 0.02": {"detail": 0.02},
     "detail 0.5": {"detail": 0.5},
+    # which of FlashI2V's two paths carries the image: one switched off at inference (the trained weights kept)
+    "without the shift": {"drop": "shift"},
+    "without the Fourier path": {"drop": "fourier_embed"},
 }
+FLASH_ONLY = ("detail", "drop")
 
 
 def clip_tensor(clip: np.ndarray) -> torch.Tensor:
@@ -146,12 +152,16 @@ def main(argv=None) -> int:
             for name, change in SETTINGS.items():
                 if args.setting and name not in args.setting:
                     continue
-                if "detail" in change and not is_flash:
+                if any(k in change for k in FLASH_ONLY) and not is_flash:
                     continue
                 model = PipelineModel(folder, name=label, **(BENCHMARK | {k: v for k, v in change.items()
                                                                            if k in ("steps", "guidance")}),
                                       detail=change.get("detail"))
                 model.pipe.scheduler = make_scheduler("euler", change["shift"]) if "shift" in change else default_scheduler
+                if "drop" in change:  # (a fresh load per setting: the other settings keep both paths)
+                    if getattr(model.pipe.conditioning, change["drop"]) is None:
+                        continue  # a FlashI2V trained without that path
+                    setattr(model.pipe.conditioning, change["drop"], None)
                 task = bars.task(f"{label}: {name}", len(cases))
                 scores = []
                 for case in cases:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from anyframe.evaluation.harness import Conditioning
 from anyframe.pipelines import build_world_pipeline
@@ -50,3 +51,21 @@ def test_the_script_writes_its_tables(probe, tmp_path):
     assert set(results["teacher_forced"]) == {"autoencoder", "0.5"}
     assert set(results["sampler"]) == {"benchmark sampling", "detail 0.5"}
     assert "| fresh | detail 0.5 |" in (tmp_path / "p.md").read_text()
+
+
+def test_switching_off_a_flashi2v_path_changes_the_video_only_in_its_setting(probe, tmp_path):
+    folder = tmp_path / "flash"
+    pipe = build_world_pipeline("tiny", seed=0, method="flashi2v", method_options={"shift_init": 1.0})
+    torch.manual_seed(0)
+    with torch.no_grad():  # a fresh backbone's zero-initialised output layers answer every input with 0
+        for p in pipe.transformer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pipe.save_pretrained(folder)
+    settings = ["benchmark sampling", "without the shift", "without the Fourier path"]
+    args = ["--model", f"m={folder}", "--n", "1", "--sigmas", "1", "--out", str(tmp_path), "--name", "p"]
+    assert probe.main(args + [a for s in settings for a in ("--setting", s)]) == 0
+    first = json.loads((tmp_path / "p.json").read_text())["results"]["m"]["sampler"]
+    # the shift starts at −s: without it frame 0 changes; the Fourier embedding starts at zero: no change, which
+    # also says the shift, dropped by the setting before it, is back
+    assert first["without the shift"]["first_frame_psnr"] != first["benchmark sampling"]["first_frame_psnr"]
+    assert first["without the Fourier path"] == first["benchmark sampling"]
