@@ -216,8 +216,10 @@ def main() -> None:
                         help="also sample this (Fourier) model at several detail ratios on the train split")
     parser.add_argument("--out", default=str(RESULTS / "flashi2v_ablation"), help="path prefix of the results")
     parser.add_argument("--note", default="", help="how the models were trained (written into the results)")
+    parser.add_argument("--cache", default="runs/flashi2v_ablation_cache",
+                        help="folder of the per-model results (read back when a model's weights are unchanged)")
     parser.add_argument("--only-measure", action="store_true",
-                        help="measure the models into the cache (<out>_cache/) and stop: no tables or plots")
+                        help="measure the models into the cache (--cache) and stop: no tables or plots")
     parser.add_argument("--reference", default=None, metavar="NAME",
                         help="the model the others are differenced against, case by case (default: the first)")
     args = parser.parse_args()
@@ -232,7 +234,7 @@ def main() -> None:
     results: dict = {}
     start = time.perf_counter()
     out = Path(args.out)
-    cache = out.with_name(out.name + "_cache")  # per-model results: models can be measured as they finish
+    cache = Path(args.cache)  # per-model results: models can be measured as they finish
     for name in models:
         # the weights' key (path, sizes, mtimes): a model re-exported at the same path is measured again
         key = {"model": weights_key(specs[name]), "n": args.n, "steps": args.steps, "guidance": args.guidance,
