@@ -69,12 +69,12 @@ two_lanes lane_a lane_b || exit 1
 #    The probes (φ from zero, φ LR ×10, the gain fixed at 1) stay where they stopped.
 EIGHT=(--set train.steps=8000)
 extend_a() {
-  run runs/i2v/flashi2v-gamma1 $CFG "${COMMON[@]}" --set conditioning.shift_init=1.0 "${EIGHT[@]}" || return 1
-  run runs/i2v/frame-replacement $CFG "${COMMON[@]}" --set conditioning.method=frame_replacement \
-    --set 'conditioning.task_weights={ti2v: 1}' "${EIGHT[@]}"
+  run runs/i2v/flashi2v-gamma1 $CFG "${COMMON[@]}" --set conditioning.shift_init=1.0 "${EIGHT[@]}"
 }
 extend_b() {
-  run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat "${EIGHT[@]}"
+  run runs/i2v/channel-concat $CFG "${COMMON[@]}" --set conditioning.method=channel_concat "${EIGHT[@]}" || return 1
+  run runs/i2v/frame-replacement $CFG "${COMMON[@]}" --set conditioning.method=frame_replacement \
+    --set 'conditioning.task_weights={ti2v: 1}' "${EIGHT[@]}"
 }
 two_lanes extend_a extend_b || exit 1
 echo "$(date -u +%FT%TZ) all runs done" >&2
