@@ -254,7 +254,9 @@ def main() -> None:
                 rows.append(measure(gen.frames, conds[case.id], case))
             results[name][split] = aggregate(rows) | {"cases": per_case(rows, [c.id for c in cases[split]])}
         cache.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps({"key": key, "results": results[name]}))
+        tmp = cached.with_name(f".{cached.name}.tmp")  # atomic: models may be measured side by side
+        tmp.write_text(json.dumps({"key": key, "results": results[name]}))
+        tmp.replace(cached)
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.only_measure:
         return

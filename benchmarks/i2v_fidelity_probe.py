@@ -20,7 +20,9 @@ first-frame PSNR (generated frame 0 against the condition image, dB):
    with one of its two paths switched off at inference (the latent shift, or the Fourier embedding): what each
    path carries of the image.
 
-Writes ``benchmarks/results/<--name>.{json,md}`` (default ``i2v_fidelity_probe``) with the command line.
+Writes ``benchmarks/results/<--name>.{json,md}`` (default ``i2v_fidelity_probe``) with the command line. Each
+model's results are cached under ``--cache`` (keyed by its weights and the probe's settings), so models can be
+probed in separate processes (``--only-measure``) and a later call only writes the tables.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.harness import Conditioning, PipelineModel
 from anyframe.flow.guidance import FULL
 from anyframe.flow.sampling import make_scheduler
@@ -122,6 +125,9 @@ def main(argv=None) -> int:
                     help="sampler settings to run (default: all that apply)")
     ap.add_argument("--name", default="i2v_fidelity_probe")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--cache", type=Path, default=Path("runs/i2v_fidelity_probe_cache"),
+                    help="per-model results, keyed by the weights and the probe's settings")
+    ap.add_argument("--only-measure", action="store_true", help="fill the cache (--cache) and stop: no tables")
     args = ap.parse_args(argv)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     specs = {}
@@ -137,6 +143,12 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     with ExitStack() as stack, StageBars(sys.stderr.isatty()) as bars:
         for label, spec in specs.items():
+            key = {"model": weights_key(spec), "n": args.n, "sigmas": sigmas, "settings": args.setting}
+            cached = args.cache / f"{label.replace(' ', '_').replace('/', '_')}.json"
+            if cached.is_file() and json.loads(cached.read_text()).get("key") == key:
+                results[label] = json.loads(cached.read_text())["results"]
+                print(f"{label}: from {cached}", flush=True)
+                continue
             folder = load(spec, stack)
             torch.manual_seed(0)
             base = PipelineModel(folder, name=label, **BENCHMARK)
@@ -170,7 +182,13 @@ def main(argv=None) -> int:
                 results[label]["sampler"][name] = {
                     k: float(np.mean([s[k] for s in scores if s[k] is not None]))
                     for k in ("first_frame_psnr", "motion_direction", "global_color_error")}
+            args.cache.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.tmp")
+            tmp.write_text(json.dumps({"key": key, "results": results[label]}))
+            tmp.replace(cached)
             print(f"{label}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+    if args.only_measure:
+        return 0
     command = "python benchmarks/i2v_fidelity_probe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command, "n": args.n, "sigmas": sigmas, "benchmark_sampling": BENCHMARK, "models": specs,
                "results": results}

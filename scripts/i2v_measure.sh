@@ -7,6 +7,7 @@
 # trains on, and re-exports its pipeline/, does not change what is measured). The curves and the ablation are
 # cached per checkpoint / model, so the script can run while runs are still training: it measures what has
 # reached STEP, and writes the tables (benchmarks/results/) once every model has (exit 1 and say which is missing).
+# Two one-thread lanes (about 50 minutes on two cores for the step-8,000 models).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 export OMP_NUM_THREADS=1
@@ -17,18 +18,17 @@ R=runs/i2v
 FR="frame replacement=$R/frame-replacement" CC="channel concat=$R/channel-concat" FL="FlashI2V=$R/flashi2v-gamma1"
 ZERO="FlashI2V, φ from zero=$R/flashi2v" PHI10="FlashI2V, φ from zero, LR ×10=$R/flashi2v-phi10"
 FIXED="FlashI2V, gain fixed at 1=$R/flashi2v-gamma1-fixed"
-runs=()
+# shellcheck source=lib/resumable_run.sh
+. scripts/lib/resumable_run.sh  # two_lanes
+runs=() flash=()
 for spec in "$FR" "$CC" "$FL" "$ZERO" "$PHI10" "$FIXED"; do
   [ -d "${spec#*=}/checkpoints" ] && runs+=(--run "$spec")
 done
-python benchmarks/i2v_curves.py "${runs[@]}" --every 250 --n 16 || exit 1
-flash=()
 for spec in "$FL" "$ZERO" "$PHI10" "$FIXED"; do
   [ -d "${spec#*=}/checkpoints" ] && flash+=(--run "$spec")
 done
-python benchmarks/flashi2v_probe.py "${flash[@]}" --every 250 --n 32 || exit 1
 
-# the ablation's models: LABEL=RUN@STEP (the φ-from-zero run stopped at 2,000)
+# the ablation's models: LABEL=RUN@STEP (the φ-from-zero run stopped at 2,000), each exported once
 ZERO_LABEL="FlashI2V, φ from zero (2,000 steps)"
 models=("frame replacement=frame-replacement@$STEP" "channel concat=channel-concat@$STEP"
         "FlashI2V=flashi2v-gamma1@$STEP" "$ZERO_LABEL=flashi2v@2000")
@@ -43,11 +43,38 @@ for m in "${models[@]}"; do
       missing+=("$ckpt"); continue
     fi
   fi
-  specs+=(--model "$label=$export")
+  specs+=("$label=$export")
 done
-[ "${#specs[@]}" -eq 0 ] || python benchmarks/flashi2v_ablation.py "${specs[@]}" --n 24 --only-measure || exit 1  # fills the per-model cache
+
+# Every measurement is cached per checkpoint or per model (the weights' key), so the work runs in two one-thread
+# lanes that fill the caches, and the tables are written from them at the end.
+fidelity() {  # fidelity LABEL...: the fidelity probe of those models (those trained), into its cache
+  local label spec
+  for label in "$@"; do
+    for spec in "${specs[@]}"; do
+      [ "${spec%%=*}" = "$label" ] || continue
+      python benchmarks/i2v_fidelity_probe.py --model "$spec" --n 16 --only-measure || return 1
+    done
+  done
+}
+lane_a() {
+  python benchmarks/i2v_curves.py "${runs[@]}" --every 250 --n 16 --only-measure || return 1
+  python benchmarks/flashi2v_probe.py "${flash[@]}" --every 250 --n 32 || return 1
+  fidelity "channel concat" "$ZERO_LABEL"
+}
+lane_b() {
+  local spec
+  for spec in "${specs[@]}"; do
+    python benchmarks/flashi2v_ablation.py --model "$spec" --n 24 --only-measure || return 1
+  done
+  fidelity "frame replacement" FlashI2V
+}
+two_lanes lane_a lane_b || exit 1
+python benchmarks/i2v_curves.py "${runs[@]}" --every 250 --n 16 || exit 1  # the tables, from the cache
 [ "${#missing[@]}" -eq 0 ] || { echo "not trained yet: ${missing[*]}" >&2; exit 1; }
-python benchmarks/i2v_fidelity_probe.py "${specs[@]}" --n 16 || exit 1
-python benchmarks/flashi2v_ablation.py "${specs[@]}" --n 24 --reference FlashI2V --detail-sweep FlashI2V \
+args=()
+for spec in "${specs[@]}"; do args+=(--model "$spec"); done
+python benchmarks/i2v_fidelity_probe.py "${args[@]}" --n 16 || exit 1
+python benchmarks/flashi2v_ablation.py "${args[@]}" --n 24 --reference FlashI2V --detail-sweep FlashI2V \
   --note "Issue 27's protocol (configs/world-s-i2v-converge.yaml): each variant fine-tuned $STEP steps at batch 8 from the shipped model (trained with frame replacement, which favours that variant) on the TI2V task alone, at a constant LR; FlashI2V's shift starts at −s with a learned gain (shift_init 1.0; the protocol change in the config); the φ-from-zero FlashI2V stopped at 2,000 steps. Curves: i2v_curves.md." || exit 1
 echo "$(date -u +%FT%TZ) all measured at step $STEP" >&2

@@ -45,12 +45,32 @@ def test_the_script_writes_its_tables(probe, tmp_path):
     folder = tmp_path / "flash"
     build_world_pipeline("tiny", seed=0, method="flashi2v").save_pretrained(folder)
     args = ["--model", f"fresh={folder}", "--n", "1", "--sigmas", "0.5", "--setting", "benchmark sampling",
-            "--setting", "detail 0.5", "--out", str(tmp_path), "--name", "p"]
+            "--setting", "detail 0.5", "--out", str(tmp_path), "--name", "p", "--cache", str(tmp_path / "cache")]
+    assert probe.main(args + ["--only-measure"]) == 0
+    assert not (tmp_path / "p.json").exists() and len(list((tmp_path / "cache").glob("*.json"))) == 1
     assert probe.main(args) == 0
     results = json.loads((tmp_path / "p.json").read_text())["results"]["fresh"]
     assert set(results["teacher_forced"]) == {"autoencoder", "0.5"}
     assert set(results["sampler"]) == {"benchmark sampling", "detail 0.5"}
     assert "| fresh | detail 0.5 |" in (tmp_path / "p.md").read_text()
+
+
+def test_the_cache_is_read_back_for_the_same_weights_and_settings_only(probe, tmp_path, monkeypatch):
+    folder = tmp_path / "flash"
+    build_world_pipeline("tiny", seed=0, method="flashi2v").save_pretrained(folder)
+    args = ["--model", f"m={folder}", "--n", "1", "--sigmas", "0.5", "--setting", "benchmark sampling",
+            "--out", str(tmp_path), "--name", "p", "--cache", str(tmp_path / "cache")]
+    assert probe.main(args) == 0
+    first = (tmp_path / "p.json").read_text()
+
+    def fail(*a, **k):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(probe, "teacher_forced", fail)
+    assert probe.main(args) == 0  # the same weights and settings: read back, not measured
+    assert json.loads((tmp_path / "p.json").read_text())["results"] == json.loads(first)["results"]
+    with pytest.raises(AssertionError, match="measured again"):  # other σs: a different key
+        probe.main(args[:4] + ["--sigmas", "0.3"] + args[6:])
 
 
 def test_switching_off_a_flashi2v_path_changes_the_video_only_in_its_setting(probe, tmp_path):
@@ -62,7 +82,8 @@ def test_switching_off_a_flashi2v_path_changes_the_video_only_in_its_setting(pro
             p.add_(0.05 * torch.randn_like(p))
     pipe.save_pretrained(folder)
     settings = ["benchmark sampling", "without the shift", "without the Fourier path"]
-    args = ["--model", f"m={folder}", "--n", "1", "--sigmas", "1", "--out", str(tmp_path), "--name", "p"]
+    args = ["--model", f"m={folder}", "--n", "1", "--sigmas", "1", "--out", str(tmp_path), "--name", "p",
+            "--cache", str(tmp_path / "cache")]
     assert probe.main(args + [a for s in settings for a in ("--setting", s)]) == 0
     first = json.loads((tmp_path / "p.json").read_text())["results"]["m"]["sampler"]
     # the shift starts at −s: without it frame 0 changes; the Fourier embedding starts at zero: no change, which
