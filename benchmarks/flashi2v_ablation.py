@@ -43,6 +43,7 @@ import numpy as np
 from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.harness import Conditioning, PipelineModel
 from anyframe.evaluation.targets import difference_digits, format_difference, paired_differences
+from anyframe.progress import StageBars
 from anyframe.world.scoring import match_by_shape, psnr, read_clip, score_clip, truth_of
 from anyframe.world.suite import sample_suite
 
@@ -247,12 +248,16 @@ def main() -> None:
         # renorm on every case, as the committed results were measured (the default is now `auto`)
         model = PipelineModel(specs[name], steps=args.steps, guidance=args.guidance, renorm="full", name=name)
         results[name] = {}
-        for split in SPLITS:
-            rows = []
-            for case in cases[split]:
-                gen = model.generate(case, conds[case.id])
-                rows.append(measure(gen.frames, conds[case.id], case))
-            results[name][split] = aggregate(rows) | {"cases": per_case(rows, [c.id for c in cases[split]])}
+        with StageBars(sys.stderr.isatty()) as bars:  # bars on a terminal; a line per split in a log
+            for split in SPLITS:
+                rows = []
+                task = bars.task(f"{name}: {split}", len(cases[split]))
+                for case in cases[split]:
+                    gen = model.generate(case, conds[case.id])
+                    rows.append(measure(gen.frames, conds[case.id], case))
+                    bars.advance(task)
+                results[name][split] = aggregate(rows) | {"cases": per_case(rows, [c.id for c in cases[split]])}
+                print(f"{name}: {split} done ({time.perf_counter() - start:.0f} s)", flush=True)
         cache.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f".{cached.name}.tmp")  # atomic: models may be measured side by side
         tmp.write_text(json.dumps({"key": key, "results": results[name]}))
