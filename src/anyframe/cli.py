@@ -946,26 +946,16 @@ def _progress(total: int, label: str, enabled: bool = True, lazy: bool = False, 
     """A rich progress bar with ETA on stderr for ``total`` units; yields ``advance(text)``. ``lazy``: shown from
     the first ``advance`` on (nothing printed if it is never called). ``transient``: removed when done (a command
     whose last line is its summary, or its one error line)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from anyframe.progress import progress_bar
 
     if not enabled:
         yield lambda text="": None
         return
-    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with contextlib.ExitStack() as stack:
         state = {}
 
         def start():
-            bar = stack.enter_context(Progress(*columns, console=Console(stderr=True), transient=transient))
+            bar = stack.enter_context(progress_bar("{task.fields[what]}", stderr=True, transient=transient))
             state.update(bar=bar, task=bar.add_task(label, total=total, what=""))
 
         def advance(text=""):

@@ -17,12 +17,14 @@ from rich.progress import (
 )
 
 
-def progress_bar(*fields: str, label: str = "[bold]{task.description}", stderr: bool = False) -> Progress:
+def progress_bar(*fields: str, label: str = "[bold]{task.description}", stderr: bool = False,
+                 transient: bool = False) -> Progress:
     """A rich :class:`Progress` in the project's style; ``fields`` are extra text columns between the count and the
-    clock (e.g. ``"loss {task.fields[loss]}"``); ``stderr``: draw on stderr (commands whose stdout is data)."""
+    clock (e.g. ``"loss {task.fields[loss]}"``); ``stderr``: draw on stderr (commands whose stdout is data);
+    ``transient``: removed when done."""
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), *(TextColumn(f) for f in fields),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    return Progress(*columns, **({"console": Console(stderr=True)} if stderr else {}))
+    return Progress(*columns, transient=transient, **({"console": Console(stderr=True)} if stderr else {}))
 
 
 class StageBars:
