@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The measurements of the FlashI2V convergence experiment (issue 27), once scripts/i2v_experiment.sh has trained its
 # runs to STEP (4000: the protocol's budget; 8000: the extension, configs/world-s-i2v-converge.yaml): the curves,
-# FlashI2V's layers, where each model loses its condition image, and the leakage ablation on every split:
+# FlashI2V's layers, where each model loses its condition image, which noise levels push FlashI2V's shift down, and
+# the leakage ablation on every split:
 #   OMP_NUM_THREADS=1 nohup scripts/i2v_measure.sh [STEP] > runs/logs/i2v-measure.log 2>&1 &
 # Each model is measured at its checkpoint step-STEP, exported once to runs/i2v/exports/<run>-STEP (so a run that
 # trains on, and re-exports its pipeline/, does not change what is measured). The curves and the ablation are
@@ -14,7 +15,7 @@ export OMP_NUM_THREADS=1
 # shellcheck disable=SC1091
 [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ] && . .venv/bin/activate
 STEP=${1:-4000}
-R=runs/i2v
+R=runs/i2v CFG=configs/world-s-i2v-converge.yaml
 FR="frame replacement=$R/frame-replacement" CC="channel concat=$R/channel-concat" FL="FlashI2V=$R/flashi2v-gamma1"
 ZERO="FlashI2V, φ from zero=$R/flashi2v" PHI10="FlashI2V, φ from zero, LR ×10=$R/flashi2v-phi10"
 FIXED="FlashI2V, gain fixed at 1=$R/flashi2v-gamma1-fixed"
@@ -67,7 +68,15 @@ lane_b() {
   for spec in "${specs[@]}"; do
     python benchmarks/flashi2v_ablation.py --model "$spec" --n 24 --only-measure || return 1
   done
-  fidelity "frame replacement" FlashI2V
+  fidelity "frame replacement" FlashI2V || return 1
+  # which noise levels push FlashI2V's shift down: from the start of its fine-tune to STEP
+  local g=$R/flashi2v-gamma1/checkpoints
+  python benchmarks/flashi2v_shift_gradient.py --n 16 \
+    --start "FlashI2V @0=$CFG" --set conditioning.shift_init=1.0 \
+    --model "FlashI2V @250=$g/step-00000250" --model "FlashI2V @1000=$g/step-00001000" \
+    --model "FlashI2V @4000=$g/step-00004000" --model "FlashI2V @$STEP=$g/$(printf 'step-%08d' "$STEP")" \
+    --model "FlashI2V, gain fixed at 1 @1000=$R/flashi2v-gamma1-fixed/checkpoints/step-00001000" \
+    --model "FlashI2V, φ from zero @2000=$R/flashi2v/checkpoints/step-00002000"
 }
 two_lanes lane_a lane_b || exit 1
 python benchmarks/i2v_curves.py "${runs[@]}" --every 250 --n 16 || exit 1  # the tables, from the cache
