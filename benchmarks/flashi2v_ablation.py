@@ -43,6 +43,7 @@ import numpy as np
 from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.harness import Conditioning, PipelineModel
 from anyframe.evaluation.targets import difference_digits, format_difference, paired_differences
+from anyframe.io import write_texts
 from anyframe.progress import StageBars
 from anyframe.world.scoring import match_by_shape, psnr, read_clip, score_clip, truth_of
 from anyframe.world.suite import sample_suite
@@ -258,10 +259,7 @@ def main() -> None:
                     bars.advance(task)
                 results[name][split] = aggregate(rows) | {"cases": per_case(rows, [c.id for c in cases[split]])}
                 print(f"{name}: {split} done ({time.perf_counter() - start:.0f} s)", flush=True)
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.tmp")  # atomic: models may be measured side by side
-        tmp.write_text(json.dumps({"key": key, "results": results[name]}))
-        tmp.replace(cached)
+        write_texts({cached: json.dumps({"key": key, "results": results[name]})})  # models measured side by side
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.only_measure:
         return

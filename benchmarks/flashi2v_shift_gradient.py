@@ -37,6 +37,7 @@ import torch
 from anyframe.conditioning.base import Denoiser, TrainingBatch, base_training_inputs, diffusion_loss
 from anyframe.evaluation.harness import Conditioning
 from anyframe.evaluation.targets import mean_interval
+from anyframe.io import write_texts
 from anyframe.pipelines import load_pipeline
 from anyframe.pipelines.anyframe import PipelineEncoders
 from anyframe.progress import StageBars
@@ -175,10 +176,8 @@ def main(argv=None) -> int:
                "start_overrides": args.overrides,
                "sigma_distribution": {"logit_mean": args.logit_mean, "logit_std": args.logit_std}, "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", json.dumps(payload, indent=1)), (".md", render(payload))):
-        tmp = args.out / f".{args.name}{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / f"{args.name}{suffix}")
+    write_texts({args.out / f"{args.name}.json": json.dumps(payload, indent=1),
+                 args.out / f"{args.name}.md": render(payload)})
     print(render(payload))
     return 0
 

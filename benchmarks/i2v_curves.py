@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from anyframe.evaluation.harness import Conditioning, PipelineModel
+from anyframe.io import write_texts
 from anyframe.progress import StageBars
 from anyframe.training.checkpoint import list_checkpoints
 from anyframe.training.export import export_checkpoint
@@ -169,10 +170,7 @@ def main(argv=None) -> int:
                     point = json.loads(cached.read_text())
                 else:
                     point = {"step": step, **measure_step(ckpt, cases, conds, bars, f"{label} @ {step}")}
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cached.with_name(f".{cached.name}.tmp")
-                    tmp.write_text(json.dumps(point))
-                    tmp.replace(cached)
+                    write_texts({cached: json.dumps(point)})
                 curves[label].append(point)
             print(f"{label}: {len(curves[label])} points ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.only_measure:
@@ -189,10 +187,8 @@ def main(argv=None) -> int:
     command = "python benchmarks/i2v_curves.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command, "name": args.name, "every": args.every, "n": args.n, "splits": splits, "window": args.window,
                "flat_db": args.flat_db, "sampling": SAMPLING, "curves": curves, "flatness": summary}
-    for suffix, text in ((".json", json.dumps(payload, indent=1)), (".md", render(payload))):
-        tmp = args.out / f".{args.name}{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / f"{args.name}{suffix}")
+    write_texts({args.out / f"{args.name}.json": json.dumps(payload, indent=1),
+                 args.out / f"{args.name}.md": render(payload)})
     return 0
 
 

@@ -44,7 +44,7 @@ from anyframe.evaluation.cache import weights_key
 from anyframe.evaluation.harness import Conditioning, PipelineModel
 from anyframe.flow.guidance import FULL
 from anyframe.flow.sampling import make_scheduler
-from anyframe.io import to_uint8
+from anyframe.io import to_uint8, write_texts
 from anyframe.pipelines.anyframe import PipelineEncoders
 from anyframe.pipelines.request import GenerationRequest, Keyframe
 from anyframe.progress import StageBars
@@ -182,10 +182,7 @@ def main(argv=None) -> int:
                 results[label]["sampler"][name] = {
                     k: float(np.mean([s[k] for s in scores if s[k] is not None]))
                     for k in ("first_frame_psnr", "motion_direction", "global_color_error")}
-            args.cache.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.tmp")
-            tmp.write_text(json.dumps({"key": key, "results": results[label]}))
-            tmp.replace(cached)
+            write_texts({cached: json.dumps({"key": key, "results": results[label]})})
             print(f"{label}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.only_measure:
         return 0
@@ -193,10 +190,8 @@ def main(argv=None) -> int:
     payload = {"command": command, "n": args.n, "sigmas": sigmas, "benchmark_sampling": BENCHMARK, "models": specs,
                "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", json.dumps(payload, indent=1)), (".md", render(payload))):
-        tmp = args.out / f".{args.name}{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / f"{args.name}{suffix}")
+    write_texts({args.out / f"{args.name}.json": json.dumps(payload, indent=1),
+                 args.out / f"{args.name}.md": render(payload)})
     print(render(payload))
     return 0
 

@@ -617,3 +617,21 @@ def test_read_video_audio_only(tmp_path):
             container.mux(packet)
     with pytest.raises(AnyframeInputError):
         aio.read_video(path)
+
+
+def test_write_texts_writes_every_file_or_none(tmp_path, monkeypatch):
+    a, b = tmp_path / "r.json", tmp_path / "sub" / "r.md"
+    aio.write_texts({a: "{}", b: "# r"})
+    assert a.read_text() == "{}" and b.read_text() == "# r"
+    write_text = Path.write_text
+
+    def failing(self, text, *args, **kwargs):  # the second file's text fails while it is written
+        if text == "fail":
+            raise RuntimeError("boom")
+        return write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        aio.write_texts({a: "new", b: "fail"})
+    assert a.read_text() == "{}" and b.read_text() == "# r"  # neither replaced
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["r.json", "r.md", "sub"]  # no temporary left

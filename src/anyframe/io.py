@@ -271,6 +271,13 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
                 backup.unlink(missing_ok=True)
 
 
+def write_texts(files: dict[str | os.PathLike, str]) -> None:
+    """Write text files together and atomically (:func:`atomic_paths`): a result and its JSON, a cache entry."""
+    with atomic_paths(*files) as temps:
+        for tmp, text in zip(temps, files.values()):
+            tmp.write_text(text)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` (a folder) only if the block succeeds."""
