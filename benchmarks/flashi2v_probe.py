@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anyframe.io import write_texts
 from anyframe.pipelines import Keyframe, load_pipeline
 from anyframe.training.checkpoint import list_checkpoints
 from anyframe.training.export import export_checkpoint
@@ -111,7 +112,6 @@ def main(argv=None) -> int:
             print(label, rows[label][-1], flush=True)
     command = "python benchmarks/flashi2v_probe.py " + shlex.join(argv or sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps({"command": command, "n": args.n, "rows": rows}, indent=1))
     lines = ["# FlashI2V's own layers over training", "", f"Command: `{command}`", "",
              f"{args.n} condition images (train split); definitions in the script's docstring.", "",
              "| run | step | " + " | ".join(KEYS) + " |", "|---|---|" + "---|" * len(KEYS)]
@@ -119,7 +119,8 @@ def main(argv=None) -> int:
         for p in points:
             lines.append(f"| {label} | {p['step']} | " + " | ".join(
                 f"{p[k]:.3f}" if p.get(k) is not None else "—" for k in KEYS) + " |")
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    write_texts({args.out / f"{args.name}.json": json.dumps({"command": command, "n": args.n, "rows": rows}, indent=1),
+                 args.out / f"{args.name}.md": "\n".join(lines) + "\n"})
     print("\n".join(lines))
     return 0
 

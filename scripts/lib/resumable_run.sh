@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Sourced by the experiment scripts: run OUTPUT_DIR CONFIG [--set ...] trains one run of a recipe, resumed from
-# its newest checkpoint if it has one (a run that has already trained its train.steps, or more, counts as
-# done: train refuses it with "nothing to do" or "past train.steps"; a run given more steps continues), quietly, one line per start/end on stderr;
-# a failure prints FAILED and returns 1. The repository's .venv is used when there is one.
+# its newest checkpoint if it has one (a run that has already trained its train.steps, or more, counts as done:
+# train refuses it with "nothing to do" or "past train.steps"; a run given more steps continues), quietly, one
+# line per start/end on stderr; a failure prints FAILED and returns 1. The repository's .venv is used when there
+# is one.
 # shellcheck disable=SC1091
 [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ] && . .venv/bin/activate
 
